@@ -1,0 +1,269 @@
+//! Errors, one type per layer: [`TokenError`] for parsing and verifying a
+//! token, [`StoreError`] for storage, and [`Error`] (with its
+//! [`ErrorKind`]) for what the session manager refuses and why.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why a presented token is not a valid token. All of these are decided
+/// without touching the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Tokens are exactly 56 characters long.
+    #[error("a session token is 56 characters long, this one has {len}")]
+    Length {
+        /// The length presented.
+        len: usize,
+    },
+    /// Not base64url without padding.
+    #[error("a session token is base64url without padding")]
+    Encoding,
+    /// A version this server does not read.
+    #[error("unknown session token version {version}")]
+    Version {
+        /// The version byte presented.
+        version: u8,
+    },
+    /// Minted under a key this server does not list (retired, or another
+    /// deployment's).
+    #[error("session token minted under key {key_id}, which this server does not accept")]
+    UnknownKey {
+        /// The key id presented.
+        key_id: u8,
+    },
+    /// The tag does not match: forged or corrupted.
+    #[error("session token failed verification")]
+    BadTag,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong in a [`SessionStore`](crate::SessionStore). Each
+/// variant keeps its source so the cause is never lost.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The session does not exist (never did, expired and swept, deleted).
+    #[error("session not found")]
+    NotFound,
+    /// A session with this id already exists.
+    #[error("session already exists")]
+    Conflict,
+    /// The store cannot be reached or did not answer in time.
+    #[error("session store unavailable")]
+    Unavailable(#[source] BoxError),
+    /// The store answered with data this crate cannot read.
+    #[error("session store returned corrupt data")]
+    Corrupt(#[source] BoxError),
+}
+
+impl StoreError {
+    /// Wraps a transport or timeout error.
+    pub fn unavailable(source: impl Into<BoxError>) -> Self {
+        Self::Unavailable(source.into())
+    }
+
+    /// Wraps a decoding error.
+    pub fn corrupt(source: impl Into<BoxError>) -> Self {
+        Self::Corrupt(source.into())
+    }
+}
+
+/// Why the session manager refused a request: what a caller can act on.
+///
+/// New reasons may be added; match with a wildcard arm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The token is not a valid token (see the source [`TokenError`]).
+    MalformedToken(TokenError),
+    /// No such session: never created, terminated, or expired and swept.
+    UnknownSession,
+    /// The session's lifetime is over.
+    SessionExpired {
+        /// Whether the absolute lifetime (which renewal never extends) is
+        /// the one that ended; if not, renewing earlier would have helped.
+        absolute: bool,
+    },
+    /// The session was idle for longer than its idle timeout.
+    IdleTimeout,
+    /// A token was used after its grace: the session is revoked.
+    TokenReused,
+    /// The session was revoked earlier.
+    SessionRevoked,
+    /// The token's counter is ahead of the server's: a forgery or a bug.
+    /// The session is not revoked.
+    TokenAhead,
+    /// The request's context differs from the session's and the policy
+    /// requires re-authentication.
+    ContextMismatch {
+        /// Which fields differ: `ip`, `user_agent`, `device_id`.
+        fields: Vec<&'static str>,
+    },
+    /// Renewal is allowed only in the last part of the lifetime.
+    RenewalTooEarly {
+        /// How long until renewal is allowed.
+        allowed_in: Duration,
+    },
+    /// The session has used all its renewals.
+    RenewalLimit {
+        /// The configured maximum.
+        max: u32,
+    },
+    /// The absolute lifetime leaves nothing to renew.
+    RenewalPastAbsolute,
+    /// The session was already renewed; use the new credentials.
+    AlreadySuperseded,
+    /// Confirmation was asked of a session that has nothing to confirm.
+    NothingToConfirm,
+    /// The user has the maximum number of sessions and the policy refuses
+    /// new ones.
+    SessionLimit {
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The store could not be reached: fail closed.
+    StoreUnavailable,
+    /// The store failed in another way.
+    Store,
+}
+
+impl ErrorKind {
+    /// The machine-readable snake_case reason, as sent in JSON rejections.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MalformedToken(_) => "malformed_token",
+            Self::UnknownSession => "session_not_found",
+            Self::SessionExpired { .. } => "session_expired",
+            Self::IdleTimeout => "idle_timeout",
+            Self::TokenReused => "token_reused",
+            Self::SessionRevoked => "session_revoked",
+            Self::TokenAhead => "token_ahead",
+            Self::ContextMismatch { .. } => "context_mismatch",
+            Self::RenewalTooEarly { .. } => "renewal_too_early",
+            Self::RenewalLimit { .. } => "renewal_limit",
+            Self::RenewalPastAbsolute => "renewal_past_absolute",
+            Self::AlreadySuperseded => "already_renewed",
+            Self::NothingToConfirm => "nothing_to_confirm",
+            Self::SessionLimit { .. } => "session_limit",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::Store => "store_error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MalformedToken(e) => write!(f, "malformed session token: {e}"),
+            Self::UnknownSession => f.write_str("no such session; log in again"),
+            Self::SessionExpired { absolute: true } => {
+                f.write_str("the session reached its absolute lifetime; log in again")
+            }
+            Self::SessionExpired { absolute: false } => f.write_str(
+                "the session expired; renew it (POST /session/refresh) before it ends next time",
+            ),
+            Self::IdleTimeout => f.write_str("the session was idle for too long; log in again"),
+            Self::TokenReused => f.write_str(
+                "an old session token was used again; the session is revoked because its credential was copied",
+            ),
+            Self::SessionRevoked => f.write_str("the session was revoked; log in again"),
+            Self::TokenAhead => f.write_str("the session token was never issued by this server"),
+            Self::ContextMismatch { fields } => write!(
+                f,
+                "the request comes from a different {}; log in again",
+                fields.join(", ")
+            ),
+            Self::RenewalTooEarly { allowed_in } => write!(
+                f,
+                "renewal is allowed in {} s, in the last part of the session's lifetime",
+                allowed_in.as_secs().max(1)
+            ),
+            Self::RenewalLimit { max } => {
+                write!(f, "the session was renewed {max} times, the maximum; log in again")
+            }
+            Self::RenewalPastAbsolute => {
+                f.write_str("the session cannot outlive its absolute lifetime; log in again")
+            }
+            Self::AlreadySuperseded => {
+                f.write_str("the session was already renewed; use the new credentials")
+            }
+            Self::NothingToConfirm => f.write_str("this session has no pending renewal to confirm"),
+            Self::SessionLimit { max } => write!(
+                f,
+                "the user already has {max} sessions, the maximum; end one first"
+            ),
+            Self::StoreUnavailable => {
+                f.write_str("the session store is unavailable; try again shortly")
+            }
+            Self::Store => f.write_str("the session store failed"),
+        }
+    }
+}
+
+/// An error from the [`SessionManager`](crate::SessionManager): a
+/// [`kind`](Error::kind) to act on and, for store failures, the source.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    source: Option<StoreError>,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind) -> Self {
+        Self { kind, source: None }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// The machine-readable reason, shorthand for `kind().reason()`.
+    pub fn reason(&self) -> &'static str {
+        self.kind.reason()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.kind.fmt(f)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match (&self.source, &self.kind) {
+            (Some(e), _) => Some(e),
+            (None, ErrorKind::MalformedToken(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Self {
+        Self::new(kind)
+    }
+}
+
+impl From<TokenError> for Error {
+    fn from(e: TokenError) -> Self {
+        Self::new(ErrorKind::MalformedToken(e))
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        let kind = match e {
+            StoreError::NotFound => ErrorKind::UnknownSession,
+            StoreError::Unavailable(_) => ErrorKind::StoreUnavailable,
+            _ => ErrorKind::Store,
+        };
+        Self {
+            kind,
+            source: Some(e),
+        }
+    }
+}

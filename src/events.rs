@@ -1,0 +1,180 @@
+//! Audit events and the sink they go to.
+//!
+//! Events carry session ids, user ids and contexts, never a token. The
+//! default sink, [`TracingSink`], writes them as `tracing` events under the
+//! target `rolling_session::audit`; the manager also counts outcomes with
+//! the `metrics` facade (`rolling_session_requests_total{verdict}`,
+//! `rolling_session_events_total{event}`), which costs nothing until a
+//! recorder is installed.
+
+use serde::Serialize;
+
+use crate::session::{SessionContext, SessionId};
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TerminationReason {
+    /// The user or application ended it (logout).
+    Logout,
+    /// All of the user's sessions were ended at once.
+    LogoutEverywhere,
+    /// Replaced by a new session id (renewal confirmed, elevation).
+    Replaced,
+    /// Evicted to respect the per-user session limit.
+    Evicted,
+    /// Ended because the request context changed.
+    ContextMismatch,
+    /// Ended by the drift predictor's anomaly action.
+    Anomaly,
+}
+
+/// Something worth an audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// A session was created.
+    Created {
+        /// The new session.
+        session_id: SessionId,
+        /// Its user.
+        user_id: String,
+    },
+    /// A session's token rotated.
+    Rotated {
+        /// The session.
+        session_id: SessionId,
+        /// The new live counter.
+        counter: u64,
+    },
+    /// A session was renewed into a new one.
+    Renewed {
+        /// The session renewed.
+        from: SessionId,
+        /// The new session.
+        to: SessionId,
+        /// Renewals so far.
+        renewals: u32,
+    },
+    /// A session was ended.
+    Terminated {
+        /// The session.
+        session_id: SessionId,
+        /// Why.
+        reason: TerminationReason,
+    },
+    /// A session was found expired or idle for too long.
+    Expired {
+        /// The session.
+        session_id: SessionId,
+        /// `true` for the idle timeout, `false` for the lifetime.
+        idle: bool,
+    },
+    /// An old token was replayed: the session is revoked (`token_reused`).
+    TheftDetected {
+        /// The session.
+        session_id: SessionId,
+        /// Its user.
+        user_id: String,
+        /// The counter opened from the replayed token.
+        presented_counter: u64,
+        /// The live counter when it was replayed.
+        live_counter: u64,
+        /// The context the session was last used from.
+        session_context: SessionContext,
+        /// The context of the replaying request, if the caller gave one.
+        request_context: Option<SessionContext>,
+    },
+    /// A request came from a context unlike the session's.
+    ContextMismatch {
+        /// The session.
+        session_id: SessionId,
+        /// The fields that differ.
+        fields: Vec<&'static str>,
+        /// The session's recorded context.
+        session_context: SessionContext,
+        /// The request's context.
+        request_context: SessionContext,
+    },
+    /// The drift predictor flagged an anomaly.
+    Anomaly {
+        /// The session.
+        session_id: SessionId,
+        /// The anomaly score, 0..1.
+        score: f64,
+    },
+}
+
+impl SessionEvent {
+    /// The event's snake_case name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Created { .. } => "created",
+            Self::Rotated { .. } => "rotated",
+            Self::Renewed { .. } => "renewed",
+            Self::Terminated { .. } => "terminated",
+            Self::Expired { .. } => "expired",
+            Self::TheftDetected { .. } => "theft_detected",
+            Self::ContextMismatch { .. } => "context_mismatch",
+            Self::Anomaly { .. } => "anomaly",
+        }
+    }
+}
+
+/// Receives audit events. Implement it to ship events to your SIEM;
+/// `emit` is called inline on the request path, so hand slow work to a
+/// channel.
+pub trait EventSink: Send + Sync + 'static {
+    /// Records one event.
+    fn emit(&self, event: &SessionEvent);
+}
+
+/// Writes events through `tracing`: rotations at `TRACE`, theft and
+/// anomalies at `WARN`, the rest at `INFO`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingSink;
+
+impl EventSink for TracingSink {
+    fn emit(&self, event: &SessionEvent) {
+        const T: &str = "rolling_session::audit";
+        match event {
+            SessionEvent::Rotated { .. } => tracing::trace!(target: T, ?event),
+            SessionEvent::TheftDetected { .. }
+            | SessionEvent::Anomaly { .. }
+            | SessionEvent::ContextMismatch { .. } => tracing::warn!(target: T, ?event),
+            _ => tracing::info!(target: T, ?event),
+        }
+    }
+}
+
+/// Keeps every event in memory; for tests and for inspecting a demo.
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    events: std::sync::Mutex<Vec<SessionEvent>>,
+}
+
+impl MemorySink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A copy of the events recorded so far.
+    pub fn events(&self) -> Vec<SessionEvent> {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl EventSink for MemorySink {
+    fn emit(&self, event: &SessionEvent) {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(event.clone());
+    }
+}

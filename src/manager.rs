@@ -1,0 +1,784 @@
+//! The session manager: the whole session lifecycle and its policies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, MismatchAction, Rotation, SessionLimitPolicy};
+use crate::error::{Error, ErrorKind};
+use crate::events::{EventSink, SessionEvent, TerminationReason, TracingSink};
+use crate::sequence::{AdvanceRequest, Rotate, SequenceState, Verdict};
+use crate::session::{SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord};
+use crate::store::{MemoryStore, SessionStore};
+use crate::token::{KeyRing, Token, VerifiedToken};
+
+/// A validated session as a request handler sees it: a snapshot taken when
+/// the request was validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    record: SessionRecord,
+    now_ms: u64,
+}
+
+impl Session {
+    /// The session id (changes on login, renewal and elevation).
+    pub fn id(&self) -> SessionId {
+        self.record.id
+    }
+    /// The user the session belongs to.
+    pub fn user_id(&self) -> &str {
+        &self.record.user_id
+    }
+    /// The recorded context.
+    pub fn context(&self) -> &SessionContext {
+        &self.record.meta.context
+    }
+    /// The session's permissions.
+    pub fn permissions(&self) -> &[String] {
+        &self.record.meta.permissions
+    }
+    /// Whether the session holds `permission`.
+    pub fn has_permission(&self, permission: &str) -> bool {
+        self.permissions().iter().any(|p| p == permission)
+    }
+    /// Flags raised during the session's life.
+    pub fn flags(&self) -> SessionFlags {
+        self.record.meta.flags
+    }
+    /// Time left before the session expires (renewable or absolute
+    /// lifetime, whichever ends first).
+    pub fn expires_in(&self) -> Duration {
+        ms(self.record.meta.ends_at().saturating_sub(self.now_ms))
+    }
+    /// Time left before the session ends for inactivity.
+    pub fn idle_expires_in(&self) -> Duration {
+        ms(self.record.idle_deadline().saturating_sub(self.now_ms))
+    }
+    /// Time left before the absolute lifetime ends.
+    pub fn absolute_expires_in(&self) -> Duration {
+        ms(self
+            .record
+            .meta
+            .absolute_expires_at
+            .saturating_sub(self.now_ms))
+    }
+    /// The full stored record.
+    pub fn record(&self) -> &SessionRecord {
+        &self.record
+    }
+    /// When this snapshot was taken, ms since the epoch.
+    pub fn observed_at_ms(&self) -> u64 {
+        self.now_ms
+    }
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+fn as_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A new session (or new credentials for one): the session and the token
+/// to hand to the client.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The session.
+    pub session: Session,
+    /// Its first token.
+    pub token: Token,
+}
+
+/// The result of validating a request's token.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The session.
+    pub session: Session,
+    /// What the sequence rule decided (`Rotated`, `Current` or `Grace`).
+    pub verdict: Verdict,
+    /// The token to send back, when the client's token must change: the
+    /// next token after a rotation, or the live token when a predecessor
+    /// was presented within the grace. `None` when the client's token stays
+    /// valid.
+    pub next_token: Option<Token>,
+}
+
+/// Facts about the request that validation takes into account.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    /// Whether the method is safe (GET, HEAD, OPTIONS, TRACE); only the
+    /// `unsafe_methods` rotation policy looks at it.
+    pub safe_method: bool,
+    /// The request's context, compared with the session's per the
+    /// context policy.
+    pub context: Option<SessionContext>,
+}
+
+/// Times a client needs to schedule its timers, relative to now so a wrong
+/// client clock cannot shift them. Serialized by `GET /session/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionStatus {
+    /// The session is usable.
+    pub active: bool,
+    /// The user.
+    pub user_id: String,
+    /// Time before expiry (renewable or absolute, whichever is first), ms.
+    pub expires_in_ms: u64,
+    /// Time before the idle timeout, ms.
+    pub idle_expires_in_ms: u64,
+    /// The configured idle timeout, ms.
+    pub idle_timeout_ms: u64,
+    /// Time before the absolute lifetime ends, ms.
+    pub absolute_expires_in_ms: u64,
+    /// Time before renewal is allowed (0: allowed now), ms; `None` when the
+    /// session can no longer be renewed.
+    pub renewal_allowed_in_ms: Option<u64>,
+    /// Renew now: within the renewal window and renewable.
+    pub refresh_recommended: bool,
+    /// Renewals so far.
+    pub renewals: u32,
+    /// Requests seen.
+    pub request_count: u64,
+    /// Token rotations so far.
+    pub rotations: u64,
+    /// The server's clock, ms since the epoch.
+    pub server_timestamp: u64,
+}
+
+/// Usage statistics of one session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionAnalytics {
+    /// The session.
+    pub session_id: SessionId,
+    /// Its user.
+    pub user_id: String,
+    /// Time since creation (of the first session of a renewal chain), ms.
+    pub duration_ms: u64,
+    /// Time of the last accepted request, ms since the epoch.
+    pub last_activity_at: u64,
+    /// Requests accepted.
+    pub request_count: u64,
+    /// Token rotations.
+    pub rotations: u64,
+    /// Renewals.
+    pub renewals: u32,
+    /// Flags raised.
+    pub flags: SessionFlags,
+}
+
+/// Builds a [`SessionManager`].
+#[must_use]
+pub struct SessionManagerBuilder {
+    keys: KeyRing,
+    store: Option<Arc<dyn SessionStore>>,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    events: Arc<dyn EventSink>,
+}
+
+impl SessionManagerBuilder {
+    /// The store (default: a new [`MemoryStore`]).
+    pub fn store(mut self, store: impl SessionStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+    /// A store already shared behind an `Arc`.
+    pub fn shared_store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+    /// The policies (default: [`Config::default`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+    /// The clock (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+    /// Where audit events go (default: [`TracingSink`]).
+    pub fn events(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.events = sink;
+        self
+    }
+    /// Checks the configuration and builds the manager.
+    pub fn build(self) -> Result<SessionManager, crate::ConfigError> {
+        self.config.validate()?;
+        Ok(SessionManager {
+            inner: Arc::new(Inner {
+                keys: self.keys,
+                store: self
+                    .store
+                    .unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                config: self.config,
+                clock: self.clock,
+                events: self.events,
+            }),
+        })
+    }
+}
+
+/// The session lifecycle: create, validate, renew, terminate, and the
+/// policies around them. Cheap to clone; clones share everything.
+///
+/// ```
+/// use rolling_session::{KeyRing, SessionContext, SessionManager, TokenKey};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1))).build()?;
+/// let login = manager.create_session("alice", SessionContext::default()).await?;
+///
+/// // Each request presents the last token and receives the next one.
+/// let first = manager.validate_session(login.token.expose()).await?;
+/// assert_eq!(first.session.user_id(), "alice");
+/// let next = first.next_token.expect("rotated");
+/// manager.validate_session(next.expose()).await?;
+///
+/// // The first token again, once its 10 s grace has passed, reveals a
+/// // copy: the session is revoked (see the `tests/` for the full story).
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct SessionManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    keys: KeyRing,
+    store: Arc<dyn SessionStore>,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    events: Arc<dyn EventSink>,
+}
+
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("keys", &self.inner.keys)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionManager {
+    /// Starts building a manager that mints tokens with `keys`.
+    pub fn builder(keys: KeyRing) -> SessionManagerBuilder {
+        SessionManagerBuilder {
+            keys,
+            store: None,
+            config: Config::default(),
+            clock: Arc::new(SystemClock),
+            events: Arc::new(TracingSink),
+        }
+    }
+
+    /// The policies in force.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.inner.store
+    }
+
+    /// The manager's clock reading, ms since the epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// The key ring.
+    pub fn keys(&self) -> &KeyRing {
+        &self.inner.keys
+    }
+
+    fn emit(&self, event: SessionEvent) {
+        metrics::counter!("rolling_session_events_total", "event" => event.name()).increment(1);
+        self.inner.events.emit(&event);
+    }
+
+    /// Creates a session for an authenticated user (always a fresh id:
+    /// fixation protection), enforcing the per-user session limit.
+    pub async fn create_session(
+        &self,
+        user_id: impl Into<String>,
+        context: SessionContext,
+    ) -> Result<NewSession, Error> {
+        let user_id = user_id.into();
+        let cfg = &self.inner.config;
+        let now = self.now_ms();
+        self.make_room_for(&user_id, now).await?;
+        let record = SessionRecord {
+            id: SessionId::generate(),
+            user_id,
+            created_at: now,
+            meta: SessionMeta {
+                context,
+                permissions: Vec::new(),
+                expires_at: now.saturating_add(as_ms(cfg.expiration_time)),
+                absolute_expires_at: now.saturating_add(as_ms(cfg.absolute_timeout)),
+                idle_timeout_ms: as_ms(cfg.idle_timeout),
+                renewals: 0,
+                flags: SessionFlags::default(),
+                renewed_from: None,
+                superseded_by: None,
+            },
+            sequence: SequenceState::new(now),
+        };
+        self.inner.store.create(&record).await?;
+        self.emit(SessionEvent::Created {
+            session_id: record.id,
+            user_id: record.user_id.clone(),
+        });
+        Ok(self.new_session(record, now))
+    }
+
+    fn new_session(&self, record: SessionRecord, now_ms: u64) -> NewSession {
+        NewSession {
+            token: self.inner.keys.mint(&record.id, record.sequence.counter),
+            session: Session { record, now_ms },
+        }
+    }
+
+    async fn make_room_for(&self, user_id: &str, now: u64) -> Result<(), Error> {
+        let max = self.inner.config.max_concurrent_sessions;
+        let mut live: Vec<SessionRecord> = self
+            .inner
+            .store
+            .list_by_user(user_id)
+            .await?
+            .into_iter()
+            .filter(|r| !r.is_dead(now) && r.meta.superseded_by.is_none())
+            .collect();
+        if live.len() < max {
+            return Ok(());
+        }
+        if self.inner.config.on_session_limit == SessionLimitPolicy::Refuse {
+            return Err(ErrorKind::SessionLimit { max }.into());
+        }
+        live.sort_by_key(|r| r.created_at);
+        for old in &live[..=live.len() - max] {
+            self.terminate_id(&old.id, TerminationReason::Evicted).await?;
+        }
+        Ok(())
+    }
+
+    /// Validates a token as a request with an unsafe method and no context:
+    /// see [`validate`](Self::validate).
+    pub async fn validate_session(&self, token: &str) -> Result<Validated, Error> {
+        self.validate(token, &RequestInfo::default()).await
+    }
+
+    /// Verifies a token, applies the sequence rule and the policies in one
+    /// store round trip, and returns the session with the token to send
+    /// back.
+    pub async fn validate(&self, token: &str, request: &RequestInfo) -> Result<Validated, Error> {
+        let rotate = match self.inner.config.rotation {
+            Rotation::EveryRequest => Rotate::Always,
+            Rotation::UnsafeMethods if request.safe_method => Rotate::Never,
+            Rotation::UnsafeMethods => Rotate::Always,
+            Rotation::EveryNRequests(n) => Rotate::EveryN(n),
+            Rotation::AtMostEvery(d) => Rotate::MinInterval(as_ms(d)),
+        };
+        self.check(token, rotate, request.context.as_ref()).await
+    }
+
+    /// Token verification, the store's atomic advance, and the verdict's
+    /// consequences (events, metrics, context policy).
+    async fn check(
+        &self,
+        token: &str,
+        rotate: Rotate,
+        context: Option<&SessionContext>,
+    ) -> Result<Validated, Error> {
+        let verified = self.inner.keys.verify(token)?;
+        let now = self.now_ms();
+        let grace = &self.inner.config.token;
+        let request = AdvanceRequest {
+            presented: verified.counter,
+            now_ms: now,
+            grace_depth: grace.grace_depth,
+            grace_window_ms: as_ms(grace.grace_window),
+            rotate,
+        };
+        let advance = self
+            .inner
+            .store
+            .verify_and_advance(&verified.session_id, &request)
+            .await?;
+        let Some(advance) = advance else {
+            metrics::counter!("rolling_session_requests_total", "verdict" => "unknown").increment(1);
+            return Err(ErrorKind::UnknownSession.into());
+        };
+        let verdict = advance.verdict;
+        metrics::counter!("rolling_session_requests_total", "verdict" => verdict.as_str())
+            .increment(1);
+        let record = advance.record;
+        self.refuse_unless_accepted(&verified, verdict, &record, context)
+            .await?;
+        let next_token = match verdict {
+            Verdict::Rotated => {
+                self.emit(SessionEvent::Rotated {
+                    session_id: record.id,
+                    counter: record.sequence.counter,
+                });
+                Some(self.inner.keys.mint(&record.id, record.sequence.counter))
+            }
+            Verdict::Grace => Some(self.inner.keys.mint(&record.id, record.sequence.counter)),
+            _ => None,
+        };
+        let record = match context {
+            Some(ctx) => self.apply_context_policy(record, ctx).await?,
+            None => record,
+        };
+        Ok(Validated {
+            session: Session {
+                record,
+                now_ms: now,
+            },
+            verdict,
+            next_token,
+        })
+    }
+
+    async fn refuse_unless_accepted(
+        &self,
+        verified: &VerifiedToken,
+        verdict: Verdict,
+        record: &SessionRecord,
+        context: Option<&SessionContext>,
+    ) -> Result<(), Error> {
+        let kind = match verdict {
+            Verdict::Rotated | Verdict::Current | Verdict::Grace => return Ok(()),
+            Verdict::Ahead => ErrorKind::TokenAhead,
+            Verdict::Revoked => ErrorKind::SessionRevoked,
+            Verdict::Reused => {
+                self.emit(SessionEvent::TheftDetected {
+                    session_id: record.id,
+                    user_id: record.user_id.clone(),
+                    presented_counter: verified.counter,
+                    live_counter: record.sequence.counter,
+                    session_context: record.meta.context.clone(),
+                    request_context: context.cloned(),
+                });
+                ErrorKind::TokenReused
+            }
+            Verdict::Expired | Verdict::IdleTimeout => {
+                let idle = verdict == Verdict::IdleTimeout;
+                self.emit(SessionEvent::Expired {
+                    session_id: record.id,
+                    idle,
+                });
+                // Best effort: the sweeper deletes it later anyway.
+                let _ = self.inner.store.delete(&record.id).await;
+                if idle {
+                    ErrorKind::IdleTimeout
+                } else {
+                    ErrorKind::SessionExpired {
+                        absolute: self.now_ms() >= record.meta.absolute_expires_at,
+                    }
+                }
+            }
+        };
+        Err(kind.into())
+    }
+
+    async fn apply_context_policy(
+        &self,
+        mut record: SessionRecord,
+        presented: &SessionContext,
+    ) -> Result<SessionRecord, Error> {
+        let policy = self.inner.config.context;
+        let stored = &record.meta.context;
+        let mut fields = Vec::new();
+        let differs = |a: &Option<String>, b: &Option<String>| matches!((a, b), (Some(a), Some(b)) if a != b);
+        if policy.check_ip && matches!((stored.ip, presented.ip), (Some(a), Some(b)) if a != b) {
+            fields.push("ip");
+        }
+        if policy.check_user_agent && differs(&stored.user_agent, &presented.user_agent) {
+            fields.push("user_agent");
+        }
+        if policy.check_device && differs(&stored.device_id, &presented.device_id) {
+            fields.push("device_id");
+        }
+        if fields.is_empty() {
+            return Ok(record);
+        }
+        self.emit(SessionEvent::ContextMismatch {
+            session_id: record.id,
+            fields: fields.clone(),
+            session_context: stored.clone(),
+            request_context: presented.clone(),
+        });
+        match policy.on_mismatch {
+            MismatchAction::Reauthenticate => {
+                self.terminate_id(&record.id, TerminationReason::ContextMismatch)
+                    .await?;
+                Err(ErrorKind::ContextMismatch { fields }.into())
+            }
+            MismatchAction::Allow => {
+                if !record.meta.flags.context_mismatch {
+                    record.meta.flags.context_mismatch = true;
+                    self.inner
+                        .store
+                        .update_meta(&record.id, &record.meta)
+                        .await?;
+                }
+                Ok(record)
+            }
+        }
+    }
+
+    /// Relative times and renewal advice for a session, as served by
+    /// `GET /session/status`.
+    pub fn status(&self, session: &Session) -> SessionStatus {
+        let r = &session.record;
+        let now = session.now_ms;
+        let renewal_allowed_in_ms = self.renewal_opens_at(r).map(|at| at.saturating_sub(now));
+        SessionStatus {
+            active: true,
+            user_id: r.user_id.clone(),
+            expires_in_ms: as_ms(session.expires_in()),
+            idle_expires_in_ms: as_ms(session.idle_expires_in()),
+            idle_timeout_ms: r.meta.idle_timeout_ms,
+            absolute_expires_in_ms: as_ms(session.absolute_expires_in()),
+            renewal_allowed_in_ms,
+            refresh_recommended: renewal_allowed_in_ms == Some(0),
+            renewals: r.meta.renewals,
+            request_count: r.sequence.requests,
+            rotations: r.sequence.counter,
+            server_timestamp: now,
+        }
+    }
+
+    /// When renewal opens, or `None` if the session cannot be renewed.
+    fn renewal_opens_at(&self, r: &SessionRecord) -> Option<u64> {
+        let cfg = &self.inner.config;
+        let renewable = r.meta.renewals < cfg.max_renewals
+            && r.meta.expires_at < r.meta.absolute_expires_at
+            && r.meta.superseded_by.is_none();
+        renewable.then(|| {
+            r.meta
+                .expires_at
+                .saturating_sub(as_ms(cfg.renewal_threshold))
+        })
+    }
+
+    /// Renews a session, two-phase: a new session (new id, extended
+    /// lifetime, never past the absolute lifetime) is created and returned;
+    /// the old one keeps working, without rotating, until the client
+    /// confirms with [`confirm_renewal`](Self::confirm_renewal) or the
+    /// renewal grace ends.
+    pub async fn renew_session(&self, token: &str) -> Result<NewSession, Error> {
+        let old = self.check(token, Rotate::Never, None).await?.session.record;
+        let cfg = &self.inner.config;
+        let now = self.now_ms();
+        if old.meta.superseded_by.is_some() {
+            return Err(ErrorKind::AlreadySuperseded.into());
+        }
+        if old.meta.renewals >= cfg.max_renewals {
+            return Err(ErrorKind::RenewalLimit {
+                max: cfg.max_renewals,
+            }
+            .into());
+        }
+        let Some(opens_at) = self.renewal_opens_at(&old) else {
+            return Err(ErrorKind::RenewalPastAbsolute.into());
+        };
+        if now < opens_at {
+            return Err(ErrorKind::RenewalTooEarly {
+                allowed_in: ms(opens_at - now),
+            }
+            .into());
+        }
+        let mut meta = old.meta.clone();
+        meta.expires_at = now
+            .saturating_add(as_ms(cfg.expiration_time))
+            .min(meta.absolute_expires_at);
+        meta.renewals += 1;
+        meta.renewed_from = Some(old.id);
+        meta.superseded_by = None;
+        let renewed = SessionRecord {
+            id: SessionId::generate(),
+            user_id: old.user_id.clone(),
+            created_at: old.created_at,
+            meta,
+            sequence: SequenceState::new(now),
+        };
+        self.inner.store.create(&renewed).await?;
+        self.supersede(old, renewed.id, now.saturating_add(as_ms(cfg.renewal_grace)))
+            .await?;
+        self.emit(SessionEvent::Renewed {
+            from: renewed.meta.renewed_from.unwrap_or(renewed.id),
+            to: renewed.id,
+            renewals: renewed.meta.renewals,
+        });
+        Ok(self.new_session(renewed, now))
+    }
+
+    async fn supersede(&self, mut old: SessionRecord, by: SessionId, until: u64) -> Result<(), Error> {
+        old.meta.superseded_by = Some(by);
+        old.meta.expires_at = old.meta.expires_at.min(until);
+        self.inner.store.update_meta(&old.id, &old.meta).await?;
+        Ok(())
+    }
+
+    /// Second phase of renewal: called with the new session's token, it
+    /// retires the old credentials.
+    pub async fn confirm_renewal(&self, token: &str) -> Result<Session, Error> {
+        let mut session = self.check(token, Rotate::Never, None).await?.session;
+        let meta = &mut session.record.meta;
+        let old = meta.renewed_from.take().ok_or(ErrorKind::NothingToConfirm)?;
+        self.inner
+            .store
+            .update_meta(&session.record.id, &session.record.meta)
+            .await?;
+        self.terminate_id(&old, TerminationReason::Replaced).await?;
+        Ok(session)
+    }
+
+    /// Ends the session the token belongs to (logout). Needs only a token
+    /// with a valid tag; ending an already ended session succeeds.
+    pub async fn terminate_session(&self, token: &str) -> Result<(), Error> {
+        let verified = self.inner.keys.verify(token)?;
+        self.terminate_id(&verified.session_id, TerminationReason::Logout)
+            .await
+    }
+
+    /// Ends a session by id (administration, anomaly response).
+    pub async fn terminate_id(&self, id: &SessionId, reason: TerminationReason) -> Result<(), Error> {
+        if self.inner.store.delete(id).await? {
+            self.emit(SessionEvent::Terminated {
+                session_id: *id,
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    /// The user's live sessions (not expired, idle, revoked or superseded).
+    pub async fn active_sessions(&self, user_id: &str) -> Result<Vec<Session>, Error> {
+        let now = self.now_ms();
+        let mut sessions: Vec<Session> = self
+            .inner
+            .store
+            .list_by_user(user_id)
+            .await?
+            .into_iter()
+            .filter(|r| !r.is_dead(now) && r.meta.superseded_by.is_none())
+            .map(|record| Session { record, now_ms: now })
+            .collect();
+        sessions.sort_by_key(|s| s.record.created_at);
+        Ok(sessions)
+    }
+
+    /// Ends every session of the user (log out everywhere); returns how
+    /// many were ended.
+    pub async fn terminate_all_user_sessions(&self, user_id: &str) -> Result<u64, Error> {
+        let ids: Vec<SessionId> = self
+            .inner
+            .store
+            .list_by_user(user_id)
+            .await?
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        let n = self.inner.store.delete_by_user(user_id).await?;
+        for session_id in ids {
+            self.emit(SessionEvent::Terminated {
+                session_id,
+                reason: TerminationReason::LogoutEverywhere,
+            });
+        }
+        Ok(n)
+    }
+
+    /// Updates the recorded context with the fields set in `update`.
+    pub async fn update_session_context(
+        &self,
+        token: &str,
+        update: SessionContext,
+    ) -> Result<Session, Error> {
+        let mut session = self.check(token, Rotate::Never, None).await?.session;
+        session.record.meta.context.merge(update);
+        self.inner
+            .store
+            .update_meta(&session.record.id, &session.record.meta)
+            .await?;
+        Ok(session)
+    }
+
+    /// Sets the session's permissions. The session moves to a new id
+    /// (fixation protection): the returned token replaces the old one,
+    /// which keeps its old permissions and dies after the token grace.
+    pub async fn set_session_permissions(
+        &self,
+        token: &str,
+        permissions: Vec<String>,
+    ) -> Result<NewSession, Error> {
+        let old = self.check(token, Rotate::Never, None).await?.session.record;
+        if old.meta.superseded_by.is_some() {
+            return Err(ErrorKind::AlreadySuperseded.into());
+        }
+        let now = self.now_ms();
+        let mut meta = old.meta.clone();
+        meta.permissions = permissions;
+        meta.flags.elevated = true;
+        let elevated = SessionRecord {
+            id: SessionId::generate(),
+            user_id: old.user_id.clone(),
+            created_at: old.created_at,
+            meta,
+            sequence: SequenceState::new(now),
+        };
+        self.inner.store.create(&elevated).await?;
+        let grace = as_ms(self.inner.config.token.grace_window);
+        self.supersede(old, elevated.id, now.saturating_add(grace)).await?;
+        Ok(self.new_session(elevated, now))
+    }
+
+    /// Usage statistics of the token's session.
+    pub async fn session_analytics(&self, token: &str) -> Result<SessionAnalytics, Error> {
+        let session = self.check(token, Rotate::Never, None).await?.session;
+        let r = &session.record;
+        Ok(SessionAnalytics {
+            session_id: r.id,
+            user_id: r.user_id.clone(),
+            duration_ms: session.now_ms.saturating_sub(r.created_at),
+            last_activity_at: r.sequence.last_seen_at,
+            request_count: r.sequence.requests,
+            rotations: r.sequence.counter,
+            renewals: r.meta.renewals,
+            flags: r.meta.flags,
+        })
+    }
+
+    /// Deletes expired sessions from the store now; returns how many.
+    pub async fn sweep_expired(&self) -> Result<u64, Error> {
+        Ok(self.inner.store.sweep_expired(self.now_ms()).await?)
+    }
+
+    /// Spawns a tokio task that sweeps expired sessions every `every`. The
+    /// task holds only a weak reference and stops when the manager is
+    /// dropped.
+    pub fn spawn_sweeper(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                let manager = SessionManager { inner };
+                if let Err(e) = manager.sweep_expired().await {
+                    tracing::warn!(error = %e, "sweeping expired sessions failed");
+                }
+            }
+        })
+    }
+}

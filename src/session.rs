@@ -1,0 +1,222 @@
+//! The session record a store keeps, and the identifiers and context in it.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sequence::SequenceState;
+
+/// A session id: 128 bits from the operating system's CSPRNG.
+///
+/// It appears inside tokens, but is not a credential by itself: a token
+/// also needs the server key's tag.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId([u8; 16]);
+
+impl SessionId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        Self(crate::random::bytes::<16>())
+    }
+
+    /// An id from its 16 bytes.
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// The 16 bytes of the id.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// Parses the 32-character lowercase hex form that `Display` writes.
+    pub fn parse_hex(s: &str) -> Option<Self> {
+        if s.len() != 32 || !s.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Self(out))
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({self})")
+    }
+}
+
+impl Serialize for SessionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse_hex(&s).ok_or_else(|| serde::de::Error::custom("expected 32 hex digits"))
+    }
+}
+
+/// Where a session is used from: the facts a request carries about its
+/// client. Every field is optional; only those present are compared.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SessionContext {
+    /// The client's IP address.
+    pub ip: Option<IpAddr>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+    /// A device identifier supplied by the application.
+    pub device_id: Option<String>,
+    /// A coarse location (region, data centre) supplied by the application.
+    pub location: Option<String>,
+}
+
+impl SessionContext {
+    /// Fills the fields set in `update` and keeps the others.
+    pub fn merge(&mut self, update: SessionContext) {
+        let SessionContext {
+            ip,
+            user_agent,
+            device_id,
+            location,
+        } = update;
+        self.ip = ip.or(self.ip);
+        self.user_agent = user_agent.or(self.user_agent.take());
+        self.device_id = device_id.or(self.device_id.take());
+        self.location = location.or(self.location.take());
+    }
+}
+
+/// Facts about a session that are not part of its token sequence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SessionFlags {
+    /// Permissions were elevated during the session's life.
+    pub elevated: bool,
+    /// A request came from a context unlike the one recorded.
+    pub context_mismatch: bool,
+    /// The drift predictor flagged an anomaly.
+    pub anomaly: bool,
+}
+
+/// The descriptive half of a session: everything except the token sequence.
+///
+/// [`SessionStore::update_meta`](crate::SessionStore::update_meta) writes
+/// only this half, so an update racing with a request can never move the
+/// counter back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionMeta {
+    /// Where the session is used from.
+    pub context: SessionContext,
+    /// Permissions granted to this session.
+    pub permissions: Vec<String>,
+    /// End of the current (renewable) lifetime, ms since the epoch.
+    pub expires_at: u64,
+    /// End of the absolute lifetime that renewal never extends.
+    pub absolute_expires_at: u64,
+    /// Idle time after which the session ends, in ms.
+    pub idle_timeout_ms: u64,
+    /// How many times the session has been renewed.
+    pub renewals: u32,
+    /// Flags raised during the session's life.
+    pub flags: SessionFlags,
+    /// The session this one was renewed from, until the client confirms.
+    pub renewed_from: Option<SessionId>,
+    /// The session that replaced this one by renewal or elevation. A
+    /// superseded session still validates until its grace ends, but no
+    /// longer rotates, so it cannot overwrite the new credentials.
+    pub superseded_by: Option<SessionId>,
+}
+
+impl SessionMeta {
+    /// When the session ends at the latest, whatever its activity.
+    pub fn ends_at(&self) -> u64 {
+        self.expires_at.min(self.absolute_expires_at)
+    }
+}
+
+/// A session as a store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The session's id.
+    pub id: SessionId,
+    /// The user the session belongs to.
+    pub user_id: String,
+    /// Creation time, ms since the epoch.
+    pub created_at: u64,
+    /// The descriptive half, written by `update_meta`.
+    pub meta: SessionMeta,
+    /// The token sequence, written only by `verify_and_advance`.
+    pub sequence: SequenceState,
+}
+
+impl SessionRecord {
+    /// Whether the session can no longer be used at `now_ms`: expired,
+    /// idle too long, or revoked.
+    pub fn is_dead(&self, now_ms: u64) -> bool {
+        self.sequence.revoked.is_some()
+            || now_ms >= self.meta.ends_at()
+            || now_ms >= self.idle_deadline()
+    }
+
+    /// When the session ends for inactivity if no request comes first.
+    pub fn idle_deadline(&self) -> u64 {
+        self.sequence
+            .last_seen_at
+            .saturating_add(self.meta.idle_timeout_ms)
+    }
+
+    /// When a store may forget the record: the earliest of its deadlines.
+    /// Revoked records are kept until then too, so a late replay still
+    /// reports `session_revoked` rather than an unknown session.
+    pub fn purge_at(&self) -> u64 {
+        self.meta.ends_at().min(self.idle_deadline())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_random_and_round_trip_as_hex() {
+        let a = SessionId::generate();
+        assert_ne!(a, SessionId::generate());
+        let hex = a.to_string();
+        assert_eq!(hex.len(), 32);
+        assert_eq!(SessionId::parse_hex(&hex), Some(a));
+        assert_eq!(SessionId::parse_hex("zz"), None);
+        assert_eq!(SessionId::parse_hex(&"é".repeat(16)), None);
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(serde_json::from_str::<SessionId>(&json).unwrap(), a);
+    }
+
+    #[test]
+    fn merge_keeps_unset_fields() {
+        let mut ctx = SessionContext {
+            ip: Some("10.0.0.1".parse().unwrap()),
+            user_agent: Some("ua".into()),
+            device_id: None,
+            location: Some("eu".into()),
+        };
+        ctx.merge(SessionContext {
+            location: Some("us".into()),
+            ..Default::default()
+        });
+        assert_eq!(ctx.user_agent.as_deref(), Some("ua"));
+        assert_eq!(ctx.location.as_deref(), Some("us"));
+        assert_eq!(ctx.ip, Some("10.0.0.1".parse().unwrap()));
+    }
+}

@@ -1,0 +1,231 @@
+//! The embedded in-memory store.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::{Advance, SessionStore};
+use crate::error::StoreError;
+use crate::sequence::AdvanceRequest;
+use crate::session::{SessionId, SessionMeta, SessionRecord};
+
+/// Sessions in process memory: the default store for one node.
+///
+/// Sessions are spread over shards, each behind its own mutex, so requests
+/// on different sessions rarely wait for each other; a lock is held only
+/// for a hash-map operation, never across an `.await`. Sweeping expired
+/// sessions takes one shard at a time, so there is no global pause.
+///
+/// Session ids are already uniformly random, so a shard is picked from the
+/// id's bytes with no hashing, and the maps use a cheap hasher
+/// (`IdHasher`) on those bytes.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use rolling_session::{MemoryStore, SessionStore};
+/// let store = MemoryStore::new();
+/// assert_eq!(store.len(), 0);
+/// assert!(store.list_by_user("alice").await?.is_empty());
+/// # Ok::<(), rolling_session::StoreError>(())
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct MemoryStore {
+    shards: Box<[Mutex<Shard>]>,
+}
+
+type IdMap<V> = HashMap<SessionId, V, IdHasherBuilder>;
+
+#[derive(Debug, Default)]
+struct Shard {
+    sessions: IdMap<SessionRecord>,
+    /// user id -> that user's session ids in this shard.
+    by_user: HashMap<String, Vec<SessionId>>,
+}
+
+impl Shard {
+    fn unlink_user(&mut self, user_id: &str, id: &SessionId) {
+        if let Some(ids) = self.by_user.get_mut(user_id) {
+            ids.retain(|x| x != id);
+            if ids.is_empty() {
+                self.by_user.remove(user_id);
+            }
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// A store with one shard per 1/4 of a CPU (at least 16, a power of two).
+    pub fn new() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
+        Self::with_shards((cpus * 4).max(16))
+    }
+
+    /// A store with `shards` shards (rounded up to a power of two).
+    pub fn with_shards(shards: usize) -> Self {
+        let n = shards.max(1).next_power_of_two();
+        Self {
+            shards: (0..n).map(|_| Mutex::new(Shard::default())).collect(),
+        }
+    }
+
+    /// How many sessions are stored, dead or alive.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).sessions.len()).sum()
+    }
+
+    /// Whether no session is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard(&self, id: &SessionId) -> MutexGuard<'_, Shard> {
+        let b = id.as_bytes();
+        let n = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let idx = (n as usize) & (self.shards.len() - 1);
+        lock(&self.shards[idx])
+    }
+}
+
+/// A poisoned shard only means another thread panicked while holding it;
+/// every operation leaves the maps consistent, so carry on.
+fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let mut shard = self.shard(&record.id);
+        if shard.sessions.contains_key(&record.id) {
+            return Err(StoreError::Conflict);
+        }
+        shard
+            .by_user
+            .entry(record.user_id.clone())
+            .or_default()
+            .push(record.id);
+        shard.sessions.insert(record.id, record.clone());
+        Ok(())
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self.shard(id).sessions.get(id).cloned())
+    }
+
+    async fn verify_and_advance(
+        &self,
+        id: &SessionId,
+        request: &AdvanceRequest,
+    ) -> Result<Option<Advance>, StoreError> {
+        let mut shard = self.shard(id);
+        Ok(shard.sessions.get_mut(id).map(|record| Advance {
+            verdict: record.advance(request),
+            record: record.clone(),
+        }))
+    }
+
+    async fn update_meta(&self, id: &SessionId, meta: &SessionMeta) -> Result<(), StoreError> {
+        let mut shard = self.shard(id);
+        let record = shard.sessions.get_mut(id).ok_or(StoreError::NotFound)?;
+        record.meta = meta.clone();
+        Ok(())
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let mut shard = self.shard(id);
+        match shard.sessions.remove(id) {
+            Some(record) => {
+                shard.unlink_user(&record.user_id, id);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn list_by_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            if let Some(ids) = shard.by_user.get(user_id) {
+                out.extend(ids.iter().filter_map(|id| shard.sessions.get(id).cloned()));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_by_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        for shard in self.shards.iter() {
+            let mut shard = lock(shard);
+            if let Some(ids) = shard.by_user.remove(user_id) {
+                for id in ids {
+                    deleted += u64::from(shard.sessions.remove(&id).is_some());
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn sweep_expired(&self, now_ms: u64) -> Result<u64, StoreError> {
+        let mut swept = 0;
+        for shard in self.shards.iter() {
+            let mut shard = lock(shard);
+            let dead: Vec<(SessionId, String)> = shard
+                .sessions
+                .values()
+                .filter(|r| now_ms >= r.purge_at())
+                .map(|r| (r.id, r.user_id.clone()))
+                .collect();
+            for (id, user) in dead {
+                shard.sessions.remove(&id);
+                shard.unlink_user(&user, &id);
+                swept += 1;
+            }
+        }
+        Ok(swept)
+    }
+}
+
+/// Hashes a [`SessionId`] by taking 8 of its random bytes. Session ids come
+/// from a CSPRNG and an attacker cannot choose stored ids, so no keyed
+/// hash is needed against flooding.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasherBuilder;
+
+impl BuildHasher for IdHasherBuilder {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+#[derive(Debug)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // SessionId hashes as its 16 bytes; take the upper 8, which the
+        // shard choice (lower 8) does not already fix.
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+        }
+    }
+}
+

@@ -1,0 +1,375 @@
+//! Rolling tokens: minting and verifying the per-request credential.
+//!
+//! A token binds a session id to the session's request counter under a
+//! server key. Its 42 bytes, base64url without padding (56 characters):
+//!
+//! ```text
+//! +---------+--------+-----------------+--------------------+-----------+
+//! | version | key id | session id (16) | sealed counter (8) | tag (16)  |
+//! +---------+--------+-----------------+--------------------+-----------+
+//! tag            = HMAC-SHA256(mac_key, version ‖ key id ‖ session id ‖ counter)[..16]
+//! sealed counter = counter XOR HMAC-SHA256(enc_key, tag)[..8]
+//! ```
+//!
+//! This is the SIV construction (Rogaway & Shrimpton, 2006) with HMAC as
+//! both PRFs: deterministic authenticated encryption of the counter. The
+//! counter is unreadable without the key, the tag gives 128 bits of
+//! unforgeability, and the node learns which counter to check without asking
+//! the store, so verification plus advance costs one store round trip.
+//! `docs/protocol.md` gives the reasoning and the rejected alternatives.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::{hkdf, hmac};
+use subtle::ConstantTimeEq;
+
+use crate::error::TokenError;
+use crate::session::SessionId;
+
+/// The format version written in the first byte of every token.
+pub const TOKEN_VERSION: u8 = 1;
+/// Bytes in a decoded token.
+const TOKEN_BYTES: usize = 42;
+/// Characters in an encoded token (base64url, no padding).
+pub const TOKEN_LEN: usize = 56;
+const TAG_BYTES: usize = 16;
+
+/// A rolling token as sent to the client.
+///
+/// Its `Debug` output is redacted; call [`Token::expose`] where the value
+/// must really leave the process (a `Set-Cookie` header).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// The token text, for writing into a cookie or header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(REDACTED)")
+    }
+}
+
+/// What a valid token says: which session, which counter, which key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// The session the token belongs to.
+    pub session_id: SessionId,
+    /// The request counter sealed inside the token.
+    pub counter: u64,
+    /// The id of the key that minted it.
+    pub key_id: u8,
+}
+
+/// A server secret with its key id.
+///
+/// The 32 secret bytes never print; two subkeys (one for the tag, one for
+/// sealing the counter) are derived from them with HKDF-SHA256.
+#[derive(Clone)]
+pub struct TokenKey {
+    id: u8,
+    mac: hmac::Key,
+    seal: hmac::Key,
+}
+
+impl TokenKey {
+    /// A key from 32 secret bytes. Load them from your secret manager; keep
+    /// the same bytes on every node.
+    pub fn new(id: u8, secret: &[u8; 32]) -> Self {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"rolling-session token v1").extract(secret);
+        Self {
+            id,
+            mac: derive(&prk, b"tag"),
+            seal: derive(&prk, b"seal"),
+        }
+    }
+
+    /// A key with fresh random bytes from the operating system's CSPRNG.
+    /// Tokens minted under it die with the process: use it for tests and
+    /// single-node demos only.
+    pub fn generate(id: u8) -> Self {
+        Self::new(id, &crate::random::bytes::<32>())
+    }
+
+    /// The key id written into the tokens this key mints.
+    pub fn id(&self) -> u8 {
+        self.id
+    }
+
+    fn tag(&self, session_id: &SessionId, counter: u64) -> [u8; TAG_BYTES] {
+        let mut ctx = hmac::Context::with_key(&self.mac);
+        ctx.update(&[TOKEN_VERSION, self.id]);
+        ctx.update(session_id.as_bytes());
+        ctx.update(&counter.to_be_bytes());
+        let full = ctx.sign();
+        let mut tag = [0u8; TAG_BYTES];
+        tag.copy_from_slice(&full.as_ref()[..TAG_BYTES]);
+        tag
+    }
+
+    fn keystream(&self, tag: &[u8; TAG_BYTES]) -> u64 {
+        let full = hmac::sign(&self.seal, tag);
+        let mut ks = [0u8; 8];
+        ks.copy_from_slice(&full.as_ref()[..8]);
+        u64::from_be_bytes(ks)
+    }
+}
+
+fn derive(prk: &hkdf::Prk, label: &[u8]) -> hmac::Key {
+    let info = [label];
+    let okm = prk
+        .expand(&info, hmac::HMAC_SHA256)
+        .expect("HKDF-SHA256 can always expand 32 bytes");
+    hmac::Key::from(okm)
+}
+
+impl fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenKey")
+            .field("id", &self.id)
+            .field("secret", &"REDACTED")
+            .finish()
+    }
+}
+
+/// The keys a node mints and accepts tokens with.
+///
+/// The current key mints; every listed key verifies. To rotate: add the new
+/// key as current and keep the old one listed until every session has
+/// rolled onto the new key (one request each), then drop it.
+///
+/// ```
+/// use rolling_session::{KeyRing, SessionId, TokenKey};
+///
+/// let old = TokenKey::new(1, &[7; 32]);
+/// let new = TokenKey::new(2, &[9; 32]);
+/// let sid = SessionId::generate();
+///
+/// let before = KeyRing::new(old.clone());
+/// let token = before.mint(&sid, 5);
+///
+/// // After the rotation the old token still verifies...
+/// let after = KeyRing::new(new).with_accepted(old);
+/// assert_eq!(after.verify(token.expose())?.counter, 5);
+/// // ...and the next one is minted under key 2.
+/// assert_eq!(after.verify(after.mint(&sid, 6).expose())?.key_id, 2);
+/// # Ok::<(), rolling_session::TokenError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct KeyRing {
+    current: TokenKey,
+    accepted: Vec<TokenKey>,
+}
+
+impl KeyRing {
+    /// A ring whose only key is `current`.
+    pub fn new(current: TokenKey) -> Self {
+        Self {
+            current,
+            accepted: Vec::new(),
+        }
+    }
+
+    /// Also accept tokens minted under `key` (an older key being retired).
+    #[must_use]
+    pub fn with_accepted(mut self, key: TokenKey) -> Self {
+        self.accepted.retain(|k| k.id != key.id);
+        if key.id != self.current.id {
+            self.accepted.push(key);
+        }
+        self
+    }
+
+    /// The key that mints.
+    pub fn current(&self) -> &TokenKey {
+        &self.current
+    }
+
+    fn key(&self, id: u8) -> Option<&TokenKey> {
+        std::iter::once(&self.current)
+            .chain(&self.accepted)
+            .find(|k| k.id == id)
+    }
+
+    /// Mints the token for `counter` of `session_id` under the current key.
+    /// Minting is deterministic: the same inputs give the same token.
+    pub fn mint(&self, session_id: &SessionId, counter: u64) -> Token {
+        let key = &self.current;
+        let tag = key.tag(session_id, counter);
+        let sealed = counter ^ key.keystream(&tag);
+        let mut raw = [0u8; TOKEN_BYTES];
+        raw[0] = TOKEN_VERSION;
+        raw[1] = key.id;
+        raw[2..18].copy_from_slice(session_id.as_bytes());
+        raw[18..26].copy_from_slice(&sealed.to_be_bytes());
+        raw[26..].copy_from_slice(&tag);
+        Token(URL_SAFE_NO_PAD.encode(raw))
+    }
+
+    /// Checks a presented token and opens its counter.
+    ///
+    /// Junk is rejected cheaply, in this order, before any store access:
+    /// length, base64url alphabet, version byte, key id, then the tag
+    /// (compared in constant time).
+    pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        if token.len() != TOKEN_LEN {
+            return Err(TokenError::Length { len: token.len() });
+        }
+        let mut raw = [0u8; TOKEN_BYTES];
+        match URL_SAFE_NO_PAD.decode_slice(token.as_bytes(), &mut raw) {
+            Ok(TOKEN_BYTES) => {}
+            _ => return Err(TokenError::Encoding),
+        }
+        if raw[0] != TOKEN_VERSION {
+            return Err(TokenError::Version { version: raw[0] });
+        }
+        let key = self
+            .key(raw[1])
+            .ok_or(TokenError::UnknownKey { key_id: raw[1] })?;
+        let mut sid = [0u8; 16];
+        sid.copy_from_slice(&raw[2..18]);
+        let session_id = SessionId::from_bytes(sid);
+        let mut sealed = [0u8; 8];
+        sealed.copy_from_slice(&raw[18..26]);
+        let mut tag = [0u8; TAG_BYTES];
+        tag.copy_from_slice(&raw[26..]);
+
+        let counter = u64::from_be_bytes(sealed) ^ key.keystream(&tag);
+        let expected = key.tag(&session_id, counter);
+        if expected.ct_eq(&tag).into() {
+            Ok(VerifiedToken {
+                session_id,
+                counter,
+                key_id: key.id,
+            })
+        } else {
+            Err(TokenError::BadTag)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ring() -> KeyRing {
+        KeyRing::new(TokenKey::new(1, &[42; 32]))
+    }
+
+    #[test]
+    fn round_trip() {
+        let ring = ring();
+        let sid = SessionId::generate();
+        for counter in [0, 1, 2, u64::MAX] {
+            let t = ring.mint(&sid, counter);
+            assert_eq!(t.expose().len(), TOKEN_LEN);
+            let v = ring.verify(t.expose()).unwrap();
+            assert_eq!((v.session_id, v.counter, v.key_id), (sid, counter, 1));
+        }
+    }
+
+    #[test]
+    fn counter_is_not_visible() {
+        // Consecutive counters must not leave consecutive or equal bytes in
+        // the sealed-counter field: it looks random.
+        let ring = ring();
+        let sid = SessionId::from_bytes([3; 16]);
+        let sealed: Vec<[u8; 8]> = (0..64u64)
+            .map(|c| {
+                let raw = URL_SAFE_NO_PAD.decode(ring.mint(&sid, c).expose()).unwrap();
+                raw[18..26].try_into().unwrap()
+            })
+            .collect();
+        for (c, s) in sealed.iter().enumerate() {
+            assert_ne!(u64::from_be_bytes(*s), c as u64, "counter readable");
+        }
+        let mut unique = sealed.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), sealed.len());
+        // About half of the 64 bits differ between neighbours.
+        let mean_flips: f64 = sealed
+            .windows(2)
+            .map(|w| (u64::from_be_bytes(w[0]) ^ u64::from_be_bytes(w[1])).count_ones() as f64)
+            .sum::<f64>()
+            / 63.0;
+        assert!((24.0..40.0).contains(&mean_flips), "{mean_flips}");
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_rejected() {
+        let ring = ring();
+        let sid = SessionId::generate();
+        let raw = URL_SAFE_NO_PAD.decode(ring.mint(&sid, 9).expose()).unwrap();
+        for byte in 0..raw.len() {
+            for bit in 0..8 {
+                let mut bad = raw.clone();
+                bad[byte] ^= 1 << bit;
+                assert!(ring.verify(&URL_SAFE_NO_PAD.encode(&bad)).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn other_key_is_rejected_and_unknown_key_named() {
+        let sid = SessionId::generate();
+        let t = KeyRing::new(TokenKey::new(1, &[1; 32])).mint(&sid, 0);
+        let other = KeyRing::new(TokenKey::new(1, &[2; 32]));
+        assert_eq!(other.verify(t.expose()), Err(TokenError::BadTag));
+        let other_id = KeyRing::new(TokenKey::new(7, &[1; 32]));
+        assert_eq!(
+            other_id.verify(t.expose()),
+            Err(TokenError::UnknownKey { key_id: 1 })
+        );
+    }
+
+    #[test]
+    fn junk_is_rejected_before_the_tag() {
+        let ring = ring();
+        assert_eq!(ring.verify(""), Err(TokenError::Length { len: 0 }));
+        assert_eq!(ring.verify(&"!".repeat(TOKEN_LEN)), Err(TokenError::Encoding));
+        let mut raw = [0u8; TOKEN_BYTES];
+        raw[0] = 9;
+        assert_eq!(
+            ring.verify(&URL_SAFE_NO_PAD.encode(raw)),
+            Err(TokenError::Version { version: 9 })
+        );
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let key = TokenKey::new(1, &[0xAB; 32]);
+        let t = KeyRing::new(key.clone()).mint(&SessionId::generate(), 1);
+        assert_eq!(format!("{t:?}"), "Token(REDACTED)");
+        let dbg = format!("{key:?} {:?}", KeyRing::new(key.clone()));
+        assert!(dbg.contains("REDACTED") && !dbg.contains("171") && !dbg.contains("ab"));
+    }
+
+    proptest! {
+        #[test]
+        fn random_input_never_panics_nor_verifies(s in ".{0,100}") {
+            prop_assert!(ring().verify(&s).is_err());
+        }
+
+        #[test]
+        fn random_bytes_never_verify(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            prop_assert!(ring().verify(&URL_SAFE_NO_PAD.encode(&bytes)).is_err());
+        }
+
+        #[test]
+        fn any_counter_round_trips(counter in any::<u64>(), sid in any::<[u8; 16]>()) {
+            let ring = ring();
+            let sid = SessionId::from_bytes(sid);
+            let v = ring.verify(ring.mint(&sid, counter).expose()).unwrap();
+            prop_assert_eq!(v.counter, counter);
+            prop_assert_eq!(v.session_id, sid);
+        }
+    }
+}
