@@ -29,7 +29,6 @@ use serde::{Deserialize, Serialize};
 /// default described on each field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
 pub struct Config {
     /// Renewable lifetime of a session. Default 8 h.
     #[serde(with = "humantime_serde")]
@@ -90,13 +89,19 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let zero = Duration::ZERO;
         if self.expiration_time == zero || self.idle_timeout == zero {
-            return Err(ConfigError("expiration_time and idle_timeout must be positive"));
+            return Err(ConfigError(
+                "expiration_time and idle_timeout must be positive",
+            ));
         }
         if self.absolute_timeout < self.expiration_time {
-            return Err(ConfigError("absolute_timeout must be at least expiration_time"));
+            return Err(ConfigError(
+                "absolute_timeout must be at least expiration_time",
+            ));
         }
         if self.renewal_threshold > self.expiration_time {
-            return Err(ConfigError("renewal_threshold must not exceed expiration_time"));
+            return Err(ConfigError(
+                "renewal_threshold must not exceed expiration_time",
+            ));
         }
         if self.max_concurrent_sessions == 0 {
             return Err(ConfigError("max_concurrent_sessions must be at least 1"));

@@ -211,9 +211,7 @@ impl SessionManagerBuilder {
         Ok(SessionManager {
             inner: Arc::new(Inner {
                 keys: self.keys,
-                store: self
-                    .store
-                    .unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
                 config: self.config,
                 clock: self.clock,
                 events: self.events,
@@ -363,7 +361,8 @@ impl SessionManager {
         }
         live.sort_by_key(|r| r.created_at);
         for old in &live[..=live.len() - max] {
-            self.terminate_id(&old.id, TerminationReason::Evicted).await?;
+            self.terminate_id(&old.id, TerminationReason::Evicted)
+                .await?;
         }
         Ok(())
     }
@@ -412,7 +411,8 @@ impl SessionManager {
             .verify_and_advance(&verified.session_id, &request)
             .await?;
         let Some(advance) = advance else {
-            metrics::counter!("rolling_session_requests_total", "verdict" => "unknown").increment(1);
+            metrics::counter!("rolling_session_requests_total", "verdict" => "unknown")
+                .increment(1);
             return Err(ErrorKind::UnknownSession.into());
         };
         let verdict = advance.verdict;
@@ -496,7 +496,8 @@ impl SessionManager {
         let policy = self.inner.config.context;
         let stored = &record.meta.context;
         let mut fields = Vec::new();
-        let differs = |a: &Option<String>, b: &Option<String>| matches!((a, b), (Some(a), Some(b)) if a != b);
+        let differs =
+            |a: &Option<String>, b: &Option<String>| matches!((a, b), (Some(a), Some(b)) if a != b);
         if policy.check_ip && matches!((stored.ip, presented.ip), (Some(a), Some(b)) if a != b) {
             fields.push("ip");
         }
@@ -611,8 +612,12 @@ impl SessionManager {
             sequence: SequenceState::new(now),
         };
         self.inner.store.create(&renewed).await?;
-        self.supersede(old, renewed.id, now.saturating_add(as_ms(cfg.renewal_grace)))
-            .await?;
+        self.supersede(
+            old,
+            renewed.id,
+            now.saturating_add(as_ms(cfg.renewal_grace)),
+        )
+        .await?;
         self.emit(SessionEvent::Renewed {
             from: renewed.meta.renewed_from.unwrap_or(renewed.id),
             to: renewed.id,
@@ -621,7 +626,12 @@ impl SessionManager {
         Ok(self.new_session(renewed, now))
     }
 
-    async fn supersede(&self, mut old: SessionRecord, by: SessionId, until: u64) -> Result<(), Error> {
+    async fn supersede(
+        &self,
+        mut old: SessionRecord,
+        by: SessionId,
+        until: u64,
+    ) -> Result<(), Error> {
         old.meta.superseded_by = Some(by);
         old.meta.expires_at = old.meta.expires_at.min(until);
         self.inner.store.update_meta(&old.id, &old.meta).await?;
@@ -633,7 +643,10 @@ impl SessionManager {
     pub async fn confirm_renewal(&self, token: &str) -> Result<Session, Error> {
         let mut session = self.check(token, Rotate::Never, None).await?.session;
         let meta = &mut session.record.meta;
-        let old = meta.renewed_from.take().ok_or(ErrorKind::NothingToConfirm)?;
+        let old = meta
+            .renewed_from
+            .take()
+            .ok_or(ErrorKind::NothingToConfirm)?;
         self.inner
             .store
             .update_meta(&session.record.id, &session.record.meta)
@@ -651,7 +664,11 @@ impl SessionManager {
     }
 
     /// Ends a session by id (administration, anomaly response).
-    pub async fn terminate_id(&self, id: &SessionId, reason: TerminationReason) -> Result<(), Error> {
+    pub async fn terminate_id(
+        &self,
+        id: &SessionId,
+        reason: TerminationReason,
+    ) -> Result<(), Error> {
         if self.inner.store.delete(id).await? {
             self.emit(SessionEvent::Terminated {
                 session_id: *id,
@@ -671,7 +688,10 @@ impl SessionManager {
             .await?
             .into_iter()
             .filter(|r| !r.is_dead(now) && r.meta.superseded_by.is_none())
-            .map(|record| Session { record, now_ms: now })
+            .map(|record| Session {
+                record,
+                now_ms: now,
+            })
             .collect();
         sessions.sort_by_key(|s| s.record.created_at);
         Ok(sessions)
@@ -738,7 +758,8 @@ impl SessionManager {
         };
         self.inner.store.create(&elevated).await?;
         let grace = as_ms(self.inner.config.token.grace_window);
-        self.supersede(old, elevated.id, now.saturating_add(grace)).await?;
+        self.supersede(old, elevated.id, now.saturating_add(grace))
+            .await?;
         Ok(self.new_session(elevated, now))
     }
 

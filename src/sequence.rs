@@ -308,8 +308,14 @@ mod tests {
         // requests is now 1; EveryN(3) rotates on the 3rd request.
         assert_eq!(r.advance(&with(Rotate::EveryN(3), 2, 0)), Verdict::Current);
         assert_eq!(r.advance(&with(Rotate::EveryN(3), 3, 0)), Verdict::Rotated);
-        assert_eq!(r.advance(&with(Rotate::MinInterval(100), 50, 1)), Verdict::Current);
-        assert_eq!(r.advance(&with(Rotate::MinInterval(100), 103, 1)), Verdict::Rotated);
+        assert_eq!(
+            r.advance(&with(Rotate::MinInterval(100), 50, 1)),
+            Verdict::Current
+        );
+        assert_eq!(
+            r.advance(&with(Rotate::MinInterval(100), 103, 1)),
+            Verdict::Rotated
+        );
         r.meta.superseded_by = Some(SessionId::from_bytes([2; 16]));
         assert_eq!(r.advance(&with(Rotate::Always, 104, 2)), Verdict::Current);
     }

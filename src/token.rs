@@ -334,7 +334,10 @@ mod tests {
     fn junk_is_rejected_before_the_tag() {
         let ring = ring();
         assert_eq!(ring.verify(""), Err(TokenError::Length { len: 0 }));
-        assert_eq!(ring.verify(&"!".repeat(TOKEN_LEN)), Err(TokenError::Encoding));
+        assert_eq!(
+            ring.verify(&"!".repeat(TOKEN_LEN)),
+            Err(TokenError::Encoding)
+        );
         let mut raw = [0u8; TOKEN_BYTES];
         raw[0] = 9;
         assert_eq!(

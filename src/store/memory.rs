@@ -228,4 +228,3 @@ impl Hasher for IdHasher {
         }
     }
 }
-

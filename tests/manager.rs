@@ -1,0 +1,627 @@
+//! The session lifecycle through the public API, with an injected clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+use rolling_session::{
+    Config, ErrorKind, KeyRing, ManualClock, MemorySink, MemoryStore, MismatchAction, RequestInfo,
+    Rotation, SessionContext, SessionEvent, SessionLimitPolicy, SessionManager, SessionStore,
+    TerminationReason, Token, TokenKey, Verdict,
+};
+
+const T0: u64 = 1_800_000_000_000;
+const MIN: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+
+struct Fixture {
+    manager: SessionManager,
+    clock: ManualClock,
+    events: Arc<MemorySink>,
+    store: Arc<MemoryStore>,
+}
+
+fn fixture(config: Config) -> Fixture {
+    let clock = ManualClock::new(T0);
+    let events = Arc::new(MemorySink::new());
+    let store = Arc::new(MemoryStore::new());
+    let manager = SessionManager::builder(KeyRing::new(TokenKey::new(1, &[5; 32])))
+        .shared_store(store.clone())
+        .clock(clock.clone())
+        .events(events.clone())
+        .config(config)
+        .build()
+        .unwrap();
+    Fixture {
+        manager,
+        clock,
+        events,
+        store,
+    }
+}
+
+fn ctx(ua: &str) -> SessionContext {
+    SessionContext {
+        ip: Some("192.0.2.7".parse().unwrap()),
+        user_agent: Some(ua.into()),
+        device_id: Some("device-1".into()),
+        location: Some("eu-west".into()),
+    }
+}
+
+async fn step(m: &SessionManager, token: &Token) -> Token {
+    let v = m.validate_session(token.expose()).await.unwrap();
+    v.next_token.unwrap_or_else(|| token.clone())
+}
+
+fn kind(r: Result<impl std::fmt::Debug, rolling_session::Error>) -> ErrorKind {
+    r.unwrap_err().kind().clone()
+}
+
+#[tokio::test]
+async fn six_requests_six_distinct_tokens_same_user() {
+    let f = fixture(Config::default());
+    let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
+    let mut seen = vec![login.token.clone()];
+    let mut token = login.token;
+    for _ in 0..6 {
+        let v = f.manager.validate_session(token.expose()).await.unwrap();
+        assert_eq!(v.session.user_id(), "alice");
+        assert_eq!(v.verdict, Verdict::Rotated);
+        token = v.next_token.unwrap();
+        assert!(!seen.contains(&token));
+        seen.push(token.clone());
+    }
+    assert_eq!(seen.len(), 7);
+}
+
+#[tokio::test]
+async fn replay_after_grace_revokes_and_kills_the_newest_token_with_both_contexts() {
+    let f = fixture(Config::default());
+    let login = f
+        .manager
+        .create_session("alice", ctx("victim"))
+        .await
+        .unwrap();
+    let stolen = login.token.clone();
+    let newest = step(&f.manager, &step(&f.manager, &login.token).await).await;
+
+    // Within the grace (depth 1) the immediate predecessor still works...
+    f.clock.advance(Duration::from_secs(11));
+    let info = RequestInfo {
+        safe_method: false,
+        context: Some(ctx("thief")),
+    };
+    let err = f
+        .manager
+        .validate(stolen.expose(), &info)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::TokenReused);
+    assert_eq!(err.reason(), "token_reused");
+    assert_eq!(
+        kind(f.manager.validate_session(newest.expose()).await),
+        ErrorKind::SessionRevoked
+    );
+    let theft = f
+        .events
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            SessionEvent::TheftDetected {
+                session_context,
+                request_context,
+                presented_counter,
+                live_counter,
+                ..
+            } => Some((
+                session_context,
+                request_context,
+                presented_counter,
+                live_counter,
+            )),
+            _ => None,
+        })
+        .expect("theft event");
+    assert_eq!(theft.0.user_agent.as_deref(), Some("victim"));
+    assert_eq!(theft.1.unwrap().user_agent.as_deref(), Some("thief"));
+    assert_eq!((theft.2, theft.3), (0, 2));
+}
+
+#[tokio::test]
+async fn predecessor_within_grace_gets_the_live_token() {
+    let f = fixture(Config::default());
+    let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
+    let next = step(&f.manager, &login.token).await;
+    f.clock.advance(Duration::from_secs(9));
+    let v = f
+        .manager
+        .validate_session(login.token.expose())
+        .await
+        .unwrap();
+    assert_eq!(v.verdict, Verdict::Grace);
+    assert_eq!(v.next_token.as_ref(), Some(&next));
+    f.manager.validate_session(next.expose()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_requests_applied_in_random_order_are_never_theft() {
+    let f = fixture(Config::default());
+    let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
+    let first = login.token.clone();
+    let mut client = login.token;
+    let mut rng = rand::thread_rng();
+    for _round in 0..60 {
+        let mut tasks = Vec::new();
+        for i in 0..16u64 {
+            let (m, t) = (f.manager.clone(), client.clone());
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_micros(i * 37 % 200)).await;
+                m.validate_session(t.expose()).await
+            }));
+        }
+        let mut responses = Vec::new();
+        for t in tasks {
+            let v = t
+                .await
+                .unwrap()
+                .expect("legitimate concurrency must be accepted");
+            responses.push(v.next_token);
+        }
+        responses.shuffle(&mut rng);
+        for next in responses.into_iter().flatten() {
+            client = next; // the browser's cookie jar: last response wins
+        }
+        f.clock.advance(Duration::from_millis(250));
+    }
+    let theft = f
+        .events
+        .events()
+        .iter()
+        .filter(|e| matches!(e, SessionEvent::TheftDetected { .. }))
+        .count();
+    assert_eq!(theft, 0);
+    assert_eq!(
+        f.manager
+            .session_analytics(client.expose())
+            .await
+            .unwrap()
+            .rotations,
+        60
+    );
+
+    f.clock.advance(Duration::from_secs(11));
+    assert_eq!(
+        kind(f.manager.validate_session(first.expose()).await),
+        ErrorKind::TokenReused
+    );
+    assert_eq!(
+        kind(f.manager.validate_session(client.expose()).await),
+        ErrorKind::SessionRevoked
+    );
+}
+
+#[tokio::test]
+async fn forged_counter_ahead_is_rejected_without_revocation() {
+    let f = fixture(Config::default());
+    let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
+    let ahead = f.manager.keys().mint(&login.session.id(), 7);
+    assert_eq!(
+        kind(f.manager.validate_session(ahead.expose()).await),
+        ErrorKind::TokenAhead
+    );
+    f.manager
+        .validate_session(login.token.expose())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn timeouts_idle_lifetime_and_absolute() {
+    let f = fixture(Config::default());
+    let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
+    f.clock.advance(31 * MIN);
+    assert_eq!(
+        kind(f.manager.validate_session(login.token.expose()).await),
+        ErrorKind::IdleTimeout
+    );
+    assert!(f.store.is_empty(), "an idle session is deleted when found");
+
+    let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
+    let mut token = login.token;
+    for _ in 0..(8 * 3 - 1) {
+        f.clock.advance(20 * MIN);
+        token = step(&f.manager, &token).await;
+    }
+    f.clock.advance(20 * MIN);
+    assert_eq!(
+        kind(f.manager.validate_session(token.expose()).await),
+        ErrorKind::SessionExpired { absolute: false }
+    );
+}
+
+#[tokio::test]
+async fn renewal_is_two_phase_windowed_limited_and_bounded_by_the_absolute_lifetime() {
+    let config = Config {
+        max_renewals: 2,
+        idle_timeout: 10 * HOUR,
+        absolute_timeout: 20 * HOUR,
+        ..Config::default()
+    };
+    let f = fixture(config);
+    let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
+    match kind(f.manager.renew_session(login.token.expose()).await) {
+        ErrorKind::RenewalTooEarly { allowed_in } => assert_eq!(allowed_in, 7 * HOUR),
+        other => panic!("{other:?}"),
+    }
+    f.clock.advance(7 * HOUR + MIN);
+    let old = login.token;
+    let renewed = f.manager.renew_session(old.expose()).await.unwrap();
+    assert_ne!(renewed.session.id(), login.session.id());
+    assert_eq!(renewed.session.expires_in(), 8 * HOUR);
+    // Phase one: the old credentials still work but no longer rotate.
+    let v = f.manager.validate_session(old.expose()).await.unwrap();
+    assert_eq!((v.verdict, v.next_token), (Verdict::Current, None));
+    assert_eq!(
+        kind(f.manager.renew_session(old.expose()).await),
+        ErrorKind::AlreadySuperseded
+    );
+    // Phase two: confirming retires them.
+    f.manager
+        .confirm_renewal(renewed.token.expose())
+        .await
+        .unwrap();
+    assert_eq!(
+        kind(f.manager.validate_session(old.expose()).await),
+        ErrorKind::UnknownSession
+    );
+    assert_eq!(
+        kind(f.manager.confirm_renewal(renewed.token.expose()).await),
+        ErrorKind::NothingToConfirm
+    );
+
+    // Second renewal: capped by the absolute lifetime (20 h from creation).
+    f.clock.advance(7 * HOUR + MIN);
+    let second = f
+        .manager
+        .renew_session(renewed.token.expose())
+        .await
+        .unwrap();
+    assert_eq!(
+        second.session.absolute_expires_in(),
+        second.session.expires_in()
+    );
+    assert_eq!(
+        second.session.expires_in(),
+        20 * HOUR - (14 * HOUR + 2 * MIN)
+    );
+    // Renewal limit reached (2), whatever the window says.
+    f.clock.advance(5 * HOUR);
+    assert_eq!(
+        kind(f.manager.renew_session(second.token.expose()).await),
+        ErrorKind::RenewalLimit { max: 2 }
+    );
+}
+
+#[tokio::test]
+async fn unconfirmed_renewal_retires_old_credentials_after_the_grace() {
+    let f = fixture(Config {
+        idle_timeout: 8 * HOUR,
+        ..Config::default()
+    });
+    let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
+    f.clock.advance(7 * HOUR + MIN);
+    // Keep the session active along the way.
+    let token = step(&f.manager, &login.token).await;
+    let renewed = f.manager.renew_session(token.expose()).await.unwrap();
+    f.clock.advance(5 * MIN);
+    assert_eq!(
+        kind(f.manager.validate_session(token.expose()).await),
+        ErrorKind::SessionExpired { absolute: false }
+    );
+    f.manager
+        .validate_session(renewed.token.expose())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn per_user_limit_refuses_or_evicts_the_oldest() {
+    let config = Config {
+        max_concurrent_sessions: 2,
+        on_session_limit: SessionLimitPolicy::Refuse,
+        ..Config::default()
+    };
+    let f = fixture(config);
+    f.manager.create_session("bob", ctx("a")).await.unwrap();
+    f.manager.create_session("bob", ctx("b")).await.unwrap();
+    assert_eq!(
+        kind(f.manager.create_session("bob", ctx("c")).await),
+        ErrorKind::SessionLimit { max: 2 }
+    );
+    f.manager.create_session("carol", ctx("a")).await.unwrap();
+
+    let f = fixture(Config {
+        max_concurrent_sessions: 2,
+        ..Config::default()
+    });
+    let first = f.manager.create_session("bob", ctx("a")).await.unwrap();
+    f.clock.advance(MIN);
+    f.manager.create_session("bob", ctx("b")).await.unwrap();
+    f.clock.advance(MIN);
+    f.manager.create_session("bob", ctx("c")).await.unwrap();
+    let live = f.manager.active_sessions("bob").await.unwrap();
+    let agents: Vec<_> = live
+        .iter()
+        .map(|s| s.context().user_agent.clone().unwrap())
+        .collect();
+    assert_eq!(agents, ["b", "c"]);
+    assert_eq!(
+        kind(f.manager.validate_session(first.token.expose()).await),
+        ErrorKind::UnknownSession
+    );
+    assert!(f.events.events().contains(&SessionEvent::Terminated {
+        session_id: first.session.id(),
+        reason: TerminationReason::Evicted
+    }));
+}
+
+#[tokio::test]
+async fn context_mismatch_allows_with_event_or_requires_reauthentication() {
+    let f = fixture(Config::default());
+    let login = f
+        .manager
+        .create_session("alice", ctx("firefox"))
+        .await
+        .unwrap();
+    let info = RequestInfo {
+        safe_method: true,
+        context: Some(ctx("curl")),
+    };
+    let v = f
+        .manager
+        .validate(login.token.expose(), &info)
+        .await
+        .unwrap();
+    assert!(v.session.flags().context_mismatch);
+    assert!(f.events.events().iter().any(|e| matches!(
+        e,
+        SessionEvent::ContextMismatch { fields, .. } if fields == &["user_agent"]
+    )));
+
+    let mut config = Config::default();
+    config.context.on_mismatch = MismatchAction::Reauthenticate;
+    let f = fixture(config);
+    let login = f
+        .manager
+        .create_session("alice", ctx("firefox"))
+        .await
+        .unwrap();
+    let err = f
+        .manager
+        .validate(login.token.expose(), &info)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        &ErrorKind::ContextMismatch {
+            fields: vec!["user_agent"]
+        }
+    );
+    assert!(f.store.is_empty());
+    // The IP is not compared by default.
+    let f = fixture(Config::default());
+    let login = f
+        .manager
+        .create_session("alice", ctx("firefox"))
+        .await
+        .unwrap();
+    let mut moved = ctx("firefox");
+    moved.ip = Some("198.51.100.1".parse().unwrap());
+    let info = RequestInfo {
+        safe_method: true,
+        context: Some(moved),
+    };
+    let v = f
+        .manager
+        .validate(login.token.expose(), &info)
+        .await
+        .unwrap();
+    assert!(!v.session.flags().context_mismatch);
+}
+
+#[tokio::test]
+async fn elevation_moves_the_session_to_a_new_id() {
+    let f = fixture(Config::default());
+    let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
+    let elevated = f
+        .manager
+        .set_session_permissions(login.token.expose(), vec!["admin:write".into()])
+        .await
+        .unwrap();
+    assert_ne!(elevated.session.id(), login.session.id());
+    assert!(elevated.session.has_permission("admin:write"));
+    assert!(elevated.session.flags().elevated);
+    // The old id never gains the new permissions and dies after the grace.
+    let old = f
+        .manager
+        .validate_session(login.token.expose())
+        .await
+        .unwrap();
+    assert!(!old.session.has_permission("admin:write"));
+    f.clock.advance(Duration::from_secs(11));
+    assert!(
+        f.manager
+            .validate_session(login.token.expose())
+            .await
+            .is_err()
+    );
+    let v = f
+        .manager
+        .validate_session(elevated.token.expose())
+        .await
+        .unwrap();
+    assert!(v.session.has_permission("admin:write"));
+}
+
+#[tokio::test]
+async fn listing_updating_terminating_and_analytics() {
+    let f = fixture(Config::default());
+    let a = f.manager.create_session("alice", ctx("a")).await.unwrap();
+    let b = f.manager.create_session("alice", ctx("b")).await.unwrap();
+    f.manager.create_session("zoe", ctx("z")).await.unwrap();
+    assert_eq!(f.manager.active_sessions("alice").await.unwrap().len(), 2);
+
+    let updated = f
+        .manager
+        .update_session_context(
+            a.token.expose(),
+            SessionContext {
+                location: Some("us-east".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.context().location.as_deref(), Some("us-east"));
+    assert_eq!(updated.context().user_agent.as_deref(), Some("a"));
+
+    f.clock.advance(MIN);
+    let t = step(&f.manager, &a.token).await;
+    let stats = f.manager.session_analytics(t.expose()).await.unwrap();
+    assert_eq!(stats.duration_ms, 60_000);
+    assert_eq!(stats.rotations, 1);
+    assert_eq!(stats.request_count, 3, "update, validate, analytics");
+    assert_eq!(stats.last_activity_at, T0 + 60_000);
+
+    f.manager.terminate_session(b.token.expose()).await.unwrap();
+    f.manager.terminate_session(b.token.expose()).await.unwrap();
+    assert_eq!(f.manager.active_sessions("alice").await.unwrap().len(), 1);
+    assert_eq!(
+        f.manager
+            .terminate_all_user_sessions("alice")
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(f.manager.active_sessions("alice").await.unwrap().is_empty());
+    assert_eq!(f.manager.active_sessions("zoe").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn rotation_policies_through_the_manager() {
+    let f = fixture(Config {
+        rotation: Rotation::UnsafeMethods,
+        ..Config::default()
+    });
+    let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
+    let get = RequestInfo {
+        safe_method: true,
+        context: None,
+    };
+    let v = f
+        .manager
+        .validate(login.token.expose(), &get)
+        .await
+        .unwrap();
+    assert_eq!((v.verdict, v.next_token), (Verdict::Current, None));
+    let v = f
+        .manager
+        .validate_session(login.token.expose())
+        .await
+        .unwrap();
+    assert_eq!(v.verdict, Verdict::Rotated);
+
+    let f = fixture(Config {
+        rotation: Rotation::AtMostEvery(Duration::from_secs(30)),
+        ..Config::default()
+    });
+    let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
+    let v = f
+        .manager
+        .validate_session(login.token.expose())
+        .await
+        .unwrap();
+    assert_eq!(v.verdict, Verdict::Current);
+    f.clock.advance(Duration::from_secs(30));
+    let v = f
+        .manager
+        .validate_session(login.token.expose())
+        .await
+        .unwrap();
+    assert_eq!(v.verdict, Verdict::Rotated);
+}
+
+#[tokio::test]
+async fn key_rotation_logs_nobody_out() {
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(MemoryStore::new());
+    let old_key = TokenKey::new(1, &[1; 32]);
+    let before = SessionManager::builder(KeyRing::new(old_key.clone()))
+        .shared_store(store.clone())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let login = before.create_session("alice", ctx("ua")).await.unwrap();
+
+    let after =
+        SessionManager::builder(KeyRing::new(TokenKey::new(2, &[2; 32])).with_accepted(old_key))
+            .shared_store(store.clone())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+    let v = after.validate_session(login.token.expose()).await.unwrap();
+    let next = v.next_token.unwrap();
+    assert_eq!(after.keys().verify(next.expose()).unwrap().key_id, 2);
+
+    // Once the old key is dropped, only tokens under the new key work.
+    let retired = SessionManager::builder(KeyRing::new(TokenKey::new(2, &[2; 32])))
+        .shared_store(store)
+        .clock(clock)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        kind(retired.validate_session(login.token.expose()).await),
+        ErrorKind::MalformedToken(_)
+    ));
+    retired.validate_session(next.expose()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_store_dump_holds_no_token() {
+    let f = fixture(Config::default());
+    let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
+    let mut issued = vec![login.token.clone()];
+    for _ in 0..3 {
+        let next = step(&f.manager, issued.last().unwrap()).await;
+        issued.push(next);
+    }
+    let dump = serde_json::to_string(&f.store.list_by_user("alice").await.unwrap()).unwrap();
+    for token in &issued {
+        let t = token.expose();
+        assert!(!dump.contains(t));
+        assert!(!dump.contains(&t[2..20]), "no fragment of the sealed part");
+    }
+    assert!(!dump.contains("tag") && !dump.contains("key"));
+}
+
+#[tokio::test]
+async fn sweeper_removes_dead_sessions() {
+    let f = fixture(Config::default());
+    f.manager.create_session("alice", ctx("ua")).await.unwrap();
+    let keep = f.manager.create_session("bob", ctx("ua")).await.unwrap();
+    f.clock.advance(20 * MIN);
+    step(&f.manager, &keep.token).await;
+    f.clock.advance(15 * MIN);
+    assert_eq!(f.manager.sweep_expired().await.unwrap(), 1);
+    assert_eq!(f.store.len(), 1);
+}
+
+#[tokio::test]
+async fn junk_tokens_are_malformed_not_panics() {
+    let f = fixture(Config::default());
+    for junk in ["", "x", &"A".repeat(56), &"é".repeat(28), &"A".repeat(8192)] {
+        let e = f.manager.validate_session(junk).await.unwrap_err();
+        assert_eq!(e.reason(), "malformed_token", "{junk:?}");
+    }
+}
