@@ -45,10 +45,13 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod clock;
 mod config;
 mod error;
 mod events;
+pub mod http;
 mod manager;
 mod random;
 mod sequence;

@@ -44,6 +44,11 @@ const TAG_BYTES: usize = 16;
 pub struct Token(String);
 
 impl Token {
+    /// Wraps a token presented by a client (after it verified).
+    pub(crate) fn presented(text: String) -> Self {
+        Self(text)
+    }
+
     /// The token text, for writing into a cookie or header.
     pub fn expose(&self) -> &str {
         &self.0

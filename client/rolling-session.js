@@ -1,0 +1,1 @@
+// Placeholder: the browser client (issue 7) replaces this file.

@@ -1,0 +1,193 @@
+//! The rolling-session demo: axum, the in-memory store, a page that shows
+//! the session live.
+//!
+//! ```text
+//! cargo run --example demo          # http://127.0.0.1:3000
+//! DEMO_ADDR=127.0.0.1:8080 cargo run --example demo
+//! ```
+//!
+//! DEVELOPMENT COOKIE CONFIG: the demo serves plain HTTP on localhost, so its
+//! cookie drops the `__Host-` prefix and `Secure` (browsers refuse both
+//! without HTTPS). Everything else keeps the secure defaults. Do not copy
+//! `CookieConfig::development` into a deployment.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rolling_session::http::{CookieConfig, Rejection, SessionHandle, SessionLayer, TokenTransport};
+use rolling_session::{
+    EventSink, KeyRing, Session, SessionEvent, SessionId, SessionManager, Token, TokenKey,
+    TracingSink,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+/// Keeps the last events for `GET /demo/events` and logs them too.
+#[derive(Default)]
+struct DemoEvents(Mutex<VecDeque<SessionEvent>>);
+
+impl EventSink for DemoEvents {
+    fn emit(&self, event: &SessionEvent) {
+        TracingSink.emit(event);
+        let mut events = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if events.len() == 100 {
+            events.pop_front();
+        }
+        events.push_back(event.clone());
+    }
+}
+
+#[derive(Clone)]
+struct Demo {
+    manager: SessionManager,
+    events: Arc<DemoEvents>,
+    /// The first token of each session, kept only for the "stolen cookie"
+    /// button. A real service never keeps tokens.
+    first_tokens: Arc<Mutex<HashMap<SessionId, Token>>>,
+}
+
+#[derive(Deserialize)]
+struct Login {
+    user: String,
+}
+
+async fn login(
+    State(demo): State<Demo>,
+    handle: SessionHandle,
+    Json(body): Json<Login>,
+) -> Result<Response, Rejection> {
+    let user = body.user.trim();
+    if user.is_empty() || user.len() > 64 {
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_user", "message": "user must be 1 to 64 characters"})),
+        )
+            .into_response());
+    }
+    let session = handle.login(user).await?;
+    let first = demo
+        .manager
+        .keys()
+        .mint(&session.id(), session.record().sequence.counter);
+    demo.remember(session.id(), first);
+    let mut body = serde_json::to_value(demo.manager.status(&session)).unwrap_or_default();
+    body["user"] = json!(session.user_id());
+    Ok(Json(body).into_response())
+}
+
+impl Demo {
+    fn remember(&self, id: SessionId, token: Token) {
+        let mut tokens = self.first_tokens.lock().unwrap_or_else(|e| e.into_inner());
+        if tokens.len() > 10_000 {
+            tokens.clear();
+        }
+        tokens.insert(id, token);
+    }
+}
+
+async fn me(session: Session) -> Json<serde_json::Value> {
+    Json(json!({ "user": session.user_id() }))
+}
+
+async fn logout(handle: SessionHandle) -> Result<Json<serde_json::Value>, Rejection> {
+    handle.logout().await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+/// Replays the session's first token, as a thief with a copied cookie would.
+async fn replay(State(demo): State<Demo>, session: Session) -> Response {
+    let stolen = demo
+        .first_tokens
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&session.id())
+        .cloned();
+    let Some(stolen) = stolen else {
+        return (
+            StatusCode::CONFLICT,
+            Json(json!({"error": "no_copy", "message": "this session has no remembered first token"})),
+        )
+            .into_response();
+    };
+    match demo.manager.validate_session(stolen.expose()).await {
+        Err(e) => Rejection::from(&e).into_response(),
+        Ok(_) => (
+            StatusCode::CONFLICT,
+            Json(json!({
+                "error": "within_grace",
+                "message": "the copied token is still within its grace window; make a request and try again in a few seconds"
+            })),
+        )
+            .into_response(),
+    }
+}
+
+async fn revoke(
+    State(demo): State<Demo>,
+    session: Session,
+) -> Result<Json<serde_json::Value>, Rejection> {
+    let n = demo
+        .manager
+        .terminate_all_user_sessions(session.user_id())
+        .await
+        .map_err(|e| Rejection::from(&e))?;
+    Ok(Json(json!({ "revoked": n })))
+}
+
+async fn recent_events(State(demo): State<Demo>) -> Json<Vec<SessionEvent>> {
+    let events = demo.events.0.lock().unwrap_or_else(|e| e.into_inner());
+    Json(events.iter().rev().take(30).cloned().collect())
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("demo/index.html"))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rolling_session::audit=info".into()),
+        )
+        .init();
+    let events = Arc::new(DemoEvents::default());
+    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
+        .events(events.clone())
+        .build()?;
+    manager.spawn_sweeper(std::time::Duration::from_secs(60));
+    let demo = Demo {
+        manager: manager.clone(),
+        events,
+        first_tokens: Arc::default(),
+    };
+    // DEVELOPMENT COOKIE CONFIG (plain HTTP on localhost), see the file docs.
+    let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
+        CookieConfig::development("rs_session"),
+    ));
+    let app = Router::new()
+        .route("/", get(page))
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .route("/logout", post(logout))
+        .route("/demo/replay", post(replay))
+        .route("/demo/revoke", post(revoke))
+        .route("/demo/events", get(recent_events))
+        .with_state(demo)
+        .merge(rolling_session::axum::routes(layer.exchange()))
+        .layer(layer);
+
+    let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!(
+        "rolling-session demo listening on http://{}",
+        listener.local_addr()?
+    );
+    axum::serve(listener, app).await?;
+    Ok(())
+}

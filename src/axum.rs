@@ -1,0 +1,108 @@
+//! axum 0.8 adapter: extractors, the session routes as a router, and
+//! rejections as responses. Conversions only; the logic lives in
+//! [`crate::http`].
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use rolling_session::http::SessionLayer;
+//! use rolling_session::{KeyRing, Session, SessionManager, TokenKey};
+//!
+//! async fn me(session: Session) -> String {
+//!     session.user_id().to_owned()
+//! }
+//!
+//! let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1))).build().unwrap();
+//! let layer = SessionLayer::new(manager);
+//! let app: Router = Router::new()
+//!     .route("/me", get(me))
+//!     .merge(rolling_session::axum::routes(layer.exchange()))
+//!     .layer(layer);
+//! ```
+#![cfg(feature = "axum")]
+#![cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, on};
+
+use crate::http::{Rejection, RouteResponse, SessionExchange, SessionHandle, SessionRoute};
+use crate::manager::Session;
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        route_response(RouteResponse {
+            status: self.status,
+            content_type: "application/json",
+            body: self.to_json(),
+        })
+    }
+}
+
+fn route_response(answer: RouteResponse) -> Response {
+    Response::builder()
+        .status(answer.status)
+        .header(axum::http::header::CONTENT_TYPE, answer.content_type)
+        .body(Body::from(answer.body))
+        .unwrap_or_else(|_| axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn handle_of(parts: &Parts) -> Result<SessionHandle, Rejection> {
+    parts
+        .extensions
+        .get::<SessionHandle>()
+        .cloned()
+        .ok_or_else(|| {
+            Rejection::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "session_layer_missing",
+                "the route is not behind rolling_session::http::SessionLayer".into(),
+            )
+        })
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionHandle {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
+        handle_of(parts)
+    }
+}
+
+/// A valid session, or a 401 with the reason there is none.
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
+        handle_of(parts)?.require()
+    }
+}
+
+/// `Option<Session>`: `None` without a valid session.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Session {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Rejection> {
+        Ok(handle_of(parts)?.session())
+    }
+}
+
+/// The session routes (`status`, `refresh`, `refresh/confirm`,
+/// `client.js`) under the exchange's prefix, for merging into your router
+/// behind the [`SessionLayer`](crate::http::SessionLayer).
+pub fn routes<S: Clone + Send + Sync + 'static>(exchange: &SessionExchange) -> Router<S> {
+    let mut router = Router::new();
+    for (method, path, route) in SessionRoute::ALL {
+        let exchange = exchange.clone();
+        let filter = MethodFilter::try_from(method).unwrap_or(MethodFilter::GET);
+        router = router.route(
+            &format!("{}{path}", exchange.prefix()),
+            on(filter, move |handle: SessionHandle| async move {
+                route_response(exchange.respond(route, &handle).await)
+            }),
+        );
+    }
+    router
+}

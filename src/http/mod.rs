@@ -1,0 +1,196 @@
+//! HTTP integration: the tower [`SessionLayer`], the token transport, the
+//! session routes and rejections.
+//!
+//! The data path of one request reads top to bottom:
+//! [`TokenTransport::read`] extracts the token → [`SessionExchange::begin`]
+//! verifies and advances it through the manager → the handler finds a
+//! [`SessionHandle`] in the request extensions → [`SessionExchange::finish`]
+//! writes the next token onto the response.
+//!
+//! # Example
+//!
+//! ```
+//! use http::{Request, Response, StatusCode};
+//! use rolling_session::http::{SessionHandle, SessionLayer};
+//! use rolling_session::{KeyRing, SessionManager, TokenKey};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1))).build()?;
+//! let app = ServiceBuilder::new()
+//!     .layer(SessionLayer::new(manager))
+//!     .service_fn(|req: Request<String>| async move {
+//!         let handle = req.extensions().get::<SessionHandle>().unwrap().clone();
+//!         let user = match handle.session() {
+//!             Some(s) => s.user_id().to_owned(),
+//!             None => { handle.login("alice").await.unwrap(); "new".into() }
+//!         };
+//!         Ok::<_, std::convert::Infallible>(Response::new(user))
+//!     });
+//!
+//! let res = app.clone().oneshot(Request::new(String::new())).await?;
+//! assert_eq!(res.status(), StatusCode::OK);
+//! let cookie = res.headers()["set-cookie"].to_str()?;
+//! assert!(cookie.starts_with("__Host-session=") && cookie.contains("HttpOnly"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Caveats
+//!
+//! - The layer must sit outside anything that retries or replays requests:
+//!   a replayed request presents a spent token.
+//! - Behind a proxy, derive the client IP yourself and set
+//!   [`SessionLayer::context_from`]; the default context is the
+//!   `User-Agent` and an optional `x-device-id` header.
+
+mod future;
+mod handle;
+mod layer;
+mod rejection;
+mod routes;
+mod transport;
+
+use std::sync::Arc;
+
+pub use future::ResponseFuture;
+pub use handle::SessionHandle;
+pub use layer::{SessionLayer, SessionService};
+pub use rejection::{JsonRejection, Rejection, RejectionFormat};
+pub use routes::{CLIENT_JS, RouteResponse, SessionRoute};
+pub use transport::{CookieConfig, EXPIRES_IN_HEADER, IDLE_EXPIRES_IN_HEADER, TokenTransport};
+
+use crate::manager::{RequestInfo, SessionManager};
+use crate::session::SessionContext;
+use rejection::SharedFormat;
+
+/// Builds the request facts (context) the manager checks from the request
+/// head.
+pub type ContextExtractor = fn(&http::request::Parts) -> SessionContext;
+
+/// The framework-neutral part of every adapter: settings plus the
+/// begin/finish steps around a request. The tower layer and the actix-web
+/// middleware both wrap one.
+#[derive(Clone)]
+pub struct SessionExchange {
+    inner: Arc<ExchangeInner>,
+}
+
+#[derive(Clone)]
+struct ExchangeInner {
+    manager: SessionManager,
+    transport: TokenTransport,
+    require: bool,
+    format: SharedFormat,
+    prefix: String,
+    context: ContextExtractor,
+}
+
+impl std::fmt::Debug for SessionExchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionExchange")
+            .field("transport", &self.inner.transport)
+            .field("require", &self.inner.require)
+            .field("prefix", &self.inner.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default context: `User-Agent` and `x-device-id` headers.
+pub fn default_context(parts: &http::request::Parts) -> SessionContext {
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    SessionContext {
+        user_agent: header("user-agent"),
+        device_id: header("x-device-id"),
+        ..SessionContext::default()
+    }
+}
+
+impl SessionExchange {
+    /// Cookie transport, optional sessions, JSON rejections, prefix
+    /// `/session`.
+    pub fn new(manager: SessionManager) -> Self {
+        Self {
+            inner: Arc::new(ExchangeInner {
+                manager,
+                transport: TokenTransport::default(),
+                require: false,
+                format: Arc::new(JsonRejection),
+                prefix: "/session".into(),
+                context: default_context,
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut ExchangeInner)) -> Self {
+        f(Arc::make_mut(&mut self.inner));
+        self
+    }
+
+    /// Where the token travels (default: the secure cookie).
+    #[must_use]
+    pub fn transport(self, transport: TokenTransport) -> Self {
+        self.edit(|i| i.transport = transport)
+    }
+    /// Reject requests without a valid session instead of passing them
+    /// through.
+    #[must_use]
+    pub fn require(self, require: bool) -> Self {
+        self.edit(|i| i.require = require)
+    }
+    /// The shape of rejection bodies (default: [`JsonRejection`]).
+    #[must_use]
+    pub fn rejection_format(self, format: impl RejectionFormat) -> Self {
+        self.edit(|i| i.format = Arc::new(format))
+    }
+    /// The prefix of the session routes (default `/session`).
+    #[must_use]
+    pub fn route_prefix(self, prefix: impl Into<String>) -> Self {
+        self.edit(|i| i.prefix = prefix.into())
+    }
+    /// How the request context is derived (default: [`default_context`]).
+    #[must_use]
+    pub fn context_from(self, extractor: ContextExtractor) -> Self {
+        self.edit(|i| i.context = extractor)
+    }
+
+    /// The manager.
+    pub fn manager(&self) -> &SessionManager {
+        &self.inner.manager
+    }
+    /// The transport in use.
+    pub fn token_transport(&self) -> &TokenTransport {
+        &self.inner.transport
+    }
+    /// Whether requests without a session are rejected.
+    pub fn is_required(&self) -> bool {
+        self.inner.require
+    }
+    /// The prefix of the session routes.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+    pub(crate) fn format(&self) -> &dyn RejectionFormat {
+        &*self.inner.format
+    }
+
+    /// The token and request facts of a request head.
+    pub fn inspect(&self, parts: &http::request::Parts) -> (Option<String>, RequestInfo) {
+        let values = parts
+            .headers
+            .get_all(self.inner.transport.request_header())
+            .iter()
+            .map(|v| v.as_bytes());
+        let token = self.inner.transport.read(values);
+        let info = RequestInfo {
+            safe_method: parts.method.is_safe(),
+            context: Some((self.inner.context)(parts)),
+        };
+        (token, info)
+    }
+}

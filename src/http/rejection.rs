@@ -1,0 +1,132 @@
+//! Turning refusals into HTTP responses: a status, a machine-readable
+//! reason and a message, in a shape you can replace.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde::Serialize;
+
+use crate::error::{Error, ErrorKind};
+
+/// A refusal, ready to become a response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// The HTTP status.
+    #[serde(skip)]
+    pub status: StatusCode,
+    /// The snake_case reason (`token_reused`, `missing_token`, ...).
+    #[serde(rename = "error")]
+    pub reason: &'static str,
+    /// A sentence for humans.
+    pub message: String,
+    /// What the client can do next, when there is something to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<&'static str>,
+    /// For `renewal_too_early`: when renewal opens, ms from now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+impl Rejection {
+    /// No token was presented where a session is required.
+    pub fn missing_token() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_token",
+            "this route needs a session; log in first".into(),
+        )
+    }
+
+    /// A refusal with no hint.
+    pub fn new(status: StatusCode, reason: &'static str, message: String) -> Self {
+        Self {
+            status,
+            reason,
+            message,
+            hint: None,
+            retry_after_ms: None,
+        }
+    }
+
+    /// The JSON body: `{"error": reason, "message": ..., ...}`.
+    pub fn to_json(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// Whether the client's token is dead for good, so the cookie should
+    /// be dropped.
+    pub fn ends_session(&self) -> bool {
+        self.status == StatusCode::UNAUTHORIZED
+    }
+}
+
+impl From<&Error> for Rejection {
+    fn from(e: &Error) -> Self {
+        let kind = e.kind();
+        let status = match kind {
+            ErrorKind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Store => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::RenewalTooEarly { .. }
+            | ErrorKind::AlreadySuperseded
+            | ErrorKind::NothingToConfirm
+            | ErrorKind::SessionLimit { .. } => StatusCode::CONFLICT,
+            ErrorKind::RenewalLimit { .. } | ErrorKind::RenewalPastAbsolute => {
+                StatusCode::FORBIDDEN
+            }
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        let mut r = Self::new(status, kind.reason(), kind.to_string());
+        match kind {
+            ErrorKind::SessionExpired { absolute: false } => {
+                r.hint = Some("renew before expiry with POST /session/refresh")
+            }
+            ErrorKind::RenewalTooEarly { allowed_in } => {
+                r.retry_after_ms = Some(u64::try_from(allowed_in.as_millis()).unwrap_or(u64::MAX))
+            }
+            _ => {}
+        }
+        r
+    }
+}
+
+/// Builds the response body for a [`Rejection`]. Implement it to answer in
+/// your API's error format; the default is [`JsonRejection`].
+pub trait RejectionFormat: Send + Sync + 'static {
+    /// The content type and body for `rejection`.
+    fn format(&self, rejection: &Rejection) -> (&'static str, Bytes);
+}
+
+/// `{"error": "<reason>", "message": "..."}` as `application/json`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonRejection;
+
+impl RejectionFormat for JsonRejection {
+    fn format(&self, rejection: &Rejection) -> (&'static str, Bytes) {
+        ("application/json", rejection.to_json())
+    }
+}
+
+pub(crate) type SharedFormat = Arc<dyn RejectionFormat>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::TokenError;
+
+    #[test]
+    fn statuses_and_json() {
+        let e = Error::from(ErrorKind::TokenReused);
+        let r = Rejection::from(&e);
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        let json: serde_json::Value = serde_json::from_slice(&r.to_json()).unwrap();
+        assert_eq!(json["error"], "token_reused");
+        assert!(json["message"].as_str().unwrap().contains("revoked"));
+        let e = Error::from(ErrorKind::StoreUnavailable);
+        assert_eq!(Rejection::from(&e).status, StatusCode::SERVICE_UNAVAILABLE);
+        let e = Error::from(TokenError::Encoding);
+        assert_eq!(Rejection::from(&e).reason, "malformed_token");
+        let e = Error::from(ErrorKind::SessionExpired { absolute: false });
+        assert!(Rejection::from(&e).hint.is_some());
+    }
+}

@@ -1,0 +1,103 @@
+//! The session routes, framework-neutral: the adapters only map paths to
+//! [`SessionRoute`]s and hand the answer back to their framework.
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use serde::Serialize;
+
+use super::SessionExchange;
+use super::handle::SessionHandle;
+use super::rejection::Rejection;
+
+/// The browser client, served at `GET {prefix}/client.js`.
+pub const CLIENT_JS: &str = include_str!("../../client/rolling-session.js");
+
+/// One of the routes under the prefix (default `/session`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionRoute {
+    /// `GET status`: remaining times and refresh advice.
+    Status,
+    /// `POST refresh`: two-phase renewal, phase one.
+    Refresh,
+    /// `POST refresh/confirm`: phase two.
+    Confirm,
+    /// `GET client.js`: the browser client.
+    ClientJs,
+}
+
+impl SessionRoute {
+    /// Every route with its method and path below the prefix.
+    pub const ALL: [(Method, &'static str, SessionRoute); 4] = [
+        (Method::GET, "/status", SessionRoute::Status),
+        (Method::POST, "/refresh", SessionRoute::Refresh),
+        (Method::POST, "/refresh/confirm", SessionRoute::Confirm),
+        (Method::GET, "/client.js", SessionRoute::ClientJs),
+    ];
+}
+
+/// A route's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteResponse {
+    /// The status.
+    pub status: StatusCode,
+    /// The content type.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl RouteResponse {
+    fn json(value: &impl Serialize) -> Self {
+        Self {
+            status: StatusCode::OK,
+            content_type: "application/json",
+            body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Renewed<T: Serialize> {
+    #[serde(flatten)]
+    status: T,
+    pending_confirmation: bool,
+}
+
+impl SessionExchange {
+    /// Answers one of the session routes for the request's handle.
+    pub async fn respond(&self, route: SessionRoute, handle: &SessionHandle) -> RouteResponse {
+        let result = match route {
+            SessionRoute::ClientJs => {
+                return RouteResponse {
+                    status: StatusCode::OK,
+                    content_type: "text/javascript; charset=utf-8",
+                    body: Bytes::from_static(CLIENT_JS.as_bytes()),
+                };
+            }
+            SessionRoute::Status => handle.status().map(|s| RouteResponse::json(&s)),
+            SessionRoute::Refresh => match handle.renew().await {
+                Ok(session) => Ok(RouteResponse::json(&Renewed {
+                    status: handle.manager().status(&session),
+                    pending_confirmation: true,
+                })),
+                Err(r) => Err(r),
+            },
+            SessionRoute::Confirm => handle
+                .confirm_renewal()
+                .await
+                .map(|_| RouteResponse::json(&serde_json::json!({ "confirmed": true }))),
+        };
+        result.unwrap_or_else(|r| self.rejection_response(&r))
+    }
+
+    /// A rejection in the configured format.
+    pub fn rejection_response(&self, rejection: &Rejection) -> RouteResponse {
+        let (content_type, body) = self.format().format(rejection);
+        RouteResponse {
+            status: rejection.status,
+            content_type,
+            body,
+        }
+    }
+}
