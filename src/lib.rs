@@ -45,6 +45,8 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "actix")]
+pub mod actix;
 #[cfg(feature = "axum")]
 pub mod axum;
 mod clock;
@@ -72,4 +74,8 @@ pub use manager::{
 pub use sequence::{AdvanceRequest, RevocationReason, Rotate, SequenceState, Verdict};
 pub use session::{SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord};
 pub use store::{MemoryStore, SessionStore};
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use token::{KeyRing, TOKEN_LEN, TOKEN_VERSION, Token, TokenKey, VerifiedToken};

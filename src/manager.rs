@@ -421,7 +421,11 @@ impl SessionManager {
         let record = advance.record;
         self.refuse_unless_accepted(&verified, verdict, &record, context)
             .await?;
+        // A superseded session hands out no token: the client already
+        // holds its replacement's, which must not be overwritten.
+        let superseded = record.meta.superseded_by.is_some();
         let next_token = match verdict {
+            _ if superseded => None,
             Verdict::Rotated => {
                 self.emit(SessionEvent::Rotated {
                     session_id: record.id,

@@ -52,7 +52,7 @@ where
 {
     pub(crate) fn new(exchange: SessionExchange, service: S, request: Request<ReqBody>) -> Self {
         let (parts, body) = request.into_parts();
-        let (token, info) = exchange.inspect(&parts);
+        let (token, info) = exchange.inspect_parts(&parts);
         let request = Request::from_parts(parts, body);
         let begin = exchange.clone();
         let validation: Validation = Box::pin(async move { begin.begin(token, info).await });

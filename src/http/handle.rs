@@ -17,7 +17,7 @@ use super::transport::{EXPIRES_IN_HEADER, IDLE_EXPIRES_IN_HEADER};
 enum Presence {
     /// A valid session; `token` is the client's live token after this
     /// request.
-    Active { session: Session, token: Token },
+    Active { session: Box<Session>, token: Token },
     /// No token.
     Missing,
     /// A token that was refused, and why.
@@ -67,7 +67,7 @@ impl SessionHandle {
     /// The validated session, if the request carried a valid token.
     pub fn session(&self) -> Option<Session> {
         match &self.lock().presence {
-            Presence::Active { session, .. } => Some(session.clone()),
+            Presence::Active { session, .. } => Some((**session).clone()),
             _ => None,
         }
     }
@@ -76,7 +76,7 @@ impl SessionHandle {
     /// `token_reused`, ...), ready to answer with.
     pub fn require(&self) -> Result<Session, Rejection> {
         match &self.lock().presence {
-            Presence::Active { session, .. } => Ok(session.clone()),
+            Presence::Active { session, .. } => Ok((**session).clone()),
             Presence::Missing => Err(Rejection::missing_token()),
             Presence::Rejected(r) => Err(r.clone()),
         }
@@ -94,7 +94,10 @@ impl SessionHandle {
         let max_age = session.expires_in();
         let mut state = self.lock();
         state.write = Write::Token(token.clone(), max_age);
-        state.presence = Presence::Active { session, token };
+        state.presence = Presence::Active {
+            session: Box::new(session),
+            token,
+        };
     }
 
     fn reject(&self, e: &Error) -> Rejection {
@@ -221,7 +224,7 @@ impl SessionExchange {
                     let token = v.next_token.unwrap_or_else(|| Token::presented(presented));
                     (
                         Presence::Active {
-                            session: v.session,
+                            session: Box::new(v.session),
                             token,
                         },
                         write,

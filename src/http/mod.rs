@@ -10,7 +10,9 @@
 //! # Example
 //!
 //! ```
+//! use bytes::Bytes;
 //! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
 //! use rolling_session::http::{SessionHandle, SessionLayer};
 //! use rolling_session::{KeyRing, SessionManager, TokenKey};
 //! use tower::{ServiceBuilder, ServiceExt};
@@ -25,7 +27,7 @@
 //!             Some(s) => s.user_id().to_owned(),
 //!             None => { handle.login("alice").await.unwrap(); "new".into() }
 //!         };
-//!         Ok::<_, std::convert::Infallible>(Response::new(user))
+//!         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(user))))
 //!     });
 //!
 //! let res = app.clone().oneshot(Request::new(String::new())).await?;
@@ -64,9 +66,45 @@ use crate::manager::{RequestInfo, SessionManager};
 use crate::session::SessionContext;
 use rejection::SharedFormat;
 
-/// Builds the request facts (context) the manager checks from the request
-/// head.
-pub type ContextExtractor = fn(&http::request::Parts) -> SessionContext;
+/// Builds the request context the manager checks from the request head.
+pub type ContextExtractor = fn(&RequestHead<'_>) -> SessionContext;
+
+/// A framework-neutral view of a request head, handed to a
+/// [`ContextExtractor`].
+pub struct RequestHead<'a> {
+    headers: &'a dyn Fn(&str) -> Vec<&'a [u8]>,
+    safe_method: bool,
+    peer_ip: Option<std::net::IpAddr>,
+}
+
+impl<'a> RequestHead<'a> {
+    /// A head from a header lookup (all values of a lowercase header name),
+    /// whether the method is safe, and the peer address if known.
+    pub fn new(
+        headers: &'a dyn Fn(&str) -> Vec<&'a [u8]>,
+        safe_method: bool,
+        peer_ip: Option<std::net::IpAddr>,
+    ) -> Self {
+        Self {
+            headers,
+            safe_method,
+            peer_ip,
+        }
+    }
+
+    /// The first value of a header, lossily decoded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        (self.headers)(name)
+            .first()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// The TCP peer's address, when the server provides it. Behind a proxy
+    /// this is the proxy: derive the client address in your own extractor.
+    pub fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.peer_ip
+    }
+}
 
 /// The framework-neutral part of every adapter: settings plus the
 /// begin/finish steps around a request. The tower layer and the actix-web
@@ -96,18 +134,14 @@ impl std::fmt::Debug for SessionExchange {
     }
 }
 
-/// The default context: `User-Agent` and `x-device-id` headers.
-pub fn default_context(parts: &http::request::Parts) -> SessionContext {
-    let header = |name: &str| {
-        parts
-            .headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    };
+/// The default context: the `User-Agent` and `x-device-id` headers and
+/// the peer IP address.
+pub fn default_context(head: &RequestHead<'_>) -> SessionContext {
     SessionContext {
-        user_agent: header("user-agent"),
-        device_id: header("x-device-id"),
-        ..SessionContext::default()
+        ip: head.peer_ip(),
+        user_agent: head.header("user-agent"),
+        device_id: head.header("x-device-id"),
+        location: None,
     }
 }
 
@@ -180,17 +214,42 @@ impl SessionExchange {
     }
 
     /// The token and request facts of a request head.
-    pub fn inspect(&self, parts: &http::request::Parts) -> (Option<String>, RequestInfo) {
-        let values = parts
-            .headers
-            .get_all(self.inner.transport.request_header())
-            .iter()
-            .map(|v| v.as_bytes());
-        let token = self.inner.transport.read(values);
+    pub fn inspect(&self, head: &RequestHead<'_>) -> (Option<String>, RequestInfo) {
+        let token = self
+            .inner
+            .transport
+            .read((head.headers)(self.inner.transport.request_header()));
         let info = RequestInfo {
-            safe_method: parts.method.is_safe(),
-            context: Some((self.inner.context)(parts)),
+            safe_method: head.safe_method,
+            context: Some((self.inner.context)(head)),
         };
         (token, info)
     }
+
+    /// [`inspect`](Self::inspect) for an `http` request head.
+    pub fn inspect_parts(&self, parts: &http::request::Parts) -> (Option<String>, RequestInfo) {
+        let headers = |name: &str| -> Vec<&[u8]> {
+            parts
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect()
+        };
+        let head = RequestHead::new(&headers, parts.method.is_safe(), peer_ip(parts));
+        self.inspect(&head)
+    }
+}
+
+#[cfg(feature = "axum")]
+fn peer_ip(parts: &http::request::Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<::axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+#[cfg(not(feature = "axum"))]
+fn peer_ip(_: &http::request::Parts) -> Option<std::net::IpAddr> {
+    None
 }

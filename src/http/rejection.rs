@@ -61,6 +61,14 @@ impl Rejection {
     }
 }
 
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.reason, self.message)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
 impl From<&Error> for Rejection {
     fn from(e: &Error) -> Self {
         let kind = e.kind();

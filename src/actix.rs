@@ -1,0 +1,210 @@
+//! actix-web 4 adapter: the middleware, extractors and a scope with the
+//! session routes. Conversions only; the logic lives in [`crate::http`].
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer, web};
+//! use rolling_session::actix::{SessionMiddleware, scope};
+//! use rolling_session::http::SessionExchange;
+//! use rolling_session::{KeyRing, Session, SessionManager, TokenKey};
+//!
+//! async fn me(session: Session) -> String {
+//!     session.user_id().to_owned()
+//! }
+//!
+//! # #[actix_web::main] async fn main() -> std::io::Result<()> {
+//! let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1))).build().unwrap();
+//! let exchange = SessionExchange::new(manager);
+//! HttpServer::new(move || {
+//!     App::new()
+//!         .service(scope(&exchange))
+//!         .route("/me", web::get().to(me))
+//!         .wrap(SessionMiddleware::new(exchange.clone()))
+//! })
+//! .bind("127.0.0.1:8080")?
+//! .run()
+//! .await
+//! # }
+//! ```
+#![cfg(feature = "actix")]
+#![cfg_attr(docsrs, doc(cfg(feature = "actix")))]
+
+use std::future::{Ready, ready};
+use std::rc::Rc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
+use futures_util::future::LocalBoxFuture;
+
+use crate::http::{
+    Rejection, RequestHead, RouteResponse, SessionExchange, SessionHandle, SessionRoute,
+};
+use crate::manager::Session;
+
+fn response(answer: RouteResponse) -> HttpResponse {
+    HttpResponse::build(status(answer.status.as_u16()))
+        .content_type(answer.content_type)
+        .body(answer.body)
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+impl ResponseError for Rejection {
+    fn status_code(&self) -> StatusCode {
+        status(self.status.as_u16())
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .content_type("application/json")
+            .body(self.to_json())
+    }
+}
+
+fn handle_of(req: &HttpRequest) -> Result<SessionHandle, Rejection> {
+    req.extensions()
+        .get::<SessionHandle>()
+        .cloned()
+        .ok_or_else(|| {
+            Rejection::new(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "session_layer_missing",
+                "the route is not wrapped in rolling_session::actix::SessionMiddleware".into(),
+            )
+        })
+}
+
+impl FromRequest for SessionHandle {
+    type Error = Rejection;
+    type Future = Ready<Result<Self, Rejection>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(handle_of(req))
+    }
+}
+
+/// A valid session, or a 401 with the reason there is none. Use
+/// `Option<Session>` for routes where a session is optional.
+impl FromRequest for Session {
+    type Error = Rejection;
+    type Future = Ready<Result<Self, Rejection>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(handle_of(req).and_then(|h| h.require()))
+    }
+}
+
+/// The session routes under the exchange's prefix.
+pub fn scope(exchange: &SessionExchange) -> actix_web::Scope {
+    let mut scope = web::scope(exchange.prefix());
+    for (method, path, route) in SessionRoute::ALL {
+        let exchange = exchange.clone();
+        let method = actix_web::http::Method::from_bytes(method.as_str().as_bytes())
+            .unwrap_or(actix_web::http::Method::GET);
+        scope = scope.route(
+            path,
+            web::method(method).to(move |handle: SessionHandle| {
+                let exchange = exchange.clone();
+                async move { response(exchange.respond(route, &handle).await) }
+            }),
+        );
+    }
+    scope
+}
+
+/// Applies rolling sessions to every request, like
+/// [`SessionLayer`](crate::http::SessionLayer) does for tower.
+#[derive(Clone, Debug)]
+pub struct SessionMiddleware {
+    exchange: SessionExchange,
+}
+
+impl SessionMiddleware {
+    /// The middleware for `exchange`'s settings.
+    pub fn new(exchange: SessionExchange) -> Self {
+        Self { exchange }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for SessionMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = SessionMiddlewareService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(SessionMiddlewareService {
+            service: Rc::new(service),
+            exchange: self.exchange.clone(),
+        }))
+    }
+}
+
+/// The service made by [`SessionMiddleware`].
+pub struct SessionMiddlewareService<S> {
+    service: Rc<S>,
+    exchange: SessionExchange,
+}
+
+impl<S, B> Service<ServiceRequest> for SessionMiddlewareService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let headers = |name: &str| -> Vec<&[u8]> {
+            req.headers().get_all(name).map(|v| v.as_bytes()).collect()
+        };
+        let head = RequestHead::new(
+            &headers,
+            matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE"),
+            req.peer_addr().map(|a| a.ip()),
+        );
+        let (token, info) = self.exchange.inspect(&head);
+        let (service, exchange) = (self.service.clone(), self.exchange.clone());
+        Box::pin(async move {
+            let handle = exchange.begin(token, info).await;
+            if exchange.is_required() {
+                if let Err(rejection) = handle.require() {
+                    let mut res = response(exchange.rejection_response(&rejection));
+                    write_headers(&exchange, &handle, res.headers_mut());
+                    return Ok(req.into_response(res).map_into_right_body());
+                }
+            }
+            req.extensions_mut().insert(handle.clone());
+            let mut res = service.call(req).await?;
+            write_headers(&exchange, &handle, res.headers_mut());
+            Ok(res.map_into_left_body())
+        })
+    }
+}
+
+fn write_headers(
+    exchange: &SessionExchange,
+    handle: &SessionHandle,
+    headers: &mut actix_web::http::header::HeaderMap,
+) {
+    for (name, value) in exchange.finish(handle) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            headers.append(name, value);
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The HTTP scenarios against an actix-web server on loopback.
+#![cfg(feature = "actix")]
+
+mod common;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use rolling_session::actix::{SessionMiddleware, scope};
+use rolling_session::http::{
+    CookieConfig, Rejection, SessionExchange, SessionHandle, TokenTransport,
+};
+use rolling_session::{KeyRing, ManualClock, Session, SessionManager, TokenKey};
+use serde_json::{Value, json};
+
+async fn login(handle: SessionHandle, body: web::Json<Value>) -> Result<HttpResponse, Rejection> {
+    let user = body["user"].as_str().unwrap_or("anonymous").to_owned();
+    let session = handle.login(user).await?;
+    Ok(HttpResponse::Ok().json(json!({ "user": session.user_id() })))
+}
+
+async fn me(session: Session) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "user": session.user_id() }))
+}
+
+async fn logout(handle: SessionHandle) -> Result<HttpResponse, Rejection> {
+    handle.logout().await?;
+    Ok(HttpResponse::Ok().json(json!({ "ok": true })))
+}
+
+fn server() -> (String, ManualClock) {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let exchange = SessionExchange::new(manager).transport(TokenTransport::Cookie(
+        CookieConfig::development(common::COOKIE),
+    ));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            HttpServer::new(move || {
+                App::new()
+                    .service(scope(&exchange))
+                    .route("/login", web::post().to(login))
+                    .route("/me", web::get().to(me))
+                    .route("/logout", web::post().to(logout))
+                    .wrap(SessionMiddleware::new(exchange.clone()))
+            })
+            .workers(2)
+            .listen(listener)
+            .unwrap()
+            .run()
+            .await
+            .unwrap()
+        })
+    });
+    (base, clock)
+}
+
+#[tokio::test]
+async fn six_requests_six_distinct_tokens() {
+    common::six_requests_six_distinct_tokens(server().0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_requests_applied_in_random_order() {
+    common::parallel_requests_applied_in_random_order(server().0).await;
+}
+
+#[tokio::test]
+async fn replay_after_grace_revokes() {
+    let (base, clock) = server();
+    common::replay_after_grace_revokes(base, &clock).await;
+}
+
+#[tokio::test]
+async fn malformed_cookies_get_4xx_json() {
+    common::malformed_cookies_get_4xx_json(server().0).await;
+}
+
+#[tokio::test]
+async fn status_refresh_confirm_logout() {
+    let (base, clock) = server();
+    common::status_refresh_confirm_logout(base, &clock).await;
+}

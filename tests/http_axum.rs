@@ -1,0 +1,72 @@
+//! The HTTP scenarios against an axum server on loopback.
+
+mod common;
+
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rolling_session::http::{CookieConfig, Rejection, SessionHandle, SessionLayer, TokenTransport};
+use rolling_session::{KeyRing, ManualClock, Session, SessionManager, TokenKey};
+use serde_json::{Value, json};
+
+async fn login(handle: SessionHandle, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
+    let user = body["user"].as_str().unwrap_or("anonymous");
+    let session = handle.login(user).await?;
+    Ok(Json(json!({ "user": session.user_id() })))
+}
+
+async fn me(session: Session) -> Json<Value> {
+    Json(json!({ "user": session.user_id() }))
+}
+
+async fn logout(handle: SessionHandle) -> Result<Json<Value>, Rejection> {
+    handle.logout().await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+async fn server() -> (String, ManualClock) {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
+        CookieConfig::development(common::COOKIE),
+    ));
+    let app = Router::new()
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .route("/logout", post(logout))
+        .merge(rolling_session::axum::routes(layer.exchange()))
+        .layer(layer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, clock)
+}
+
+#[tokio::test]
+async fn six_requests_six_distinct_tokens() {
+    common::six_requests_six_distinct_tokens(server().await.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_requests_applied_in_random_order() {
+    common::parallel_requests_applied_in_random_order(server().await.0).await;
+}
+
+#[tokio::test]
+async fn replay_after_grace_revokes() {
+    let (base, clock) = server().await;
+    common::replay_after_grace_revokes(base, &clock).await;
+}
+
+#[tokio::test]
+async fn malformed_cookies_get_4xx_json() {
+    common::malformed_cookies_get_4xx_json(server().await.0).await;
+}
+
+#[tokio::test]
+async fn status_refresh_confirm_logout() {
+    let (base, clock) = server().await;
+    common::status_refresh_confirm_logout(base, &clock).await;
+}
