@@ -1,0 +1,14 @@
+//! Any bytes as Cookie header values: the transport finds a token or none,
+//! and never panics.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rolling_session::http::{CookieConfig, TokenTransport};
+
+fuzz_target!(|data: &[u8]| {
+    let cookie = TokenTransport::Cookie(CookieConfig::development("s"));
+    let header = TokenTransport::Header("x-session-token".into());
+    let values: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
+    let _ = cookie.read(values.iter().copied());
+    let _ = header.read(values.iter().copied());
+});
