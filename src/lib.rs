@@ -38,6 +38,7 @@
 //! |-------------|---------|--------------------------------------------------------|
 //! | `axum`      | yes     | axum 0.8 extractors and the session routes as a router |
 //! | `actix`     | no      | actix-web 4 middleware, extractor and routes           |
+//! | `redis`     | no      | `RedisStore` for Redis and Redis Cluster               |
 //! | `test-util` | no      | the store conformance suite for your own stores        |
 //!
 //! The design, the token format and the security argument are in `docs/`.

@@ -19,9 +19,17 @@ use crate::error::StoreError;
 use crate::sequence::{AdvanceRequest, Verdict};
 use crate::session::{SessionId, SessionMeta, SessionRecord};
 
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod conformance;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{PayloadKey, PayloadKeys, RedisStore, RedisStoreBuilder};
 
 /// The outcome of [`SessionStore::verify_and_advance`]: the verdict and the
 /// record as it stands after it.

@@ -1,0 +1,997 @@
+//! Sessions in Redis or Redis Cluster, shared by every node of a service
+//! (feature `redis`).
+//!
+//! # Layout
+//!
+//! | key | type | holds |
+//! |-----|------|-------|
+//! | `{prefix}s:{<session id hex>}` | hash | the sequence in clear (`ctr`, `req`, `seen`, `rot`, `ret`, `rev`), the deadlines the script needs (`ends`, `idle`, `sup`), `uid`, `created`, and `meta`: the rest of the session as JSON, sealed with AES-256-GCM when [`PayloadKeys`] are configured |
+//! | `{prefix}u:{<user id>}` | sorted set | the user's session ids, scored by the end of their lifetime |
+//!
+//! Every per-session command touches one key, hash-tagged by the session
+//! id, so it lives in one slot and each script runs on Redis Cluster.
+//! [`verify_and_advance`](SessionStore::verify_and_advance) is one `EVALSHA`
+//! (one round trip) running `SessionRecord::advance` in Lua
+//! (`src/store/redis/advance.lua`); `redis::Script` falls back to loading
+//! the script when the server answers `NOSCRIPT` (after a restart or a
+//! failover).
+//!
+//! The user index lives in another slot, so it cannot be updated in the
+//! same atomic step as the session. It is kept safe by ordering rather than
+//! by transactions: a session is added to the index before its hash is
+//! written (and once more after), and removed from it after its hash is
+//! deleted. A crash between the two steps leaves at worst an index entry
+//! without a session, which readers skip and prune; never a session
+//! missing from its user's index, which "log out everywhere" would miss.
+//! `docs/redis.md` has the whole argument.
+//!
+//! Nothing stored is a credential: only counters and times, never a token
+//! or a key.
+//!
+//! # Numbers
+//!
+//! Lua computes with doubles, so counters, request counts and millisecond
+//! timestamps are exact below 2^53 (at a thousand requests a second, a
+//! counter reaches it after 285,000 years). Times only ever copied are kept
+//! as the decimal strings they arrive as, so they stay exact at any size.
+//!
+//! # Timeouts
+//!
+//! Every call of the [`SessionStore`] trait is bounded by the configured
+//! [`timeout`](RedisStoreBuilder::timeout) (default 1 s): a Redis that is
+//! down, unreachable or hung gives [`StoreError::Unavailable`], which the
+//! HTTP layer answers with `503 store_unavailable`. The connection
+//! reconnects by itself in the background; nothing needs a restart.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use rolling_session::store::{PayloadKey, PayloadKeys, RedisStore};
+//! use rolling_session::{KeyRing, SessionManager, TokenKey};
+//! use std::time::Duration;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = RedisStore::builder()
+//!     .key_prefix("myapp:")
+//!     .timeout(Duration::from_millis(500))
+//!     .encrypt(PayloadKeys::new(PayloadKey::new(1, [7; 32])))
+//!     .connect("redis://127.0.0.1:6379")
+//!     .await?;
+//! let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
+//!     .store(store)
+//!     .build()?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
+use async_trait::async_trait;
+use futures_util::future::join_all;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+
+use super::{Advance, SessionStore};
+use crate::error::StoreError;
+use crate::sequence::{AdvanceRequest, RevocationReason, Rotate, SequenceState, Verdict};
+use crate::session::{SessionId, SessionMeta, SessionRecord};
+
+/// The longest TTL set on a key, in ms (about 31 years): sessions that
+/// never end still get a finite TTL that Redis accepts.
+const MAX_TTL_MS: u64 = 1_000_000_000_000;
+
+/// The fields of a session hash that make up a record, in the order
+/// [`decode`] reads them.
+const RECORD_FIELDS: [&str; 9] = [
+    "uid", "created", "meta", "ctr", "req", "seen", "rot", "ret", "rev",
+];
+
+/// Sessions in Redis (one server, or a cluster): the store for services
+/// that run on more than one node. See the [module docs](self).
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Conn,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    prefix: String,
+    timeout: Duration,
+    expiry_slack_ms: u64,
+    payload: Option<PayloadKeys>,
+    accept_plaintext: bool,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    advance: Script,
+    create: Script,
+    update_meta: Script,
+    delete: Script,
+    index: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            advance: Script::new(include_str!("redis/advance.lua")),
+            create: Script::new(include_str!("redis/create.lua")),
+            update_meta: Script::new(include_str!("redis/update_meta.lua")),
+            delete: Script::new(include_str!("redis/delete.lua")),
+            index: Script::new(include_str!("redis/index.lua")),
+        }
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("mode", &self.conn.mode())
+            .field("prefix", &self.inner.prefix)
+            .field("timeout", &self.inner.timeout)
+            .field("expiry_slack_ms", &self.inner.expiry_slack_ms)
+            .field("payload", &self.inner.payload)
+            .finish()
+    }
+}
+
+/// One server through a reconnecting multiplexed connection, or a cluster
+/// through a slot-routing one. Both are cheap to clone.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    fn mode(&self) -> &'static str {
+        match self {
+            Self::Single(_) => "single",
+            Self::Cluster(_) => "cluster",
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Configures and connects a [`RedisStore`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    prefix: String,
+    timeout: Duration,
+    expiry_slack: Duration,
+    payload: Option<PayloadKeys>,
+    accept_plaintext: bool,
+}
+
+impl Default for RedisStoreBuilder {
+    fn default() -> Self {
+        Self {
+            prefix: "rs:".into(),
+            timeout: Duration::from_secs(1),
+            expiry_slack: Duration::from_secs(60),
+            payload: None,
+            accept_plaintext: false,
+        }
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every key (default `rs:`), so several services or
+    /// environments can share one Redis.
+    ///
+    /// # Panics
+    ///
+    /// If the prefix contains `{` or `}`: they would change the hash tag
+    /// that keeps a session in one cluster slot.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        assert!(
+            !prefix.contains(['{', '}']),
+            "a Redis key prefix must not contain braces (they are hash tags)"
+        );
+        self.prefix = prefix;
+        self
+    }
+
+    /// The longest any store call may take, connecting included (default
+    /// 1 s). Past it the call fails with [`StoreError::Unavailable`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long a key outlives its session's last deadline (default 60 s),
+    /// so a request arriving just after the end still learns why
+    /// (`session_expired`, `session_revoked`) rather than
+    /// `session_not_found`.
+    pub fn expiry_slack(mut self, slack: Duration) -> Self {
+        self.expiry_slack = slack;
+        self
+    }
+
+    /// Seals each session's payload (context, permissions, flags) with
+    /// AES-256-GCM under these keys. Counters and deadlines stay in clear:
+    /// the Lua script needs them, and they are not secret.
+    pub fn encrypt(mut self, keys: PayloadKeys) -> Self {
+        self.payload = Some(keys);
+        self
+    }
+
+    /// With [`encrypt`](Self::encrypt), whether payloads stored in clear
+    /// are still read (default `false`). Turn it on only while migrating a
+    /// store that was not encrypted: an unsealed payload has no integrity
+    /// protection.
+    pub fn accept_plaintext(mut self, accept: bool) -> Self {
+        self.accept_plaintext = accept;
+        self
+    }
+
+    /// Connects to one Redis server, e.g. `redis://127.0.0.1:6379/0`,
+    /// waiting at most the [timeout](Self::timeout). The connection
+    /// reconnects by itself whenever it is lost.
+    pub async fn connect(self, url: &str) -> Result<RedisStore, StoreError> {
+        let timeout = self.timeout;
+        let client = ::redis::Client::open(url).map_err(StoreError::unavailable)?;
+        let conn = tokio::time::timeout(
+            timeout,
+            ConnectionManager::new_with_config(client, self.manager_config()),
+        )
+        .await
+        .map_err(|_| StoreError::unavailable(Timeout(timeout)))?
+        .map_err(StoreError::unavailable)?;
+        Ok(self.finish(Conn::Single(conn)))
+    }
+
+    /// Like [`connect`](Self::connect), but without waiting for the
+    /// server: the first call connects. A service can then start while
+    /// Redis is down and serve as soon as it is back.
+    pub fn connect_lazy(self, url: &str) -> Result<RedisStore, StoreError> {
+        let client = ::redis::Client::open(url).map_err(StoreError::unavailable)?;
+        let conn = ConnectionManager::new_lazy_with_config(client, self.manager_config())
+            .map_err(StoreError::unavailable)?;
+        Ok(self.finish(Conn::Single(conn)))
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes, e.g.
+    /// `["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]`.
+    pub async fn connect_cluster<I, S>(self, nodes: I) -> Result<RedisStore, StoreError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let timeout = self.timeout;
+        let nodes: Vec<String> = nodes.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        let client = ::redis::cluster::ClusterClient::builder(nodes)
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(2)
+            .build()
+            .map_err(StoreError::unavailable)?;
+        let conn = tokio::time::timeout(timeout, client.get_async_connection())
+            .await
+            .map_err(|_| StoreError::unavailable(Timeout(timeout)))?
+            .map_err(StoreError::unavailable)?;
+        Ok(self.finish(Conn::Cluster(conn)))
+    }
+
+    fn manager_config(&self) -> ConnectionManagerConfig {
+        // Reconnect quickly and give up early: the caller's timeout bounds
+        // each call anyway, and the next call starts a new attempt.
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(500))
+    }
+
+    fn finish(self, conn: Conn) -> RedisStore {
+        RedisStore {
+            conn,
+            inner: Arc::new(Inner {
+                prefix: self.prefix,
+                timeout: self.timeout,
+                expiry_slack_ms: as_ms(self.expiry_slack),
+                payload: self.payload,
+                accept_plaintext: self.accept_plaintext,
+                scripts: Scripts::new(),
+            }),
+        }
+    }
+}
+
+impl RedisStore {
+    /// A builder with the defaults: prefix `rs:`, 1 s timeout, 60 s expiry
+    /// slack, payload in clear.
+    pub fn builder() -> RedisStoreBuilder {
+        RedisStoreBuilder::default()
+    }
+
+    /// Connects to one server with the defaults; see
+    /// [`RedisStoreBuilder::connect`].
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::builder().connect(url).await
+    }
+
+    /// The Redis key of a session's hash (for operators and tests).
+    pub fn session_key(&self, id: &SessionId) -> String {
+        format!("{}s:{{{id}}}", self.inner.prefix)
+    }
+
+    /// The Redis key of a user's session index (for operators and tests).
+    pub fn user_index_key(&self, user_id: &str) -> String {
+        format!("{}u:{{{user_id}}}", self.inner.prefix)
+    }
+
+    /// Checks that Redis answers within the timeout (for health checks).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.timed(async {
+            let mut conn = self.conn.clone();
+            ::redis::cmd("PING")
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn timed<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let limit = self.inner.timeout;
+        tokio::time::timeout(limit, call)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::unavailable(Timeout(limit))))
+    }
+
+    fn ttl_ms(&self, deadline: u64, reference: u64) -> u64 {
+        deadline
+            .saturating_sub(reference)
+            .saturating_add(self.inner.expiry_slack_ms)
+            .clamp(1, MAX_TTL_MS)
+    }
+
+    /// Adds `id` to its user's index and makes the index outlive it.
+    async fn index(
+        &self,
+        user_id: &str,
+        id: &SessionId,
+        ends: u64,
+        reference: u64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.inner
+            .scripts
+            .index
+            .key(self.user_index_key(user_id))
+            .arg(ends.to_string())
+            .arg(id.to_string())
+            .arg(self.ttl_ms(ends, reference))
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn unindex(&self, user_id: &str, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        ::redis::cmd("ZREM")
+            .arg(self.user_index_key(user_id))
+            .arg(ids)
+            .query_async::<i64>(&mut conn)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn index_members(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        ::redis::cmd("ZRANGE")
+            .arg(self.user_index_key(user_id))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn load_untimed(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let mut conn = self.conn.clone();
+        let fields: Vec<Option<Vec<u8>>> = ::redis::cmd("HMGET")
+            .arg(self.session_key(id))
+            .arg(&RECORD_FIELDS[..])
+            .query_async(&mut conn)
+            .await
+            .map_err(map_err)?;
+        if fields.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let fields: Option<Vec<Vec<u8>>> = fields.into_iter().collect();
+        let fields = fields.ok_or_else(|| corrupt("a session hash lacks a field"))?;
+        self.decode(*id, &fields).map(Some)
+    }
+
+    /// Decodes [`RECORD_FIELDS`] (in that order) into a record.
+    fn decode(&self, id: SessionId, f: &[Vec<u8>]) -> Result<SessionRecord, StoreError> {
+        let [uid, created, meta, ctr, req, seen, rot, ret, rev] = f else {
+            return Err(corrupt("a session reply has the wrong number of fields"));
+        };
+        let revoked = match rev.as_slice() {
+            b"" => None,
+            r => Some(
+                serde_json::from_value::<RevocationReason>(serde_json::Value::String(
+                    text(r)?.to_owned(),
+                ))
+                .map_err(StoreError::corrupt)?,
+            ),
+        };
+        let retired_at = text(ret)?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<u64>().map_err(StoreError::corrupt))
+            .collect::<Result<_, _>>()?;
+        Ok(SessionRecord {
+            id,
+            user_id: text(uid)?.to_owned(),
+            created_at: number(created)?,
+            meta: self.open_meta(&id, meta)?,
+            sequence: SequenceState {
+                counter: number(ctr)?,
+                requests: number(req)?,
+                last_seen_at: number(seen)?,
+                last_rotated_at: number(rot)?,
+                retired_at,
+                revoked,
+            },
+        })
+    }
+
+    fn seal_meta(&self, id: &SessionId, meta: &SessionMeta) -> Result<Vec<u8>, StoreError> {
+        let json = serde_json::to_vec(meta).map_err(StoreError::corrupt)?;
+        match &self.inner.payload {
+            Some(keys) => keys.seal(id, json),
+            None => Ok(json),
+        }
+    }
+
+    fn open_meta(&self, id: &SessionId, blob: &[u8]) -> Result<SessionMeta, StoreError> {
+        let json = match (&self.inner.payload, blob.first()) {
+            (Some(keys), Some(&SEALED_V1)) => keys.open(id, blob)?,
+            (None, Some(&SEALED_V1)) => {
+                return Err(corrupt(
+                    "the session payload is encrypted and no payload key is configured",
+                ));
+            }
+            (Some(_), _) if !self.inner.accept_plaintext => {
+                return Err(corrupt(
+                    "the session payload is not encrypted and plaintext is not accepted",
+                ));
+            }
+            _ => blob.to_vec(),
+        };
+        serde_json::from_slice(&json).map_err(StoreError::corrupt)
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        self.timed(async {
+            let meta = &record.meta;
+            let seq = &record.sequence;
+            let ends = meta.ends_at();
+            // Index first, so that no session ever exists outside its
+            // user's index; and again after, in case a concurrent
+            // `delete_by_user` pruned the entry before the hash existed.
+            self.index(&record.user_id, &record.id, ends, seq.last_seen_at)
+                .await?;
+            let mut conn = self.conn.clone();
+            let created: i64 = self
+                .inner
+                .scripts
+                .create
+                .key(self.session_key(&record.id))
+                .arg(&record.user_id)
+                .arg(record.created_at.to_string())
+                .arg(ends.to_string())
+                .arg(meta.idle_timeout_ms.to_string())
+                .arg(superseded_flag(meta))
+                .arg(self.seal_meta(&record.id, meta)?)
+                .arg(seq.counter.to_string())
+                .arg(seq.requests.to_string())
+                .arg(seq.last_seen_at.to_string())
+                .arg(seq.last_rotated_at.to_string())
+                .arg(join_retired(&seq.retired_at))
+                .arg(revoked_text(seq.revoked))
+                .arg(self.ttl_ms(record.purge_at(), seq.last_seen_at))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(map_err)?;
+            if created == 0 {
+                return Err(StoreError::Conflict);
+            }
+            self.index(&record.user_id, &record.id, ends, seq.last_seen_at)
+                .await
+        })
+        .await
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        self.timed(self.load_untimed(id)).await
+    }
+
+    async fn verify_and_advance(
+        &self,
+        id: &SessionId,
+        request: &AdvanceRequest,
+    ) -> Result<Option<Advance>, StoreError> {
+        self.timed(async {
+            let (kind, param) = match request.rotate {
+                Rotate::Always => ("a", 0),
+                Rotate::Never => ("n", 0),
+                Rotate::EveryN(n) => ("e", n),
+                Rotate::MinInterval(ms) => ("i", ms),
+            };
+            let mut conn = self.conn.clone();
+            let reply: Option<Vec<Vec<u8>>> = self
+                .inner
+                .scripts
+                .advance
+                .key(self.session_key(id))
+                .arg(request.presented.to_string())
+                .arg(request.now_ms.to_string())
+                .arg(request.grace_depth)
+                .arg(request.grace_window_ms.to_string())
+                .arg(kind)
+                .arg(param.to_string())
+                .arg(self.inner.expiry_slack_ms.to_string())
+                .invoke_async(&mut conn)
+                .await
+                .map_err(map_err)?;
+            let Some(reply) = reply else {
+                return Ok(None);
+            };
+            let (verdict, fields) = reply
+                .split_first()
+                .ok_or_else(|| corrupt("empty reply from the advance script"))?;
+            let verdict = parse_verdict(verdict)?;
+            let [ctr, req, seen, rot, ret, rev, uid, created, meta] = fields else {
+                return Err(corrupt("the advance script replied with the wrong arity"));
+            };
+            let ordered = [uid, created, meta, ctr, req, seen, rot, ret, rev].map(|v| v.clone());
+            let record = self.decode(*id, &ordered)?;
+            Ok(Some(Advance { verdict, record }))
+        })
+        .await
+    }
+
+    async fn update_meta(&self, id: &SessionId, meta: &SessionMeta) -> Result<(), StoreError> {
+        self.timed(async {
+            let ends = meta.ends_at();
+            let mut conn = self.conn.clone();
+            let reply: Option<(String, String)> = self
+                .inner
+                .scripts
+                .update_meta
+                .key(self.session_key(id))
+                .arg(self.seal_meta(id, meta)?)
+                .arg(ends.to_string())
+                .arg(meta.idle_timeout_ms.to_string())
+                .arg(superseded_flag(meta))
+                .arg(self.inner.expiry_slack_ms.to_string())
+                .invoke_async(&mut conn)
+                .await
+                .map_err(map_err)?;
+            let (old_ends, seen) = reply.ok_or(StoreError::NotFound)?;
+            let old_ends: u64 = number(old_ends.as_bytes())?;
+            if ends > old_ends {
+                // The session now lives longer: so must its index entry.
+                let seen = number(seen.as_bytes())?;
+                let user = self
+                    .load_untimed(id)
+                    .await?
+                    .map(|r| r.user_id)
+                    .ok_or(StoreError::NotFound)?;
+                self.index(&user, id, ends, seen).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.timed(async {
+            let mut conn = self.conn.clone();
+            let owner: Option<String> = self
+                .inner
+                .scripts
+                .delete
+                .key(self.session_key(id))
+                .arg("0")
+                .arg("")
+                .invoke_async(&mut conn)
+                .await
+                .map_err(map_err)?;
+            let Some(owner) = owner else {
+                return Ok(false);
+            };
+            // The hash is gone; a stale index entry would only be skipped.
+            self.unindex(&owner, &[id.to_string()]).await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn list_by_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.timed(async {
+            let members = self.index_members(user_id).await?;
+            let loads = members.iter().map(|hex| async move {
+                match SessionId::parse_hex(hex) {
+                    Some(id) => self.load_untimed(&id).await,
+                    None => Ok(None),
+                }
+            });
+            let mut out = Vec::with_capacity(members.len());
+            let mut stale = Vec::new();
+            for (hex, loaded) in members.iter().zip(join_all(loads).await) {
+                match loaded? {
+                    Some(record) if record.user_id == user_id => out.push(record),
+                    Some(_) => {}
+                    None => stale.push(hex.clone()),
+                }
+            }
+            // Entries whose session expired: prune them, best effort.
+            let _ = self.unindex(user_id, &stale).await;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_by_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        self.timed(async {
+            let members = self.index_members(user_id).await?;
+            let deletes = members.iter().filter_map(|hex| {
+                let id = SessionId::parse_hex(hex)?;
+                Some(async move {
+                    let mut conn = self.conn.clone();
+                    self.inner
+                        .scripts
+                        .delete
+                        .key(self.session_key(&id))
+                        .arg("1")
+                        .arg(user_id)
+                        .invoke_async::<Option<String>>(&mut conn)
+                        .await
+                        .map_err(map_err)
+                })
+            });
+            let mut deleted = 0;
+            for outcome in join_all(deletes).await {
+                deleted += u64::from(outcome?.is_some());
+            }
+            self.unindex(user_id, &members).await?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn sweep_expired(&self, _now_ms: u64) -> Result<u64, StoreError> {
+        // Keys carry TTLs that follow each session's deadlines: Redis
+        // forgets them by itself.
+        Ok(0)
+    }
+}
+
+fn superseded_flag(meta: &SessionMeta) -> &'static str {
+    if meta.superseded_by.is_some() {
+        "1"
+    } else {
+        "0"
+    }
+}
+
+fn join_retired(retired: &[u64]) -> String {
+    retired
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn revoked_text(reason: Option<RevocationReason>) -> String {
+    reason
+        .and_then(|r| serde_json::to_value(r).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn parse_verdict(v: &[u8]) -> Result<Verdict, StoreError> {
+    Ok(match v {
+        b"rotated" => Verdict::Rotated,
+        b"current" => Verdict::Current,
+        b"grace" => Verdict::Grace,
+        b"ahead" => Verdict::Ahead,
+        b"reused" => Verdict::Reused,
+        b"revoked" => Verdict::Revoked,
+        b"expired" => Verdict::Expired,
+        b"idle_timeout" => Verdict::IdleTimeout,
+        _ => return Err(corrupt("unknown verdict from the advance script")),
+    })
+}
+
+fn text(v: &[u8]) -> Result<&str, StoreError> {
+    std::str::from_utf8(v).map_err(StoreError::corrupt)
+}
+
+fn number(v: &[u8]) -> Result<u64, StoreError> {
+    text(v)?.parse().map_err(StoreError::corrupt)
+}
+
+fn as_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn corrupt(what: &'static str) -> StoreError {
+    StoreError::corrupt(what)
+}
+
+/// Sorts a Redis error into "try again later" (the server is down, slow,
+/// loading, failing over: [`StoreError::Unavailable`]) and "the data is
+/// not what this crate wrote" ([`StoreError::Corrupt`]).
+fn map_err(e: RedisError) -> StoreError {
+    use ::redis::ErrorKind as K;
+    let corrupt = matches!(e.code(), Some("CORRUPT" | "WRONGTYPE"))
+        || matches!(e.kind(), K::Parse | K::UnexpectedReturnType);
+    if corrupt {
+        StoreError::corrupt(e)
+    } else {
+        StoreError::unavailable(e)
+    }
+}
+
+/// A store call that got no answer in time.
+#[derive(Debug, Clone, Copy)]
+struct Timeout(Duration);
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redis did not answer within {} ms", self.0.as_millis())
+    }
+}
+
+impl std::error::Error for Timeout {}
+
+/// The first byte of a sealed payload; a payload in clear is JSON and
+/// starts with `{`.
+const SEALED_V1: u8 = 1;
+const AAD_LABEL: &[u8] = b"rolling-session/meta/v1";
+
+/// One AES-256-GCM key for session payloads, with the id stored beside
+/// each payload it seals. Prints as `REDACTED`.
+#[derive(Clone)]
+pub struct PayloadKey {
+    id: u8,
+    key: Arc<LessSafeKey>,
+}
+
+impl PayloadKey {
+    /// A key from its id and 32 secret bytes (load them from your secret
+    /// store).
+    pub fn new(id: u8, bytes: [u8; 32]) -> Self {
+        let key = UnboundKey::new(&AES_256_GCM, &bytes).expect("AES-256 takes a 32-byte key");
+        Self {
+            id,
+            key: Arc::new(LessSafeKey::new(key)),
+        }
+    }
+
+    /// A fresh random key (its sealed payloads cannot be read by another
+    /// process unless you keep the bytes: use [`new`](Self::new) then).
+    pub fn generate(id: u8) -> Self {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .expect("the operating system's random generator failed");
+        Self::new(id, bytes)
+    }
+
+    /// The key id written beside each sealed payload.
+    pub fn id(&self) -> u8 {
+        self.id
+    }
+}
+
+impl fmt::Debug for PayloadKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PayloadKey")
+            .field("id", &self.id)
+            .field("key", &"REDACTED")
+            .finish()
+    }
+}
+
+/// The payload keys of a [`RedisStore`]: the current key seals, every
+/// listed key opens. To rotate, make a new key current and keep the old
+/// one listed until every session sealed under it has expired (its
+/// absolute lifetime) or been rewritten.
+///
+/// Nonces are 96 random bits; a payload is sealed only when a session is
+/// created or its meta changes, far below the 2^32 seals per key that
+/// random GCM nonces allow.
+#[derive(Debug, Clone)]
+pub struct PayloadKeys {
+    current: PayloadKey,
+    accepted: Vec<PayloadKey>,
+}
+
+impl PayloadKeys {
+    /// Keys that seal with `current`.
+    pub fn new(current: PayloadKey) -> Self {
+        Self {
+            current,
+            accepted: Vec::new(),
+        }
+    }
+
+    /// Also opens payloads sealed under `key` (a retired key).
+    pub fn accept(mut self, key: PayloadKey) -> Self {
+        self.accepted.push(key);
+        self
+    }
+
+    fn find(&self, id: u8) -> Option<&PayloadKey> {
+        std::iter::once(&self.current)
+            .chain(&self.accepted)
+            .find(|k| k.id == id)
+    }
+
+    fn aad(session: &SessionId) -> Vec<u8> {
+        [AAD_LABEL, session.as_bytes()].concat()
+    }
+
+    /// `[1, key id, nonce (12), ciphertext and tag]`. The session id is
+    /// authenticated too, so a payload cannot be moved to another session.
+    fn seal(&self, session: &SessionId, mut plain: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| corrupt("the random generator failed"))?;
+        self.current
+            .key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(Self::aad(session)),
+                &mut plain,
+            )
+            .map_err(|_| corrupt("sealing the session payload failed"))?;
+        let mut out = Vec::with_capacity(2 + NONCE_LEN + plain.len());
+        out.extend_from_slice(&[SEALED_V1, self.current.id]);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&plain);
+        Ok(out)
+    }
+
+    fn open(&self, session: &SessionId, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let (Some(&key_id), Some(nonce)) = (sealed.get(1), sealed.get(2..2 + NONCE_LEN)) else {
+            return Err(corrupt("a sealed session payload is truncated"));
+        };
+        let key = self
+            .find(key_id)
+            .ok_or_else(|| corrupt("a session payload is sealed under a key that is not listed"))?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| corrupt("a sealed session payload is truncated"))?;
+        let mut data = sealed[2 + NONCE_LEN..].to_vec();
+        let plain = key
+            .key
+            .open_in_place(nonce, Aad::from(Self::aad(session)), &mut data)
+            .map_err(|_| corrupt("a session payload failed authentication"))?;
+        Ok(plain.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> PayloadKeys {
+        PayloadKeys::new(PayloadKey::new(2, [9; 32])).accept(PayloadKey::new(1, [8; 32]))
+    }
+
+    #[test]
+    fn sealed_payloads_open_only_for_their_session_and_listed_keys() {
+        let sid = SessionId::from_bytes([1; 16]);
+        let sealed = keys().seal(&sid, b"{\"secret\":1}".to_vec()).unwrap();
+        assert_eq!(sealed[..2], [SEALED_V1, 2]);
+        assert!(!sealed.windows(6).any(|w| w == b"secret"));
+        assert_eq!(keys().open(&sid, &sealed).unwrap(), b"{\"secret\":1}");
+        // Another session's id: the AAD differs.
+        let other = SessionId::from_bytes([2; 16]);
+        assert!(keys().open(&other, &sealed).is_err());
+        // A flipped bit anywhere fails.
+        for i in 2..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 1;
+            assert!(keys().open(&sid, &bad).is_err(), "byte {i}");
+        }
+        // Rotation: the old key still opens, an unlisted one does not.
+        let old = PayloadKeys::new(PayloadKey::new(1, [8; 32]));
+        let by_old = old.seal(&sid, b"{}".to_vec()).unwrap();
+        assert_eq!(keys().open(&sid, &by_old).unwrap(), b"{}");
+        let unknown = PayloadKeys::new(PayloadKey::new(3, [8; 32]));
+        assert!(unknown.open(&sid, &by_old).is_err());
+        // Truncation never panics.
+        for n in 0..sealed.len() {
+            let _ = keys().open(&sid, &sealed[..n]);
+        }
+    }
+
+    #[test]
+    fn payload_keys_do_not_print() {
+        let dbg = format!("{:?}", keys());
+        assert!(dbg.contains("REDACTED") && !dbg.contains('9'), "{dbg}");
+    }
+
+    #[test]
+    fn verdict_names_match_the_script() {
+        for v in [
+            Verdict::Rotated,
+            Verdict::Current,
+            Verdict::Grace,
+            Verdict::Ahead,
+            Verdict::Reused,
+            Verdict::Revoked,
+            Verdict::Expired,
+            Verdict::IdleTimeout,
+        ] {
+            assert_eq!(parse_verdict(v.as_str().as_bytes()).unwrap(), v);
+            assert!(include_str!("redis/advance.lua").contains(&format!("'{}'", v.as_str())));
+        }
+        assert!(parse_verdict(b"nope").is_err());
+    }
+
+    #[test]
+    fn revocation_reason_round_trips_as_text() {
+        assert_eq!(
+            revoked_text(Some(RevocationReason::TokenReused)),
+            "token_reused"
+        );
+        assert_eq!(revoked_text(None), "");
+        assert_eq!(join_retired(&[1, 22, 333]), "1,22,333");
+    }
+}

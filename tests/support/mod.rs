@@ -1,0 +1,317 @@
+//! Real Redis servers for the store tests: `redis-server` on free loopback
+//! ports, data in a temporary directory, stopped on drop. `scripts/test`
+//! installs `redis-server` and `redis-cli` when they are missing.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+fn need(binary: &str) {
+    let found = Command::new(binary)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "`{binary}` is not installed: run scripts/test, or `apt-get install redis-server redis-tools`"
+    );
+}
+
+/// A loopback port that is free now, and whose cluster bus port (+10000)
+/// is free too.
+fn free_port() -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind an ephemeral port")
+            .port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+        let port = 20_000 + (rand::random::<u16>() % 30_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
+/// One `redis-server` process.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: TempDir,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    /// A server with no persistence.
+    pub fn start() -> Self {
+        Self::start_with(&["--save", "", "--appendonly", "no"])
+    }
+
+    /// A server with these extra `redis-server` arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
+        need("redis-server");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = Self {
+            port: free_port(),
+            child: None,
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.dir.path().join("redis.log"))
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(pong) = self.try_cmd(&["PING"]) {
+                if pong == "PONG" {
+                    return;
+                }
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("redis-server exited: {status}; log:\n{}", self.log());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not answer; log:\n{}",
+                self.port,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL: the crash of the machine or of the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same port with the same data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// SIGSTOP: a server that accepts connections and never answers.
+    pub fn freeze(&self) {
+        signal("-STOP", self.pid());
+    }
+
+    /// SIGCONT.
+    pub fn thaw(&self) {
+        signal("-CONT", self.pid());
+    }
+
+    fn try_cmd(&self, args: &[&str]) -> redis::RedisResult<String> {
+        let client = redis::Client::open(self.url())?;
+        let mut conn = client.get_connection_with_timeout(Duration::from_secs(1))?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        let value: redis::Value = cmd.query(&mut conn)?;
+        Ok(value_text(value))
+    }
+
+    /// Runs a command on a fresh connection and returns its reply as text.
+    pub fn cmd(&self, args: &[&str]) -> String {
+        self.try_cmd(args)
+            .unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
+    }
+
+    /// The number of calls of every command but INFO, summed over
+    /// `INFO commandstats`.
+    pub fn command_calls(&self) -> u64 {
+        self.cmd(&["INFO", "commandstats"])
+            .lines()
+            .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
+            .filter_map(|l| {
+                l.split(':')
+                    .nth(1)?
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix("calls="))?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+
+    /// `INFO commandstats` lines, for failure messages.
+    pub fn commandstats(&self) -> String {
+        self.cmd(&["INFO", "commandstats"])
+    }
+
+    /// Every key and its content, as one text (a "store dump").
+    pub fn dump(&self) -> String {
+        let keys = self.cmd(&["KEYS", "*"]);
+        let mut out = String::new();
+        for key in keys.lines().filter(|k| !k.is_empty()) {
+            out.push_str(key);
+            out.push('\n');
+            let kind = self.cmd(&["TYPE", key]);
+            let body = match kind.as_str() {
+                "hash" => self.cmd(&["HGETALL", key]),
+                "zset" => self.cmd(&["ZRANGE", key, "0", "-1", "WITHSCORES"]),
+                other => format!("<{other}>"),
+            };
+            out.push_str(&body);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            signal("-CONT", child.id());
+        }
+        self.kill();
+    }
+}
+
+fn signal(sig: &str, pid: u32) {
+    let _ = Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn value_text(v: redis::Value) -> String {
+    use redis::Value as V;
+    match v {
+        V::Nil => String::new(),
+        V::Int(i) => i.to_string(),
+        V::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+        V::SimpleString(s) => s,
+        V::Okay => "OK".into(),
+        V::VerbatimString { text, .. } => text,
+        V::Double(d) => d.to_string(),
+        V::Boolean(b) => b.to_string(),
+        V::Array(items) | V::Set(items) => items
+            .into_iter()
+            .map(value_text)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A Redis Cluster of three masters, no replicas.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        need("redis-cli");
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !nodes.iter().all(|n| {
+            n.cmd(&["CLUSTER", "INFO"]).contains("cluster_state:ok")
+                && n.cmd(&["CLUSTER", "SLOTS"]).lines().count() >= 3
+        }) {
+            assert!(Instant::now() < deadline, "the cluster never became ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { nodes }
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// Keys held by each node.
+    pub fn keys_per_node(&self) -> Vec<usize> {
+        self.nodes
+            .iter()
+            .map(|n| n.cmd(&["DBSIZE"]).parse().unwrap_or(0))
+            .collect()
+    }
+}
