@@ -1,0 +1,297 @@
+//! A session store of your own: sessions in SQLite (rusqlite, bundled),
+//! proven by the store conformance suite.
+//!
+//! ```text
+//! cargo run --example custom_store --features test-util
+//! ```
+//!
+//! The recipe for any database:
+//!
+//! 1. keep the record's two halves apart, so `update_meta` can replace the
+//!    meta without ever writing the sequence;
+//! 2. make `verify_and_advance` one transaction: read the record, call
+//!    [`SessionRecord::advance`] (the one sequence rule), write the
+//!    sequence back, commit; here `BEGIN IMMEDIATE` takes SQLite's write
+//!    lock first, so two processes sharing the file cannot both rotate;
+//! 3. index sessions by user for `list_by_user` and `delete_by_user`;
+//! 4. run `rolling_session::store::conformance::run` from a test
+//!    (`tests/store_custom.rs` runs this very file).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rolling_session::store::{Advance, conformance};
+use rolling_session::{
+    AdvanceRequest, SequenceState, SessionId, SessionMeta, SessionRecord, SessionStore, StoreError,
+};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+
+/// Sessions in one SQLite database. SQLite calls block, so each runs on
+/// tokio's blocking pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS sessions (
+        id         BLOB PRIMARY KEY,
+        user_id    TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        meta       TEXT NOT NULL,     -- SessionMeta as JSON
+        sequence   TEXT NOT NULL,     -- SequenceState as JSON: counters, never tokens
+        purge_at   INTEGER NOT NULL   -- SessionRecord::purge_at, clamped to i64
+    );
+    CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id);
+    CREATE INDEX IF NOT EXISTS sessions_by_purge ON sessions (purge_at);
+";
+
+impl SqliteStore {
+    /// A store in a database file (created if missing).
+    pub fn open(path: impl AsRef<Path>) -> rusqlite::Result<Self> {
+        Self::with(Connection::open(path)?)
+    }
+
+    /// A store in memory, gone with the process.
+    pub fn open_in_memory() -> rusqlite::Result<Self> {
+        Self::with(Connection::open_in_memory()?)
+    }
+
+    fn with(conn: Connection) -> rusqlite::Result<Self> {
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection on the blocking pool.
+    async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(StoreError::unavailable)?
+    }
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::unavailable(e)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(StoreError::corrupt)
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+type Row = (Vec<u8>, String, i64, String, String);
+
+const SELECT: &str = "SELECT id, user_id, created_at, meta, sequence FROM sessions";
+
+fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
+}
+
+fn decode((id, user_id, created_at, meta, sequence): Row) -> Result<SessionRecord, StoreError> {
+    let id: [u8; 16] = id
+        .try_into()
+        .map_err(|_| StoreError::corrupt("a session id is not 16 bytes"))?;
+    Ok(SessionRecord {
+        id: SessionId::from_bytes(id),
+        user_id,
+        created_at: u64::try_from(created_at).map_err(StoreError::corrupt)?,
+        meta: serde_json::from_str::<SessionMeta>(&meta).map_err(StoreError::corrupt)?,
+        sequence: serde_json::from_str::<SequenceState>(&sequence).map_err(StoreError::corrupt)?,
+    })
+}
+
+fn select(conn: &Connection, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    conn.query_row(
+        &format!("{SELECT} WHERE id = ?1"),
+        params![&id.as_bytes()[..]],
+        read_row,
+    )
+    .optional()
+    .map_err(db)?
+    .map(decode)
+    .transpose()
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let r = record.clone();
+        self.call(move |conn| {
+            let inserted = conn.execute(
+                "INSERT INTO sessions (id, user_id, created_at, meta, sequence, purge_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    &r.id.as_bytes()[..],
+                    r.user_id,
+                    i64::try_from(r.created_at).map_err(StoreError::corrupt)?,
+                    json(&r.meta)?,
+                    json(&r.sequence)?,
+                    clamp(r.purge_at()),
+                ],
+            );
+            match inserted {
+                Ok(_) => Ok(()),
+                Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                    Err(StoreError::Conflict)
+                }
+                Err(e) => Err(db(e)),
+            }
+        })
+        .await
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let id = *id;
+        self.call(move |conn| select(conn, &id)).await
+    }
+
+    async fn verify_and_advance(
+        &self,
+        id: &SessionId,
+        request: &AdvanceRequest,
+    ) -> Result<Option<Advance>, StoreError> {
+        let (id, request) = (*id, *request);
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            let Some(mut record) = select(&tx, &id)? else {
+                return Ok(None);
+            };
+            let verdict = record.advance(&request);
+            tx.execute(
+                "UPDATE sessions SET sequence = ?1, purge_at = ?2 WHERE id = ?3",
+                params![
+                    json(&record.sequence)?,
+                    clamp(record.purge_at()),
+                    &id.as_bytes()[..]
+                ],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(Some(Advance { verdict, record }))
+        })
+        .await
+    }
+
+    async fn update_meta(&self, id: &SessionId, meta: &SessionMeta) -> Result<(), StoreError> {
+        let (id, meta) = (*id, meta.clone());
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            let mut record = select(&tx, &id)?.ok_or(StoreError::NotFound)?;
+            record.meta = meta;
+            // The sequence column is not written: a request advancing
+            // concurrently keeps its counter.
+            tx.execute(
+                "UPDATE sessions SET meta = ?1, purge_at = ?2 WHERE id = ?3",
+                params![
+                    json(&record.meta)?,
+                    clamp(record.purge_at()),
+                    &id.as_bytes()[..]
+                ],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let id = *id;
+        self.call(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM sessions WHERE id = ?1",
+                    params![&id.as_bytes()[..]],
+                )
+                .map_err(db)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_by_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let user_id = user_id.to_owned();
+        self.call(move |conn| {
+            let mut stmt = conn
+                .prepare(&format!("{SELECT} WHERE user_id = ?1"))
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![user_id], read_row)
+                .map_err(db)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?;
+            rows.into_iter().map(decode).collect()
+        })
+        .await
+    }
+
+    async fn delete_by_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        let user_id = user_id.to_owned();
+        self.call(move |conn| {
+            let n = conn
+                .execute("DELETE FROM sessions WHERE user_id = ?1", params![user_id])
+                .map_err(db)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn sweep_expired(&self, now_ms: u64) -> Result<u64, StoreError> {
+        self.call(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM sessions WHERE purge_at <= ?1",
+                    params![clamp(now_ms)],
+                )
+                .map_err(db)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let store = SqliteStore::open_in_memory()?;
+    conformance::run(Arc::new(store.clone())).await;
+    println!("SqliteStore passes the rolling-session store conformance suite");
+
+    // And it plugs into the manager like any store.
+    let manager = rolling_session::SessionManager::builder(rolling_session::KeyRing::new(
+        rolling_session::TokenKey::generate(1),
+    ))
+    .store(store)
+    .build()?;
+    let login = manager.create_session("alice", Default::default()).await?;
+    let step = manager.validate_session(login.token.expose()).await?;
+    println!(
+        "alice's session {} validated: {}",
+        step.session.id(),
+        step.verdict.as_str()
+    );
+    Ok(())
+}
