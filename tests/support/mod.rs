@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -171,26 +172,45 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
     }
 
-    /// The number of calls of every command but INFO, summed over
-    /// `INFO commandstats`.
-    pub fn command_calls(&self) -> u64 {
+    /// Calls per command from `INFO commandstats`, e.g. `evalsha -> 200`.
+    pub fn command_stats(&self) -> BTreeMap<String, u64> {
         self.cmd(&["INFO", "commandstats"])
             .lines()
-            .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
             .filter_map(|l| {
-                l.split(':')
-                    .nth(1)?
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = rest
                     .split(',')
                     .find_map(|kv| kv.strip_prefix("calls="))?
-                    .parse::<u64>()
-                    .ok()
+                    .parse()
+                    .ok()?;
+                Some((name.to_owned(), calls))
             })
-            .sum()
+            .collect()
     }
 
-    /// `INFO commandstats` lines, for failure messages.
-    pub fn commandstats(&self) -> String {
-        self.cmd(&["INFO", "commandstats"])
+    /// Starts `redis-cli MONITOR`, which prints every command the server
+    /// runs: those clients send, and those scripts run (marked `lua]`).
+    pub fn monitor(&self) -> Monitor {
+        let path = self
+            .dir
+            .path()
+            .join(format!("monitor-{}.log", rand::random::<u32>()));
+        let out = std::fs::File::create(&path).expect("monitor log");
+        let child = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "monitor"])
+            .stdout(out)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-cli monitor");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .starts_with("OK")
+        {
+            assert!(Instant::now() < deadline, "MONITOR did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Monitor { child, path }
     }
 
     /// Every key and its content, as one text (a "store dump").
@@ -220,6 +240,65 @@ impl Drop for RedisServer {
         }
         self.kill();
     }
+}
+
+/// A running `redis-cli MONITOR`.
+pub struct Monitor {
+    child: Child,
+    path: std::path::PathBuf,
+}
+
+impl Monitor {
+    /// Stops monitoring; returns the commands clients sent (not those run
+    /// by scripts), as `(command, line)`.
+    pub fn client_commands(mut self) -> Vec<(String, String)> {
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" [") && !l.contains(" lua]"))
+            .map(|l| {
+                let cmd = l
+                    .split("] \"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                (cmd, l.to_owned())
+            })
+            .collect()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The commands run between two [`RedisServer::command_stats`], leaving
+/// out the measurement's own: `INFO`, `MONITOR`, and what `redis-cli` and
+/// the probe's fresh connections send on connecting (`CLIENT SETINFO`,
+/// `HELLO`, `COMMAND DOCS`).
+pub fn stats_delta(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .filter(|(name, _)| !is_probe_command(name))
+        .map(|(name, &calls)| (name.clone(), calls - before.get(name).copied().unwrap_or(0)))
+        .filter(|(_, d)| *d > 0)
+        .collect()
+}
+
+fn is_probe_command(name: &str) -> bool {
+    matches!(name, "info" | "hello" | "monitor")
+        || name.starts_with("client|")
+        || name.starts_with("command")
 }
 
 fn signal(sig: &str, pid: u32) {
