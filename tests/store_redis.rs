@@ -93,3 +93,357 @@ async fn redis_cluster_passes_the_conformance_suite() {
     assert_eq!(store.list_by_user(user).await.unwrap().len(), 30);
     assert_eq!(store.delete_by_user(user).await.unwrap(), 30);
 }
+
+fn pttl(server: &RedisServer, key: &str) -> u64 {
+    server.cmd(&["PTTL", key]).parse::<i64>().unwrap().max(0) as u64
+}
+
+fn assert_near(got: u64, want: u64, what: &str) {
+    assert!(
+        got <= want && got + 5_000 >= want,
+        "{what}: TTL {got} ms, expected about {want} ms"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttls_follow_idle_and_absolute_expiry() {
+    let server = RedisServer::start();
+    let slack = 30_000;
+    let store = RedisStore::builder()
+        .expiry_slack(Duration::from_millis(slack))
+        .connect(&server.url())
+        .await
+        .unwrap();
+    let now = now_ms();
+    let mut r = record("ttl", now);
+    store.create(&r).await.unwrap();
+    let key = store.session_key(&r.id);
+    let index = store.user_index_key("ttl");
+    // Idle (10 min) ends first.
+    assert_near(pttl(&server, &key), 10 * MIN + slack, "idle at creation");
+    // The index outlives the session's whole lifetime (60 min).
+    assert_near(pttl(&server, &index), 60 * MIN + slack, "user index");
+
+    // A request 5 minutes later (by the application's clock) moves the
+    // idle deadline: the TTL counts from the request's time.
+    let req = |presented, now_ms| AdvanceRequest {
+        presented,
+        now_ms,
+        grace_depth: 1,
+        grace_window_ms: 10_000,
+        rotate: Rotate::Always,
+    };
+    store
+        .verify_and_advance(&r.id, &req(0, now + 5 * MIN))
+        .await
+        .unwrap();
+    assert_near(
+        pttl(&server, &key),
+        10 * MIN + slack,
+        "idle after a request",
+    );
+
+    // Near the end of the lifetime, the lifetime ends first.
+    for (i, t) in [13, 21, 29, 37, 45, 53, 58].into_iter().enumerate() {
+        let a = store
+            .verify_and_advance(&r.id, &req(i as u64 + 1, now + t * MIN))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.verdict, rolling_session::Verdict::Rotated);
+    }
+    assert_near(pttl(&server, &key), 2 * MIN + slack, "lifetime");
+
+    // Renewal (a longer lifetime through update_meta) extends the key and
+    // the index, counting from the last request.
+    r.meta.expires_at = now + 120 * MIN;
+    r.meta.absolute_expires_at = now + 240 * MIN;
+    store.update_meta(&r.id, &r.meta).await.unwrap();
+    assert_near(pttl(&server, &key), 10 * MIN + slack, "idle after renewal");
+    assert_near(
+        pttl(&server, &index),
+        62 * MIN + slack,
+        "index after renewal",
+    );
+}
+
+/// A session and what a browser sees of it, through the manager.
+async fn browse(
+    store: RedisStore,
+    key: &[u8; 32],
+) -> (rolling_session::SessionManager, Vec<String>) {
+    let manager = rolling_session::SessionManager::builder(rolling_session::KeyRing::new(
+        rolling_session::TokenKey::new(1, key),
+    ))
+    .store(store)
+    .build()
+    .unwrap();
+    let ctx = SessionContext {
+        ip: Some("198.51.100.23".parse().unwrap()),
+        user_agent: Some("SecretBrowser/1.0".into()),
+        ..Default::default()
+    };
+    let login = manager.create_session("dump-user", ctx).await.unwrap();
+    let mut tokens = vec![login.token.expose().to_owned()];
+    for _ in 0..5 {
+        let step = manager
+            .validate_session(tokens.last().unwrap())
+            .await
+            .unwrap();
+        tokens.push(step.next_token.unwrap().expose().to_owned());
+    }
+    (manager, tokens)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_dump_holds_no_token_no_key_and_no_clear_payload_when_encrypted() {
+    let server = RedisServer::start();
+    let token_key = *b"token-key-that-must-never-leak!!";
+    let payload_key = *b"payload-key-that-must-not-leak!!";
+    let encrypted = RedisStore::builder()
+        .key_prefix("enc:")
+        .encrypt(PayloadKeys::new(PayloadKey::new(1, payload_key)))
+        .connect(&server.url())
+        .await
+        .unwrap();
+    let (_, enc_tokens) = browse(encrypted, &token_key).await;
+    let plain = RedisStore::builder()
+        .key_prefix("plain:")
+        .connect(&server.url())
+        .await
+        .unwrap();
+    let (_, plain_tokens) = browse(plain, &token_key).await;
+
+    let dump = server.dump();
+    assert!(
+        dump.contains("enc:s:{") && dump.contains("plain:s:{"),
+        "{dump}"
+    );
+    for token in enc_tokens.iter().chain(&plain_tokens) {
+        // Neither the token nor any long piece of it.
+        for piece in token.as_bytes().chunks(12) {
+            let piece = std::str::from_utf8(piece).unwrap();
+            assert!(
+                !dump.contains(piece),
+                "a token piece {piece} is in the dump"
+            );
+        }
+    }
+    for secret in [&token_key[..], &payload_key[..]] {
+        assert!(!dump.contains(std::str::from_utf8(&secret[..16]).unwrap()));
+    }
+    // In clear, the payload is readable (so the check below can fail);
+    // sealed, it is not.
+    let sections: Vec<&str> = dump.split("plain:").collect();
+    let enc_part: String = sections[0].to_owned();
+    let plain_part: String = sections[1..].join("plain:");
+    assert!(plain_part.contains("SecretBrowser"));
+    assert!(!enc_part.contains("SecretBrowser"), "{enc_part}");
+    assert!(!enc_part.contains("198.51.100.23"), "{enc_part}");
+
+    // Bytes per session, for docs/redis.md: MEMORY USAGE of one hash, and
+    // used_memory over a thousand sessions of a thousand users, each
+    // validated once (hash, index, and Redis's own per-key overhead).
+    for prefix in ["plain:", "enc:"] {
+        let keys = server.cmd(&["KEYS", &format!("{prefix}s:*")]);
+        let key = keys.lines().next().unwrap();
+        let session_bytes: u64 = server.cmd(&["MEMORY", "USAGE", key]).parse().unwrap();
+        let payload = server.cmd(&["HSTRLEN", key, "meta"]);
+        println!(
+            "{prefix} MEMORY USAGE of one session hash: {session_bytes} B (payload {payload} B)"
+        );
+        assert!(session_bytes < 2_048, "{prefix}: {session_bytes} B");
+    }
+    for (name, keys) in [
+        ("plain", None),
+        (
+            "encrypted",
+            Some(PayloadKeys::new(PayloadKey::new(1, payload_key))),
+        ),
+    ] {
+        let mut builder = RedisStore::builder().key_prefix(format!("bulk-{name}:"));
+        if let Some(k) = keys {
+            builder = builder.encrypt(k);
+        }
+        let store = builder.connect(&server.url()).await.unwrap();
+        let manager = rolling_session::SessionManager::builder(rolling_session::KeyRing::new(
+            rolling_session::TokenKey::new(1, &token_key),
+        ))
+        .store(store)
+        .build()
+        .unwrap();
+        let used = || -> u64 {
+            server
+                .cmd(&["INFO", "memory"])
+                .lines()
+                .find_map(|l| l.strip_prefix("used_memory:"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let before = used();
+        let n = 1_000u64;
+        for i in 0..n {
+            let ctx = SessionContext {
+                ip: Some("198.51.100.23".parse().unwrap()),
+                user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0".into()),
+                ..Default::default()
+            };
+            let login = manager
+                .create_session(format!("user-{i:06}@example.com"), ctx)
+                .await
+                .unwrap();
+            manager
+                .validate_session(login.token.expose())
+                .await
+                .unwrap();
+        }
+        let per_session = (used() - before) / n;
+        println!("{name}: used_memory per session (hash + user index) = {per_session} B");
+        assert!(per_session < 4_096, "{name}: {per_session} B");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_keys_rotate_and_plaintext_needs_an_explicit_migration() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let (k1, k2) = (PayloadKey::new(1, [1; 32]), PayloadKey::new(2, [2; 32]));
+    let old = RedisStore::builder()
+        .encrypt(PayloadKeys::new(k1.clone()))
+        .connect(&url)
+        .await
+        .unwrap();
+    let r = record("rotation", now_ms());
+    old.create(&r).await.unwrap();
+
+    // The new key seals, the old one still opens.
+    let new = RedisStore::builder()
+        .encrypt(PayloadKeys::new(k2.clone()).accept(k1))
+        .connect(&url)
+        .await
+        .unwrap();
+    assert_eq!(new.load(&r.id).await.unwrap().as_ref(), Some(&r));
+    new.update_meta(&r.id, &r.meta).await.unwrap();
+    let meta = server.cmd(&["HGET", &new.session_key(&r.id), "meta"]);
+    assert_eq!(meta.as_bytes()[..2], [1, 2], "resealed under key 2");
+    // Once key 1 is retired, the resealed session still opens.
+    let newest = RedisStore::builder()
+        .encrypt(PayloadKeys::new(k2.clone()))
+        .connect(&url)
+        .await
+        .unwrap();
+    assert_eq!(newest.load(&r.id).await.unwrap().as_ref(), Some(&r));
+    // A store without the key cannot read it.
+    let keyless = RedisStore::connect(&url).await.unwrap();
+    assert!(matches!(
+        keyless.load(&r.id).await,
+        Err(StoreError::Corrupt(_))
+    ));
+
+    // A plaintext session: refused by an encrypting store, unless it is
+    // migrating.
+    let p = record("rotation", now_ms());
+    keyless.create(&p).await.unwrap();
+    assert!(matches!(
+        newest.load(&p.id).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    let migrating = RedisStore::builder()
+        .encrypt(PayloadKeys::new(k2))
+        .accept_plaintext(true)
+        .connect(&url)
+        .await
+        .unwrap();
+    assert_eq!(migrating.load(&p.id).await.unwrap().as_ref(), Some(&p));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_or_damaged_data_is_corrupt_never_a_panic() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let req = AdvanceRequest {
+        presented: 0,
+        now_ms: now_ms(),
+        grace_depth: 1,
+        grace_window_ms: 10_000,
+        rotate: Rotate::Always,
+    };
+    let damages: [&[&str]; 5] = [
+        &["HSET", "K", "ctr", "not-a-number"],
+        &["HDEL", "K", "seen"],
+        &["HSET", "K", "meta", "{broken json"],
+        &["HSET", "K", "ret", "1,x,3"],
+        &["HSET", "K", "rev", "stolen_by_aliens"],
+    ];
+    for damage in damages {
+        let r = record("damaged", now_ms());
+        store.create(&r).await.unwrap();
+        let key = store.session_key(&r.id);
+        let args: Vec<&str> = damage
+            .iter()
+            .map(|a| if *a == "K" { &key } else { *a })
+            .collect();
+        server.cmd(&args);
+        let advanced = store.verify_and_advance(&r.id, &req).await;
+        let loaded = store.load(&r.id).await;
+        assert!(
+            matches!(advanced, Err(StoreError::Corrupt(_))),
+            "{damage:?}: verify_and_advance gave {advanced:?}"
+        );
+        assert!(
+            matches!(loaded, Err(StoreError::Corrupt(_))),
+            "{damage:?}: load gave {loaded:?}"
+        );
+    }
+    // A key of another type where a session should be.
+    let id = SessionId::generate();
+    server.cmd(&["SET", &store.session_key(&id), "hello"]);
+    assert!(matches!(
+        store.verify_and_advance(&id, &req).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(store.load(&id).await, Err(StoreError::Corrupt(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_is_unavailable_within_the_timeout() {
+    let timeout = Duration::from_millis(200);
+    // Nobody listens on the port of a stopped server.
+    let mut server = RedisServer::start();
+    let url = server.url();
+    server.kill();
+    let started = std::time::Instant::now();
+    let err = RedisStore::builder()
+        .timeout(timeout)
+        .connect(&url)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(started.elapsed() < timeout + Duration::from_millis(500));
+
+    // A lazy store starts anyway, fails closed, and serves once Redis is
+    // up.
+    let store = RedisStore::builder()
+        .timeout(timeout)
+        .connect_lazy(&url)
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.load(&SessionId::generate()).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(started.elapsed() < 2 * timeout + Duration::from_millis(500));
+    server.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.ping().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "no recovery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.load(&SessionId::generate()).await.unwrap(), None);
+}

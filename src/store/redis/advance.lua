@@ -49,6 +49,9 @@ end
 
 local retired = {}
 for at in string.gmatch(f[5], '[^,]+') do
+  if not tonumber(at) then
+    return redis.error_reply('CORRUPT session hash ' .. key .. ' has a bad retired list')
+  end
   retired[#retired + 1] = at
 end
 local depth, window = tonumber(ARGV[3]), tonumber(ARGV[4])
