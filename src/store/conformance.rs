@@ -56,7 +56,7 @@ pub async fn run(store: Arc<dyn SessionStore>) {
     large_numbers(&*store).await;
     concurrent_requests_are_atomic(store.clone()).await;
     concurrent_meta_updates_never_move_the_sequence(store.clone()).await;
-    differential(&*store, 0x5EED_0F_5E55, 400).await;
+    differential(&*store, 0x5EED_F00D, 400).await;
 }
 
 fn wall_ms() -> u64 {

@@ -26,10 +26,10 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
-pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{PayloadKey, PayloadKeys, RedisStore, RedisStoreBuilder};
+pub use memory::MemoryStore;
 
 /// The outcome of [`SessionStore::verify_and_advance`]: the verdict and the
 /// record as it stands after it.

@@ -1,67 +1,5 @@
-//! Sessions in Redis or Redis Cluster, shared by every node of a service
-//! (feature `redis`).
-//!
-//! # Layout
-//!
-//! | key | type | holds |
-//! |-----|------|-------|
-//! | `{prefix}s:{<session id hex>}` | hash | the sequence in clear (`ctr`, `req`, `seen`, `rot`, `ret`, `rev`), the deadlines the script needs (`ends`, `idle`, `sup`), `uid`, `created`, and `meta`: the rest of the session as JSON, sealed with AES-256-GCM when [`PayloadKeys`] are configured |
-//! | `{prefix}u:{<user id>}` | sorted set | the user's session ids, scored by the end of their lifetime |
-//!
-//! Every per-session command touches one key, hash-tagged by the session
-//! id, so it lives in one slot and each script runs on Redis Cluster.
-//! [`verify_and_advance`](SessionStore::verify_and_advance) is one `EVALSHA`
-//! (one round trip) running `SessionRecord::advance` in Lua
-//! (`src/store/redis/advance.lua`); `redis::Script` falls back to loading
-//! the script when the server answers `NOSCRIPT` (after a restart or a
-//! failover).
-//!
-//! The user index lives in another slot, so it cannot be updated in the
-//! same atomic step as the session. It is kept safe by ordering rather than
-//! by transactions: a session is added to the index before its hash is
-//! written (and once more after), and removed from it after its hash is
-//! deleted. A crash between the two steps leaves at worst an index entry
-//! without a session, which readers skip and prune; never a session
-//! missing from its user's index, which "log out everywhere" would miss.
-//! `docs/redis.md` has the whole argument.
-//!
-//! Nothing stored is a credential: only counters and times, never a token
-//! or a key.
-//!
-//! # Numbers
-//!
-//! Lua computes with doubles, so counters, request counts and millisecond
-//! timestamps are exact below 2^53 (at a thousand requests a second, a
-//! counter reaches it after 285,000 years). Times only ever copied are kept
-//! as the decimal strings they arrive as, so they stay exact at any size.
-//!
-//! # Timeouts
-//!
-//! Every call of the [`SessionStore`] trait is bounded by the configured
-//! [`timeout`](RedisStoreBuilder::timeout) (default 1 s): a Redis that is
-//! down, unreachable or hung gives [`StoreError::Unavailable`], which the
-//! HTTP layer answers with `503 store_unavailable`. The connection
-//! reconnects by itself in the background; nothing needs a restart.
-//!
-//! # Example
-//!
-//! ```no_run
-//! use rolling_session::store::{PayloadKey, PayloadKeys, RedisStore};
-//! use rolling_session::{KeyRing, SessionManager, TokenKey};
-//! use std::time::Duration;
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = RedisStore::builder()
-//!     .key_prefix("myapp:")
-//!     .timeout(Duration::from_millis(500))
-//!     .encrypt(PayloadKeys::new(PayloadKey::new(1, [7; 32])))
-//!     .connect("redis://127.0.0.1:6379")
-//!     .await?;
-//! let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
-//!     .store(store)
-//!     .build()?;
-//! # Ok(()) }
-//! ```
+//! The Redis store (feature `redis`): [`RedisStore`] and its payload
+//! encryption keys. The Lua scripts are in `src/store/redis/`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -90,8 +28,70 @@ const RECORD_FIELDS: [&str; 9] = [
     "uid", "created", "meta", "ctr", "req", "seen", "rot", "ret", "rev",
 ];
 
-/// Sessions in Redis (one server, or a cluster): the store for services
-/// that run on more than one node. See the [module docs](self).
+/// Sessions in Redis or Redis Cluster, shared by every node of a service
+/// (feature `redis`): the store for services that run on more than one node.
+///
+/// # Layout
+///
+/// | key | type | holds |
+/// |-----|------|-------|
+/// | `{prefix}s:{<session id hex>}` | hash | the sequence in clear (`ctr`, `req`, `seen`, `rot`, `ret`, `rev`), the deadlines the script needs (`ends`, `idle`, `sup`), `uid`, `created`, and `meta`: the rest of the session as JSON, sealed with AES-256-GCM when [`PayloadKeys`] are configured |
+/// | `{prefix}u:{<user id>}` | sorted set | the user's session ids, scored by the end of their lifetime |
+///
+/// Every per-session command touches one key, hash-tagged by the session
+/// id, so it lives in one slot and each script runs on Redis Cluster.
+/// [`verify_and_advance`](SessionStore::verify_and_advance) is one `EVALSHA`
+/// (one round trip) running `SessionRecord::advance` in Lua
+/// (`src/store/redis/advance.lua`); `redis::Script` falls back to loading
+/// the script when the server answers `NOSCRIPT` (after a restart or a
+/// failover).
+///
+/// The user index lives in another slot, so it cannot be updated in the
+/// same atomic step as the session. It is kept safe by ordering rather than
+/// by transactions: a session is added to the index before its hash is
+/// written (and once more after), and removed from it after its hash is
+/// deleted. A crash between the two steps leaves at worst an index entry
+/// without a session, which readers skip and prune; never a session
+/// missing from its user's index, which "log out everywhere" would miss.
+/// `docs/redis.md` has the whole argument.
+///
+/// Nothing stored is a credential: only counters and times, never a token
+/// or a key.
+///
+/// # Numbers
+///
+/// Lua computes with doubles, so counters, request counts and millisecond
+/// timestamps are exact below 2^53 (at a thousand requests a second, a
+/// counter reaches it after 285,000 years). Times only ever copied are kept
+/// as the decimal strings they arrive as, so they stay exact at any size.
+///
+/// # Timeouts
+///
+/// Every call of the [`SessionStore`] trait is bounded by the configured
+/// [`timeout`](RedisStoreBuilder::timeout) (default 1 s): a Redis that is
+/// down, unreachable or hung gives [`StoreError::Unavailable`], which the
+/// HTTP layer answers with `503 store_unavailable`. The connection
+/// reconnects by itself in the background; nothing needs a restart.
+///
+/// # Example
+///
+/// ```no_run
+/// use rolling_session::store::{PayloadKey, PayloadKeys, RedisStore};
+/// use rolling_session::{KeyRing, SessionManager, TokenKey};
+/// use std::time::Duration;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisStore::builder()
+///     .key_prefix("myapp:")
+///     .timeout(Duration::from_millis(500))
+///     .encrypt(PayloadKeys::new(PayloadKey::new(1, [7; 32])))
+///     .connect("redis://127.0.0.1:6379")
+///     .await?;
+/// let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
+///     .store(store)
+///     .build()?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RedisStore {
     conn: Conn,
