@@ -179,12 +179,12 @@ where
         let (service, exchange) = (self.service.clone(), self.exchange.clone());
         Box::pin(async move {
             let handle = exchange.begin(token, info).await;
-            if exchange.is_required() {
-                if let Err(rejection) = handle.require() {
-                    let mut res = response(exchange.rejection_response(&rejection));
-                    write_headers(&exchange, &handle, res.headers_mut());
-                    return Ok(req.into_response(res).map_into_right_body());
-                }
+            if exchange.is_required()
+                && let Err(rejection) = handle.require()
+            {
+                let mut res = response(exchange.rejection_response(&rejection));
+                write_headers(&exchange, &handle, res.headers_mut());
+                return Ok(req.into_response(res).map_into_right_body());
             }
             req.extensions_mut().insert(handle.clone());
             let mut res = service.call(req).await?;

@@ -52,6 +52,7 @@ pub mod actix;
 pub mod axum;
 mod clock;
 mod config;
+pub mod drift;
 mod error;
 mod events;
 pub mod http;

@@ -175,7 +175,7 @@ impl SessionRecord {
             && match req.rotate {
                 Rotate::Always => true,
                 Rotate::Never => false,
-                Rotate::EveryN(n) => n <= 1 || seq.requests % n == 0,
+                Rotate::EveryN(n) => n <= 1 || seq.requests.is_multiple_of(n),
                 Rotate::MinInterval(ms) => now.saturating_sub(seq.last_rotated_at) >= ms,
             };
         if !rotate {

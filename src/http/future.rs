@@ -85,18 +85,16 @@ where
                 } => {
                     let handle = ready!(validation.as_mut().poll(cx));
                     let mut request = request.take().expect("polled after completion");
-                    if this.exchange.is_required() {
-                        if let Err(rejection) = handle.require() {
-                            let answer = this.exchange.rejection_response(&rejection);
-                            let mut res = Response::new(ResBody::from(answer.body));
-                            *res.status_mut() = answer.status;
-                            res.headers_mut().insert(
-                                CONTENT_TYPE,
-                                HeaderValue::from_static(answer.content_type),
-                            );
-                            write_headers(this.exchange, &handle, &mut res);
-                            return Poll::Ready(Ok(res));
-                        }
+                    if this.exchange.is_required()
+                        && let Err(rejection) = handle.require()
+                    {
+                        let answer = this.exchange.rejection_response(&rejection);
+                        let mut res = Response::new(ResBody::from(answer.body));
+                        *res.status_mut() = answer.status;
+                        res.headers_mut()
+                            .insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
+                        write_headers(this.exchange, &handle, &mut res);
+                        return Poll::Ready(Ok(res));
                     }
                     request.extensions_mut().insert(handle.clone());
                     let future = service.call(request);

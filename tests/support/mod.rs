@@ -94,15 +94,15 @@ impl RedisServer {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(pong) = self.try_cmd(&["PING"]) {
-                if pong == "PONG" {
-                    return;
-                }
+            if let Ok(pong) = self.try_cmd(&["PING"])
+                && pong == "PONG"
+            {
+                return;
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("redis-server exited: {status}; log:\n{}", self.log());
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("redis-server exited: {status}; log:\n{}", self.log());
             }
             assert!(
                 Instant::now() < deadline,

@@ -1,0 +1,121 @@
+//! Cost of one telemetry report and size of one session's state.
+//!
+//! `cargo bench --bench drift` prints the per-report time; the state size is printed once
+//! before the timings (`size_bytes` and the JSON a store would persist).
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use rolling_session::drift::{
+    DriftConfig, DriftPredictor, SampleContext, SessionDrift, TelemetrySample,
+};
+
+const T0: i64 = 1_700_000_000_000;
+
+struct Session {
+    state: SessionDrift,
+    now: i64,
+    count: u64,
+    i: u64,
+}
+
+impl Session {
+    fn new() -> Self {
+        Self {
+            state: SessionDrift::new(),
+            now: T0,
+            count: 0,
+            i: 0,
+        }
+    }
+
+    /// One report: irregular 5–30 s intervals, jittery delay and rate, an echo.
+    fn report(&mut self, p: &DriftPredictor) -> u64 {
+        self.i += 1;
+        let h = self.i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+        let interval = 5_000 + (h % 25_000) as i64;
+        self.now += interval;
+        self.count += 1 + h % 40;
+        let sample = TelemetrySample {
+            timestamp: self.now - 300 - (h % 17) as i64 + (self.i / 50) as i64,
+            operation_count: self.count,
+            client_entropy: (h % 1000) as f64 / 1000.0,
+            echo_server_timestamp: Some(self.now - interval + 120),
+        };
+        let ctx = SampleContext {
+            session_age_ms: self.i * 17_500,
+            token_expires_in_ms: 300_000,
+            operation: Some("payment"),
+        };
+        p.ingest(&mut self.state, &sample, ctx, self.now)
+            .map_or(0, |a| a.refresh_in_ms)
+    }
+}
+
+fn warmed(config: DriftConfig, train: bool) -> (DriftPredictor, Session) {
+    let p = DriftPredictor::new(config);
+    let mut s = Session::new();
+    for _ in 0..2_000 {
+        s.report(&p);
+    }
+    if train {
+        p.retrain_now();
+    }
+    (p, s)
+}
+
+fn bench(c: &mut Criterion) {
+    let (p, s) = warmed(DriftConfig::default(), true);
+    let json = serde_json::to_vec(&s.state).map_or(0, |v| v.len());
+    println!(
+        "state per session: size_bytes() = {} B, JSON = {json} B, shared forest = {} B",
+        s.state.size_bytes(),
+        p.forest_bytes()
+    );
+
+    let mut g = c.benchmark_group("ingest");
+    let mut session = s;
+    g.bench_function("steady_state_with_forest", |b| {
+        b.iter(|| black_box(session.report(&p)));
+    });
+    let (p2, mut s2) = warmed(
+        DriftConfig {
+            forest_retrain_every: 0,
+            ..DriftConfig::default()
+        },
+        false,
+    );
+    g.bench_function("steady_state_without_forest", |b| {
+        b.iter(|| black_box(s2.report(&p2)));
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("parts");
+    let data: Vec<f32> = (0..4096 * 5)
+        .map(|i| ((i * 7919) % 1000) as f32 / 100.0)
+        .collect();
+    let params = rolling_session::drift::forest::ForestParams::default();
+    let forest = rolling_session::drift::forest::IsolationForest::fit(&data, 5, &params);
+    if let Some(forest) = forest {
+        let x = [0.3f32, 1.0, 2.0, 3.0, 4.0];
+        g.bench_function("forest_score", |b| {
+            b.iter(|| black_box(forest.score(black_box(&x))))
+        });
+    }
+    g.sample_size(10);
+    g.bench_function("forest_fit_4096", |b| {
+        b.iter(|| {
+            black_box(rolling_session::drift::forest::IsolationForest::fit(
+                &data, 5, &params,
+            ))
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(4));
+    targets = bench
+}
+criterion_main!(benches);
