@@ -34,15 +34,18 @@ export interface TelemetrySample {
 /** The answer of `POST {prefix}/telemetry`. */
 export interface TelemetryAdvice {
   server_timestamp: number;
+  /** Server clock minus client clock, plus the minimum one-way delay (ms). */
   skew_ms: number;
+  /** Rate of the server clock relative to the client's (ppm). */
   drift_ppm: number;
-  rtt_ms: number;
+  /** Upper bound on the round trip; `null` before any echoed timestamp. */
+  rtt_ms: number | null;
   predicted_operation_count: number;
   horizon_ms: number;
   /** 0..1 */
   anomaly_score: number;
   refresh: boolean;
-  refresh_in_ms: number | null;
+  refresh_in_ms: number;
 }
 
 export type EndReason =

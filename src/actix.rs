@@ -98,6 +98,9 @@ impl FromRequest for Session {
     }
 }
 
+/// Bodies above this size are refused before the session routes read them.
+const ROUTE_BODY_LIMIT: usize = 64 * 1024;
+
 /// The session routes under the exchange's prefix.
 pub fn scope(exchange: &SessionExchange) -> actix_web::Scope {
     let mut scope = web::scope(exchange.prefix());
@@ -107,13 +110,14 @@ pub fn scope(exchange: &SessionExchange) -> actix_web::Scope {
             .unwrap_or(actix_web::http::Method::GET);
         scope = scope.route(
             path,
-            web::method(method).to(move |handle: SessionHandle| {
+            web::method(method).to(move |handle: SessionHandle, body: web::Bytes| {
                 let exchange = exchange.clone();
-                async move { response(exchange.respond(route, &handle).await) }
+                async move { response(exchange.respond(route, &handle, &body).await) }
             }),
         );
     }
-    scope
+    // Telemetry reports are tiny; refuse large bodies before buffering them.
+    scope.app_data(web::PayloadConfig::new(ROUTE_BODY_LIMIT))
 }
 
 /// Applies rolling sessions to every request, like

@@ -22,8 +22,8 @@
 #![cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
@@ -89,6 +89,9 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Session {
     }
 }
 
+/// Bodies above this size are refused before the session routes read them.
+const ROUTE_BODY_LIMIT: usize = 64 * 1024;
+
 /// The session routes (`status`, `refresh`, `refresh/confirm`,
 /// `client.js`) under the exchange's prefix, for merging into your router
 /// behind the [`SessionLayer`](crate::http::SessionLayer).
@@ -99,10 +102,14 @@ pub fn routes<S: Clone + Send + Sync + 'static>(exchange: &SessionExchange) -> R
         let filter = MethodFilter::try_from(method).unwrap_or(MethodFilter::GET);
         router = router.route(
             &format!("{}{path}", exchange.prefix()),
-            on(filter, move |handle: SessionHandle| async move {
-                route_response(exchange.respond(route, &handle).await)
-            }),
+            on(
+                filter,
+                move |handle: SessionHandle, body: Bytes| async move {
+                    route_response(exchange.respond(route, &handle, &body).await)
+                },
+            ),
         );
     }
-    router
+    // Telemetry reports are tiny; refuse large bodies before buffering them.
+    router.layer(DefaultBodyLimit::max(ROUTE_BODY_LIMIT))
 }

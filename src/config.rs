@@ -25,6 +25,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::drift::DriftConfig;
+
 /// Every policy of the session manager. `Config::default()` is the secure
 /// default described on each field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +61,9 @@ pub struct Config {
     pub token: TokenGrace,
     /// Checks of the request context against the session's.
     pub context: ContextPolicy,
+    /// The drift predictor fed by client telemetry (`docs/drift.md`).
+    /// Out-of-range values are clamped rather than refused.
+    pub drift: DriftConfig,
 }
 
 impl Default for Config {
@@ -75,6 +80,7 @@ impl Default for Config {
             rotation: Rotation::EveryRequest,
             token: TokenGrace::default(),
             context: ContextPolicy::default(),
+            drift: DriftConfig::default(),
         }
     }
 }

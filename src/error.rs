@@ -2,6 +2,7 @@
 //! token, [`StoreError`] for storage, and [`Error`] (with its
 //! [`ErrorKind`]) for what the session manager refuses and why.
 
+use crate::drift::TelemetryError;
 use std::fmt;
 use std::time::Duration;
 
@@ -123,6 +124,9 @@ pub enum ErrorKind {
         /// The configured maximum.
         max: usize,
     },
+    /// A telemetry report was refused: bad input (HTTP 400) or too soon
+    /// after the previous one (HTTP 429).
+    InvalidTelemetry(TelemetryError),
     /// The store could not be reached: fail closed.
     StoreUnavailable,
     /// The store failed in another way.
@@ -147,6 +151,7 @@ impl ErrorKind {
             Self::AlreadySuperseded => "already_renewed",
             Self::NothingToConfirm => "nothing_to_confirm",
             Self::SessionLimit { .. } => "session_limit",
+            Self::InvalidTelemetry(e) => e.reason(),
             Self::StoreUnavailable => "store_unavailable",
             Self::Store => "store_error",
         }
@@ -194,6 +199,7 @@ impl fmt::Display for ErrorKind {
                 f,
                 "the user already has {max} sessions, the maximum; end one first"
             ),
+            Self::InvalidTelemetry(e) => write!(f, "telemetry refused: {e}"),
             Self::StoreUnavailable => {
                 f.write_str("the session store is unavailable; try again shortly")
             }
@@ -237,6 +243,7 @@ impl std::error::Error for Error {
         match (&self.source, &self.kind) {
             (Some(e), _) => Some(e),
             (None, ErrorKind::MalformedToken(e)) => Some(e),
+            (None, ErrorKind::InvalidTelemetry(e)) => Some(e),
             _ => None,
         }
     }
@@ -251,6 +258,12 @@ impl From<ErrorKind> for Error {
 impl From<TokenError> for Error {
     fn from(e: TokenError) -> Self {
         Self::new(ErrorKind::MalformedToken(e))
+    }
+}
+
+impl From<TelemetryError> for Error {
+    fn from(e: TelemetryError) -> Self {
+        Self::new(ErrorKind::InvalidTelemetry(e))
     }
 }
 

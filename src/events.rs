@@ -9,6 +9,7 @@
 
 use serde::Serialize;
 
+use crate::drift::AnomalyAction;
 use crate::session::{SessionContext, SessionId};
 
 /// Why a session ended.
@@ -102,8 +103,12 @@ pub enum SessionEvent {
     Anomaly {
         /// The session.
         session_id: SessionId,
+        /// Its user.
+        user_id: String,
         /// The anomaly score, 0..1.
         score: f64,
+        /// The action taken (`DriftConfig::anomaly_action`).
+        action: AnomalyAction,
     },
 }
 

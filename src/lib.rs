@@ -61,6 +61,7 @@ mod random;
 mod sequence;
 mod session;
 pub mod store;
+mod telemetry;
 mod token;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -7,11 +7,13 @@ use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, MismatchAction, Rotation, SessionLimitPolicy};
+use crate::drift::{AnomalyAction, DriftAdvice, DriftPredictor, SampleContext, TelemetrySample};
 use crate::error::{Error, ErrorKind};
 use crate::events::{EventSink, SessionEvent, TerminationReason, TracingSink};
 use crate::sequence::{AdvanceRequest, Rotate, SequenceState, Verdict};
 use crate::session::{SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord};
 use crate::store::{MemoryStore, SessionStore};
+use crate::telemetry::DriftRegistry;
 use crate::token::{KeyRing, Token, VerifiedToken};
 
 /// A validated session as a request handler sees it: a snapshot taken when
@@ -210,6 +212,7 @@ impl SessionManagerBuilder {
         self.config.validate()?;
         Ok(SessionManager {
             inner: Arc::new(Inner {
+                drift: DriftRegistry::new(self.config.drift.clone()),
                 keys: self.keys,
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
                 config: self.config,
@@ -252,6 +255,7 @@ struct Inner {
     config: Config,
     clock: Arc<dyn Clock>,
     events: Arc<dyn EventSink>,
+    drift: DriftRegistry,
 }
 
 impl std::fmt::Debug for SessionManager {
@@ -384,7 +388,46 @@ impl SessionManager {
             Rotation::EveryNRequests(n) => Rotate::EveryN(n),
             Rotation::AtMostEvery(d) => Rotate::MinInterval(as_ms(d)),
         };
-        self.check(token, rotate, request.context.as_ref()).await
+        let validated = self.check(token, rotate, request.context.as_ref()).await?;
+        match validated.session.record.meta.superseded_by {
+            Some(successor) if validated.next_token.is_none() => {
+                Ok(self.hand_over(validated, successor).await?)
+            }
+            _ => Ok(validated),
+        }
+    }
+
+    /// A request made with the old credentials of a renewal that is still
+    /// pending (a response that overtook the refresh, another tab) is
+    /// answered as the renewed session, with its live token: the client
+    /// converges on the new session instead of losing it when the old one
+    /// ends. Only renewals hand over; an elevation's predecessor keeps its
+    /// old permissions until its grace ends.
+    async fn hand_over(
+        &self,
+        validated: Validated,
+        successor: SessionId,
+    ) -> Result<Validated, Error> {
+        let old = &validated.session.record;
+        let now = validated.session.now_ms;
+        let renewed = match self.inner.store.load(&successor).await? {
+            Some(r)
+                if r.meta.renewed_from == Some(old.id)
+                    && r.meta.superseded_by.is_none()
+                    && !r.is_dead(now) =>
+            {
+                r
+            }
+            _ => return Ok(validated),
+        };
+        Ok(Validated {
+            next_token: Some(self.inner.keys.mint(&renewed.id, renewed.sequence.counter)),
+            session: Session {
+                record: renewed,
+                now_ms: now,
+            },
+            verdict: validated.verdict,
+        })
     }
 
     /// Token verification, the store's atomic advance, and the verdict's
@@ -398,11 +441,16 @@ impl SessionManager {
         let verified = self.inner.keys.verify(token)?;
         let now = self.now_ms();
         let grace = &self.inner.config.token;
+        let grace_window_ms = self
+            .inner
+            .drift
+            .grace_window_ms(&verified.session_id)
+            .unwrap_or_else(|| as_ms(grace.grace_window));
         let request = AdvanceRequest {
             presented: verified.counter,
             now_ms: now,
             grace_depth: grace.grace_depth,
-            grace_window_ms: as_ms(grace.grace_window),
+            grace_window_ms,
             rotate,
         };
         let advance = self
@@ -622,6 +670,9 @@ impl SessionManager {
             now.saturating_add(as_ms(cfg.renewal_grace)),
         )
         .await?;
+        self.inner
+            .drift
+            .rename(&renewed.meta.renewed_from.unwrap_or(renewed.id), renewed.id);
         self.emit(SessionEvent::Renewed {
             from: renewed.meta.renewed_from.unwrap_or(renewed.id),
             to: renewed.id,
@@ -673,6 +724,7 @@ impl SessionManager {
         id: &SessionId,
         reason: TerminationReason,
     ) -> Result<(), Error> {
+        self.inner.drift.forget(id);
         if self.inner.store.delete(id).await? {
             self.emit(SessionEvent::Terminated {
                 session_id: *id,
@@ -714,6 +766,7 @@ impl SessionManager {
             .collect();
         let n = self.inner.store.delete_by_user(user_id).await?;
         for session_id in ids {
+            self.inner.drift.forget(&session_id);
             self.emit(SessionEvent::Terminated {
                 session_id,
                 reason: TerminationReason::LogoutEverywhere,
@@ -762,8 +815,10 @@ impl SessionManager {
         };
         self.inner.store.create(&elevated).await?;
         let grace = as_ms(self.inner.config.token.grace_window);
+        let old_id = old.id;
         self.supersede(old, elevated.id, now.saturating_add(grace))
             .await?;
+        self.inner.drift.rename(&old_id, elevated.id);
         Ok(self.new_session(elevated, now))
     }
 
@@ -783,9 +838,112 @@ impl SessionManager {
         })
     }
 
-    /// Deletes expired sessions from the store now; returns how many.
+    /// Deletes expired sessions from the store now, and the drift state of
+    /// sessions that sent no telemetry for an idle timeout; returns how many
+    /// sessions were deleted.
     pub async fn sweep_expired(&self) -> Result<u64, Error> {
-        Ok(self.inner.store.sweep_expired(self.now_ms()).await?)
+        let now = self.now_ms();
+        let silent_since = now.saturating_sub(as_ms(self.inner.config.idle_timeout));
+        self.inner.drift.forget_silent(silent_since);
+        Ok(self.inner.store.sweep_expired(now).await?)
+    }
+
+    /// Feeds one telemetry report of the session's client to the drift
+    /// predictor (`POST /session/telemetry`) and acts on the advice: the
+    /// session's token grace window follows its measured round trips, and
+    /// an anomaly is flagged on the session, reported as
+    /// [`SessionEvent::Anomaly`] and answered with the configured
+    /// [`AnomalyAction`]. `operation` names the kind of work the client is
+    /// doing, for [`DriftConfig::criticality`](crate::drift::DriftConfig::criticality).
+    ///
+    /// ```
+    /// use rolling_session::drift::TelemetrySample;
+    /// use rolling_session::{KeyRing, ManualClock, SessionContext, SessionManager, TokenKey};
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = ManualClock::new(1_700_000_000_000);
+    /// let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// let login = manager.create_session("alice", SessionContext::default()).await?;
+    /// let mut operations = 0;
+    /// for _ in 0..5 {
+    ///     clock.advance(Duration::from_secs(10));
+    ///     operations += 4;
+    ///     let sample = TelemetrySample {
+    ///         timestamp: manager.now_ms() as i64 - 120, // the client's clock
+    ///         operation_count: operations,
+    ///         client_entropy: 0.5,
+    ///         echo_server_timestamp: None,
+    ///     };
+    ///     let advice = manager.ingest_telemetry(&login.session, &sample, None).await?;
+    ///     assert_eq!(advice.skew_ms, 120.0);
+    /// }
+    /// // A counter that goes down is refused (HTTP 400).
+    /// clock.advance(Duration::from_secs(10));
+    /// let bad = TelemetrySample { timestamp: manager.now_ms() as i64, operation_count: 1, client_entropy: 0.5, echo_server_timestamp: None };
+    /// let err = manager.ingest_telemetry(&login.session, &bad, None).await.unwrap_err();
+    /// assert_eq!(err.reason(), "counter_decreased");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidTelemetry`] for a refused report,
+    /// [`ErrorKind::SessionRevoked`] when the anomaly action revoked the
+    /// session, and store errors.
+    pub async fn ingest_telemetry(
+        &self,
+        session: &Session,
+        sample: &TelemetrySample,
+        operation: Option<&str>,
+    ) -> Result<DriftAdvice, Error> {
+        let record = &session.record;
+        let now = self.now_ms();
+        let ctx = SampleContext {
+            session_age_ms: now.saturating_sub(record.created_at),
+            token_expires_in_ms: record.meta.ends_at().saturating_sub(now),
+            operation,
+        };
+        let advice = self.inner.drift.ingest(record.id, sample, ctx, now)?;
+        let Some(action) = advice.anomaly else {
+            return Ok(advice);
+        };
+        self.emit(SessionEvent::Anomaly {
+            session_id: record.id,
+            user_id: record.user_id.clone(),
+            score: advice.anomaly_score,
+            action,
+        });
+        if action == AnomalyAction::Revoke {
+            self.terminate_id(&record.id, TerminationReason::Anomaly)
+                .await?;
+            return Err(ErrorKind::SessionRevoked.into());
+        }
+        if !record.meta.flags.anomaly {
+            // Re-read: the request's copy may predate a renewal or elevation
+            // whose metadata must not be overwritten.
+            if let Some(mut fresh) = self.inner.store.load(&record.id).await? {
+                fresh.meta.flags.anomaly = true;
+                self.inner
+                    .store
+                    .update_meta(&record.id, &fresh.meta)
+                    .await?;
+            }
+        }
+        Ok(advice)
+    }
+
+    /// The drift predictor shared by the manager's sessions.
+    pub fn drift_predictor(&self) -> &DriftPredictor {
+        self.inner.drift.predictor()
+    }
+
+    /// How many sessions have drift state on this node.
+    pub fn drift_tracked_sessions(&self) -> usize {
+        self.inner.drift.len()
     }
 
     /// Spawns a tokio task that sweeps expired sessions every `every`. The

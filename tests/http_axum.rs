@@ -70,3 +70,15 @@ async fn status_refresh_confirm_logout() {
     let (base, clock) = server().await;
     common::status_refresh_confirm_logout(base, &clock).await;
 }
+
+#[tokio::test]
+async fn stale_response_after_refresh_converges() {
+    let (base, clock) = server().await;
+    common::stale_response_after_refresh_converges(base, &clock).await;
+}
+
+#[tokio::test]
+async fn telemetry_route() {
+    let (base, clock) = server().await;
+    common::telemetry_route(base, &clock).await;
+}

@@ -259,9 +259,15 @@ async fn renewal_is_two_phase_windowed_limited_and_bounded_by_the_absolute_lifet
     let renewed = f.manager.renew_session(old.expose()).await.unwrap();
     assert_ne!(renewed.session.id(), login.session.id());
     assert_eq!(renewed.session.expires_in(), 8 * HOUR);
-    // Phase one: the old credentials still work but no longer rotate.
+    // Phase one: the old credentials still work but no longer rotate; the
+    // request is answered as the renewed session, with its live token.
     let v = f.manager.validate_session(old.expose()).await.unwrap();
-    assert_eq!((v.verdict, v.next_token), (Verdict::Current, None));
+    assert_eq!(v.verdict, Verdict::Current);
+    assert_eq!(v.session.id(), renewed.session.id());
+    assert_eq!(
+        v.next_token.as_ref().map(|t| t.expose()),
+        Some(renewed.token.expose())
+    );
     assert_eq!(
         kind(f.manager.renew_session(old.expose()).await),
         ErrorKind::AlreadySuperseded

@@ -56,7 +56,10 @@ pub mod anomaly;
 pub mod clock;
 pub mod forecast;
 pub mod forest;
+mod report;
 pub mod threshold;
+
+pub use report::{MAX_REPORT_BYTES, TelemetryReport};
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError, RwLock};

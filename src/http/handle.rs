@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::drift::{DriftAdvice, TelemetrySample};
 use crate::error::Error;
 use crate::manager::{RequestInfo, Session, SessionAnalytics, SessionManager, SessionStatus};
 use crate::session::SessionContext;
@@ -191,6 +192,21 @@ impl SessionHandle {
         let token = self.live_token()?;
         self.manager
             .session_analytics(token.expose())
+            .await
+            .map_err(|e| self.reject(&e))
+    }
+
+    /// Feeds a telemetry report to the drift predictor, as
+    /// `POST /session/telemetry` does; see
+    /// [`SessionManager::ingest_telemetry`].
+    pub async fn report_telemetry(
+        &self,
+        sample: &TelemetrySample,
+        operation: Option<&str>,
+    ) -> Result<DriftAdvice, Rejection> {
+        let session = self.require()?;
+        self.manager
+            .ingest_telemetry(&session, sample, operation)
             .await
             .map_err(|e| self.reject(&e))
     }

@@ -74,6 +74,8 @@ impl From<&Error> for Rejection {
         let kind = e.kind();
         let status = match kind {
             ErrorKind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::InvalidTelemetry(e) if e.is_rate_limited() => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::InvalidTelemetry(_) => StatusCode::BAD_REQUEST,
             ErrorKind::Store => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::RenewalTooEarly { .. }
             | ErrorKind::AlreadySuperseded
@@ -92,6 +94,7 @@ impl From<&Error> for Rejection {
             ErrorKind::RenewalTooEarly { allowed_in } => {
                 r.retry_after_ms = Some(u64::try_from(allowed_in.as_millis()).unwrap_or(u64::MAX))
             }
+            ErrorKind::InvalidTelemetry(e) => r.retry_after_ms = e.retry_after_ms(),
             _ => {}
         }
         r

@@ -5,6 +5,9 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde::Serialize;
 
+use crate::drift::TelemetryReport;
+use crate::error::Error;
+
 use super::SessionExchange;
 use super::handle::SessionHandle;
 use super::rejection::Rejection;
@@ -24,15 +27,18 @@ pub enum SessionRoute {
     Confirm,
     /// `GET client.js`: the browser client.
     ClientJs,
+    /// `POST telemetry`: a client report in, drift advice out.
+    Telemetry,
 }
 
 impl SessionRoute {
     /// Every route with its method and path below the prefix.
-    pub const ALL: [(Method, &'static str, SessionRoute); 4] = [
+    pub const ALL: [(Method, &'static str, SessionRoute); 5] = [
         (Method::GET, "/status", SessionRoute::Status),
         (Method::POST, "/refresh", SessionRoute::Refresh),
         (Method::POST, "/refresh/confirm", SessionRoute::Confirm),
         (Method::GET, "/client.js", SessionRoute::ClientJs),
+        (Method::POST, "/telemetry", SessionRoute::Telemetry),
     ];
 }
 
@@ -65,8 +71,14 @@ struct Renewed<T: Serialize> {
 }
 
 impl SessionExchange {
-    /// Answers one of the session routes for the request's handle.
-    pub async fn respond(&self, route: SessionRoute, handle: &SessionHandle) -> RouteResponse {
+    /// Answers one of the session routes for the request's handle; `body`
+    /// is the request body (read by `POST telemetry` only).
+    pub async fn respond(
+        &self,
+        route: SessionRoute,
+        handle: &SessionHandle,
+        body: &[u8],
+    ) -> RouteResponse {
         let result = match route {
             SessionRoute::ClientJs => {
                 return RouteResponse {
@@ -83,6 +95,18 @@ impl SessionExchange {
                 })),
                 Err(r) => Err(r),
             },
+            SessionRoute::Telemetry => {
+                let report = handle.require().and_then(|_| {
+                    TelemetryReport::from_json(body).map_err(|e| Rejection::from(&Error::from(e)))
+                });
+                match report {
+                    Ok(report) => handle
+                        .report_telemetry(&report.sample, report.operation.as_deref())
+                        .await
+                        .map(|advice| RouteResponse::json(&advice)),
+                    Err(r) => Err(r),
+                }
+            }
             SessionRoute::Confirm => handle
                 .confirm_renewal()
                 .await

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use reqwest::{Method, StatusCode};
-use rolling_session::ManualClock;
+use rolling_session::{Clock, ManualClock};
 use serde_json::{Value, json};
 
 pub const COOKIE: &str = "rs_session";
@@ -57,7 +57,10 @@ impl Client {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let res = req.send().await.expect("request");
+        Self::answer(req.send().await.expect("request")).await
+    }
+
+    async fn answer(res: reqwest::Response) -> Answer {
         let status = res.status();
         let headers = res.headers().clone();
         let set_cookie = headers
@@ -77,6 +80,23 @@ impl Client {
             headers,
             json,
         }
+    }
+
+    /// Posts a raw JSON text (for bodies `serde_json::Value` cannot hold).
+    pub async fn send_raw_json(&self, path: &str, body: String) -> Answer {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .header(
+                "cookie",
+                format!("{COOKIE}={}", self.cookie.as_deref().unwrap_or("")),
+            )
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        Self::answer(res).await
     }
 
     pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
@@ -246,13 +266,13 @@ pub async fn status_refresh_confirm_logout(base: String, clock: &ManualClock) {
     assert_eq!(r.json["renewals"], 1);
     assert_eq!(r.json["expires_in_ms"], 8 * 3_600_000);
     assert_ne!(c.cookie.as_deref(), Some(old.as_str()));
-    // A request in flight with the old cookie still works and does not
-    // overwrite the new cookie.
+    // A request in flight with the old cookie still works and answers with
+    // the renewed session's live token, never with the old session's.
     let in_flight = c
         .send_with(Method::GET, "/me", Some(old.as_bytes()), None)
         .await;
     assert_eq!(in_flight.status, StatusCode::OK);
-    assert_eq!(in_flight.set_cookie, None);
+    assert_eq!(in_flight.set_cookie, Some(c.cookie.clone()));
     let confirm = c.go(Method::POST, "/session/refresh/confirm", None).await;
     assert_eq!(confirm.status, StatusCode::OK, "{:?}", confirm.json);
     assert_eq!(confirm.json["confirmed"], true);
@@ -279,4 +299,190 @@ pub async fn status_refresh_confirm_logout(base: String, clock: &ManualClock) {
         c.go(Method::GET, "/me", None).await.json["error"],
         "missing_token"
     );
+}
+
+/// A response that left before a refresh but arrives after it overwrites
+/// the new cookie with the old session's next token. The next request with
+/// that stale cookie is answered as the renewed session, so the client
+/// converges on it, and the confirmation still succeeds.
+pub async fn stale_response_after_refresh_converges(base: String, clock: &ManualClock) {
+    let mut c = Client::new(base);
+    c.login("grace").await;
+    // Active until the last hour, when renewal opens.
+    for _ in 0..15 {
+        clock.advance(Duration::from_secs(29 * 60));
+        assert_eq!(c.go(Method::GET, "/me", None).await.status, StatusCode::OK);
+    }
+    // Request A is answered first (rotating the old session) but its
+    // response is slow; the refresh, sent with the same cookie, overtakes it.
+    let slow = c.send(Method::GET, "/me", None).await;
+    assert_eq!(slow.status, StatusCode::OK);
+    let refresh = c.go(Method::POST, "/session/refresh", None).await;
+    assert_eq!(refresh.status, StatusCode::OK, "{:?}", refresh.json);
+    let renewed = c.cookie.clone().unwrap();
+    c.apply(&slow);
+    assert_ne!(
+        c.cookie.as_deref(),
+        Some(renewed.as_str()),
+        "stale cookie applied"
+    );
+    let stale = c.cookie.clone().unwrap();
+
+    let confirm = c.go(Method::POST, "/session/refresh/confirm", None).await;
+    assert_eq!(confirm.status, StatusCode::OK, "{:?}", confirm.json);
+    assert_eq!(confirm.json["confirmed"], true);
+    assert_eq!(c.cookie.as_deref(), Some(renewed.as_str()));
+    assert_eq!(c.go(Method::GET, "/me", None).await.status, StatusCode::OK);
+    let old = c
+        .send_with(Method::GET, "/me", Some(stale.as_bytes()), None)
+        .await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+}
+
+/// `POST /session/telemetry`: advice for good reports, 400 with a reason
+/// for bad ones, 429 when too frequent; the session keeps rolling.
+pub async fn telemetry_route(base: String, clock: &ManualClock) {
+    let mut c = Client::new(base);
+    let none = c
+        .send(Method::POST, "/session/telemetry", Some(json!({})))
+        .await;
+    assert_eq!(
+        (none.status, none.json["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("missing_token"))
+    );
+    c.login("telemetry").await;
+    let now = |clock: &ManualClock| i64::try_from(clock.now_ms()).unwrap();
+    let report = |clock: &ManualClock, count: u64, echo: Option<i64>| {
+        json!({
+            "timestamp": now(clock) - 250,
+            "operation_count": count,
+            "client_entropy": 0.42,
+            "echo_server_timestamp": echo,
+        })
+    };
+
+    let mut echo = None;
+    for i in 0..4u64 {
+        clock.advance(Duration::from_secs(10));
+        let a = c
+            .go(
+                Method::POST,
+                "/session/telemetry",
+                Some(report(clock, 5 * i, echo)),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.json);
+        assert!(
+            a.set_cookie.is_some(),
+            "the telemetry request rolls the token too"
+        );
+        let fields: Vec<&str> = a
+            .json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for field in [
+            "server_timestamp",
+            "skew_ms",
+            "drift_ppm",
+            "rtt_ms",
+            "predicted_operation_count",
+            "horizon_ms",
+            "anomaly_score",
+            "refresh",
+            "refresh_in_ms",
+        ] {
+            assert!(fields.contains(&field), "{field} missing from {:?}", a.json);
+        }
+        assert_eq!(a.json["server_timestamp"], now(clock));
+        assert_eq!(a.json["skew_ms"], 250.0);
+        assert_eq!(a.json["horizon_ms"], 45_000);
+        let score = a.json["anomaly_score"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&score));
+        echo = a.json["server_timestamp"].as_i64();
+    }
+
+    // Too soon after the last report.
+    let early = c
+        .go(
+            Method::POST,
+            "/session/telemetry",
+            Some(report(clock, 100, echo)),
+        )
+        .await;
+    assert_eq!(
+        early.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        early.json
+    );
+    assert_eq!(early.json["error"], "rate_limited");
+    assert_eq!(early.json["retry_after_ms"], 2_500);
+
+    clock.advance(Duration::from_secs(10));
+    let far_future = now(clock) + 10 * 86_400_000;
+    let bad: Vec<(Value, &str)> = vec![
+        (report(clock, 1, None), "counter_decreased"),
+        (
+            json!({"timestamp": far_future, "operation_count": 100, "client_entropy": 0.1}),
+            "timestamp_out_of_range",
+        ),
+        (
+            json!({"timestamp": now(clock), "operation_count": 100, "client_entropy": 0.1,
+                   "echo_server_timestamp": now(clock) + 3_600_000}),
+            "echo_out_of_range",
+        ),
+        (
+            json!({"timestamp": now(clock), "operation_count": "many", "client_entropy": 0.1}),
+            "malformed_telemetry",
+        ),
+        (
+            json!({"timestamp": now(clock), "operation_count": -4, "client_entropy": 0.1}),
+            "malformed_telemetry",
+        ),
+        (
+            json!({"timestamp": now(clock), "client_entropy": 0.1}),
+            "malformed_telemetry",
+        ),
+        (
+            json!({"timestamp": now(clock), "operation_count": 100, "client_entropy": 0.1,
+                   "operation": "x".repeat(5_000)}),
+            "malformed_telemetry",
+        ),
+        (json!([1, 2, 3]), "malformed_telemetry"),
+    ];
+    for (body, reason) in bad {
+        let a = c
+            .go(Method::POST, "/session/telemetry", Some(body.clone()))
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}: {:?}", a.json);
+        assert_eq!(a.json["error"], reason, "{body}");
+    }
+    // JSON has no NaN; an out-of-range number is refused as malformed.
+    let raw = c
+        .send_raw_json(
+            "/session/telemetry",
+            format!(
+                r#"{{"timestamp": {}, "operation_count": 100, "client_entropy": 1e999}}"#,
+                now(clock)
+            ),
+        )
+        .await;
+    assert_eq!(raw.status, StatusCode::BAD_REQUEST, "{:?}", raw.json);
+    c.apply(&raw);
+
+    // None of that hurt the session or its drift state.
+    let ok = c
+        .go(
+            Method::POST,
+            "/session/telemetry",
+            Some(json!({
+            "timestamp": now(clock), "operation_count": 100, "client_entropy": 0.1,
+            "operation": "checkout"})),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.json);
+    assert_eq!(c.go(Method::GET, "/me", None).await.status, StatusCode::OK);
 }

@@ -1,0 +1,178 @@
+//! The manager's memory of each session's telemetry: one [`SessionDrift`]
+//! per session that reports, the grace window its round trips sized, and
+//! when it last reported.
+//!
+//! The state lives on the node that received the reports, not in the
+//! store: it is advice, not a credential, and a node that has none falls
+//! back to the configured grace window.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+
+use crate::drift::{
+    DriftAdvice, DriftConfig, DriftPredictor, SampleContext, SessionDrift, TelemetryError,
+    TelemetrySample,
+};
+use crate::session::SessionId;
+
+/// One session's drift state.
+#[derive(Debug)]
+struct Tracked {
+    drift: SessionDrift,
+    grace_window_ms: u64,
+    reported_at_ms: u64,
+}
+
+/// The predictor and the per-session states it updates.
+#[derive(Debug)]
+pub(crate) struct DriftRegistry {
+    predictor: DriftPredictor,
+    sessions: DashMap<SessionId, Tracked>,
+    /// Mirrors `sessions.len()` without locking every shard, so requests of
+    /// a service whose clients send no telemetry skip the map entirely.
+    tracked: AtomicUsize,
+}
+
+impl DriftRegistry {
+    pub(crate) fn new(config: DriftConfig) -> Self {
+        Self {
+            predictor: DriftPredictor::new(config),
+            sessions: DashMap::new(),
+            tracked: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn predictor(&self) -> &DriftPredictor {
+        &self.predictor
+    }
+
+    /// The grace window sized from the session's measured round trips, if
+    /// it has reported.
+    pub(crate) fn grace_window_ms(&self, id: &SessionId) -> Option<u64> {
+        if self.tracked.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        self.sessions.get(id).map(|t| t.grace_window_ms)
+    }
+
+    /// Feeds one report to the predictor. A rejected report changes nothing.
+    pub(crate) fn ingest(
+        &self,
+        id: SessionId,
+        sample: &TelemetrySample,
+        ctx: SampleContext<'_>,
+        now_ms: u64,
+    ) -> Result<DriftAdvice, TelemetryError> {
+        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        match self.sessions.entry(id) {
+            Entry::Occupied(mut slot) => {
+                let tracked = slot.get_mut();
+                let advice = self
+                    .predictor
+                    .ingest(&mut tracked.drift, sample, ctx, now)?;
+                tracked.grace_window_ms = advice.grace_window_ms;
+                tracked.reported_at_ms = now_ms;
+                Ok(advice)
+            }
+            Entry::Vacant(slot) => {
+                let mut drift = SessionDrift::new();
+                let advice = self.predictor.ingest(&mut drift, sample, ctx, now)?;
+                slot.insert(Tracked {
+                    drift,
+                    grace_window_ms: advice.grace_window_ms,
+                    reported_at_ms: now_ms,
+                });
+                self.tracked.fetch_add(1, Ordering::Relaxed);
+                Ok(advice)
+            }
+        }
+    }
+
+    /// Carries a session's state over to the id that replaces it (renewal,
+    /// elevation): the client and its clock are the same.
+    pub(crate) fn rename(&self, from: &SessionId, to: SessionId) {
+        if let Some((_, tracked)) = self.sessions.remove(from)
+            && self.sessions.insert(to, tracked).is_some()
+        {
+            self.tracked.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops a session's state.
+    pub(crate) fn forget(&self, id: &SessionId) {
+        if self.tracked.load(Ordering::Relaxed) > 0 && self.sessions.remove(id).is_some() {
+            self.tracked.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops the states of sessions that have not reported since
+    /// `reported_before_ms`; returns how many.
+    pub(crate) fn forget_silent(&self, reported_before_ms: u64) -> usize {
+        let before = self.sessions.len();
+        self.sessions
+            .retain(|_, t| t.reported_at_ms >= reported_before_ms);
+        let removed = before.saturating_sub(self.sessions.len());
+        self.tracked.store(self.sessions.len(), Ordering::Relaxed);
+        removed
+    }
+
+    /// Sessions with drift state.
+    pub(crate) fn len(&self) -> usize {
+        self.sessions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(timestamp: i64, operation_count: u64) -> TelemetrySample {
+        TelemetrySample {
+            timestamp,
+            operation_count,
+            client_entropy: 0.5,
+            echo_server_timestamp: None,
+        }
+    }
+
+    fn ctx() -> SampleContext<'static> {
+        SampleContext {
+            session_age_ms: 60_000,
+            token_expires_in_ms: 3_600_000,
+            operation: None,
+        }
+    }
+
+    #[test]
+    fn tracks_renames_and_forgets() {
+        let registry = DriftRegistry::new(DriftConfig::default());
+        let (a, b) = (SessionId::generate(), SessionId::generate());
+        assert_eq!(registry.grace_window_ms(&a), None);
+        let now = 1_700_000_000_000_u64;
+        registry
+            .ingest(a, &sample(now as i64, 1), ctx(), now)
+            .unwrap();
+        assert!(registry.grace_window_ms(&a).is_some());
+        assert_eq!(registry.len(), 1);
+
+        registry.rename(&a, b);
+        assert_eq!(registry.grace_window_ms(&a), None);
+        assert!(registry.grace_window_ms(&b).is_some());
+        assert_eq!(registry.len(), 1);
+
+        // A rejected report (counter went down) leaves the state alone.
+        let later = now + 10_000;
+        let err = registry
+            .ingest(b, &sample(later as i64, 0), ctx(), later)
+            .unwrap_err();
+        assert_eq!(err.reason(), "counter_decreased");
+
+        assert_eq!(registry.forget_silent(now), 0);
+        assert_eq!(registry.forget_silent(now + 1), 1);
+        assert_eq!(registry.grace_window_ms(&b), None);
+        registry.forget(&b);
+        assert_eq!(registry.len(), 0);
+    }
+}
