@@ -390,8 +390,9 @@ impl SessionManager {
         };
         let validated = self.check(token, rotate, request.context.as_ref()).await?;
         match validated.session.record.meta.superseded_by {
+            // Boxed: rare, and it would otherwise enlarge every request's future.
             Some(successor) if validated.next_token.is_none() => {
-                Ok(self.hand_over(validated, successor).await?)
+                Box::pin(self.hand_over(validated, successor)).await
             }
             _ => Ok(validated),
         }
@@ -467,8 +468,13 @@ impl SessionManager {
         metrics::counter!("rolling_session_requests_total", "verdict" => verdict.as_str())
             .increment(1);
         let record = advance.record;
-        self.refuse_unless_accepted(&verified, verdict, &record, context)
-            .await?;
+        if !matches!(
+            verdict,
+            Verdict::Rotated | Verdict::Current | Verdict::Grace
+        ) {
+            // Boxed: the refusal path is rare and its future is large.
+            Box::pin(self.refuse_unless_accepted(&verified, verdict, &record, context)).await?;
+        }
         // A superseded session hands out no token: the client already
         // holds its replacement's, which must not be overwritten.
         let superseded = record.meta.superseded_by.is_some();
@@ -485,7 +491,14 @@ impl SessionManager {
             _ => None,
         };
         let record = match context {
-            Some(ctx) => self.apply_context_policy(record, ctx).await?,
+            Some(ctx) => {
+                let fields = self.context_mismatch(&record, ctx);
+                if fields.is_empty() {
+                    record
+                } else {
+                    Box::pin(self.act_on_context_mismatch(record, ctx, fields)).await?
+                }
+            }
             None => record,
         };
         Ok(Validated {
@@ -540,11 +553,12 @@ impl SessionManager {
         Err(kind.into())
     }
 
-    async fn apply_context_policy(
+    /// The context fields the policy checks that differ from the session's.
+    fn context_mismatch(
         &self,
-        mut record: SessionRecord,
+        record: &SessionRecord,
         presented: &SessionContext,
-    ) -> Result<SessionRecord, Error> {
+    ) -> Vec<&'static str> {
         let policy = self.inner.config.context;
         let stored = &record.meta.context;
         let mut fields = Vec::new();
@@ -559,9 +573,17 @@ impl SessionManager {
         if policy.check_device && differs(&stored.device_id, &presented.device_id) {
             fields.push("device_id");
         }
-        if fields.is_empty() {
-            return Ok(record);
-        }
+        fields
+    }
+
+    async fn act_on_context_mismatch(
+        &self,
+        mut record: SessionRecord,
+        presented: &SessionContext,
+        fields: Vec<&'static str>,
+    ) -> Result<SessionRecord, Error> {
+        let policy = self.inner.config.context;
+        let stored = &record.meta.context;
         self.emit(SessionEvent::ContextMismatch {
             session_id: record.id,
             fields: fields.clone(),

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -113,8 +113,6 @@ where
 fn write_headers<B>(exchange: &SessionExchange, handle: &SessionHandle, res: &mut Response<B>) {
     let headers = res.headers_mut();
     for (name, value) in exchange.finish(handle) {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            headers.append(name, value);
-        }
+        headers.append(name, value);
     }
 }

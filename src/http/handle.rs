@@ -3,6 +3,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
+
 use crate::drift::{DriftAdvice, TelemetrySample};
 use crate::error::Error;
 use crate::manager::{RequestInfo, Session, SessionAnalytics, SessionManager, SessionStatus};
@@ -267,26 +269,28 @@ impl SessionExchange {
     /// The headers to add to the response: the next token (or its
     /// removal) with `Cache-Control: no-store`, and the relative expiry
     /// times of an active session.
-    pub fn finish(&self, handle: &SessionHandle) -> Vec<(String, String)> {
+    pub fn finish(&self, handle: &SessionHandle) -> Vec<(HeaderName, HeaderValue)> {
         let state = handle.lock();
         let mut headers = Vec::with_capacity(4);
         let carried = match &state.write {
             Write::Nothing => None,
-            Write::Token(token, max_age) => Some(self.token_transport().write(token, *max_age)),
+            Write::Token(token, max_age) => self.token_transport().write(token, *max_age),
             Write::Clear => self.token_transport().clear(),
         };
         if let Some(h) = carried {
             headers.push(h);
-            headers.push(("cache-control".into(), "no-store".into()));
+            headers.push((CACHE_CONTROL, HeaderValue::from_static("no-store")));
         }
         if let Presence::Active { session, .. } = &state.presence {
+            let ms =
+                |d: Duration| HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
             headers.push((
-                EXPIRES_IN_HEADER.into(),
-                session.expires_in().as_millis().to_string(),
+                HeaderName::from_static(EXPIRES_IN_HEADER),
+                ms(session.expires_in()),
             ));
             headers.push((
-                IDLE_EXPIRES_IN_HEADER.into(),
-                session.idle_expires_in().as_millis().to_string(),
+                HeaderName::from_static(IDLE_EXPIRES_IN_HEADER),
+                ms(session.idle_expires_in()),
             ));
         }
         headers

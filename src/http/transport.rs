@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use cookie::{Cookie, SameSite};
+use http::header::{HeaderName, HeaderValue, SET_COOKIE};
 
 use crate::token::Token;
 
@@ -63,17 +64,31 @@ impl CookieConfig {
         }
     }
 
-    fn build(&self, value: String, max_age: Duration) -> String {
-        let max_age =
-            cookie::time::Duration::seconds(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX));
-        Cookie::build((self.name.clone(), value))
-            .path("/")
-            .secure(self.secure)
-            .http_only(self.http_only)
-            .same_site(self.same_site)
-            .max_age(max_age)
-            .build()
-            .to_string()
+    /// The `Set-Cookie` value. Written directly rather than through
+    /// `cookie::Cookie`'s `Display` (a third of the layer's header cost):
+    /// the value is a base64url token or empty, the attributes are fixed,
+    /// and the tests check the result parses back with the `cookie` crate.
+    fn build(&self, value: &str, max_age: Duration) -> Option<HeaderValue> {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(self.name.len() + value.len() + 80);
+        let _ = write!(
+            out,
+            "{}={value}; Path=/; Max-Age={}",
+            self.name,
+            max_age.as_secs().min(i64::MAX as u64)
+        );
+        if self.secure {
+            out.push_str("; Secure");
+        }
+        if self.http_only {
+            out.push_str("; HttpOnly");
+        }
+        match self.same_site {
+            SameSite::Strict => out.push_str("; SameSite=Strict"),
+            SameSite::Lax => out.push_str("; SameSite=Lax"),
+            SameSite::None => out.push_str("; SameSite=None"),
+        }
+        HeaderValue::try_from(out).ok()
     }
 }
 
@@ -114,24 +129,25 @@ impl TokenTransport {
     }
 
     /// The header that hands `token` to the client, valid for `max_age`.
-    pub fn write(&self, token: &Token, max_age: Duration) -> (String, String) {
+    pub fn write(&self, token: &Token, max_age: Duration) -> Option<(HeaderName, HeaderValue)> {
         match self {
-            Self::Cookie(cfg) => (
-                "set-cookie".into(),
-                cfg.build(token.expose().to_owned(), max_age),
-            ),
-            Self::Header(name) => (name.clone(), token.expose().to_owned()),
+            Self::Cookie(cfg) => cfg
+                .build(token.expose(), max_age)
+                .map(|value| (SET_COOKIE, value)),
+            Self::Header(name) => Some((
+                HeaderName::try_from(name.as_str()).ok()?,
+                HeaderValue::try_from(token.expose()).ok()?,
+            )),
         }
     }
 
     /// The header that tells the client to drop its token, if the
     /// transport has one (a cookie removal).
-    pub fn clear(&self) -> Option<(String, String)> {
+    pub fn clear(&self) -> Option<(HeaderName, HeaderValue)> {
         match self {
-            Self::Cookie(cfg) => Some((
-                "set-cookie".into(),
-                cfg.build(String::new(), Duration::ZERO),
-            )),
+            Self::Cookie(cfg) => cfg
+                .build("", Duration::ZERO)
+                .map(|value| (SET_COOKIE, value)),
             Self::Header(_) => None,
         }
     }
@@ -146,8 +162,19 @@ mod tests {
         let t = TokenTransport::default();
         let token = crate::KeyRing::new(crate::TokenKey::new(1, &[1; 32]))
             .mint(&crate::SessionId::from_bytes([1; 16]), 0);
-        let (name, value) = t.write(&token, Duration::from_secs(60));
+        let (name, value) = t.write(&token, Duration::from_secs(60)).unwrap();
         assert_eq!(name, "set-cookie");
+        let value = value.to_str().unwrap();
+        let parsed = Cookie::parse(value).unwrap();
+        assert_eq!(parsed.name(), "__Host-session");
+        assert_eq!(parsed.value(), token.expose());
+        assert_eq!(parsed.max_age(), Some(cookie::time::Duration::seconds(60)));
+        assert_eq!(parsed.same_site(), Some(SameSite::Lax));
+        assert_eq!(
+            (parsed.secure(), parsed.http_only()),
+            (Some(true), Some(true))
+        );
+        assert_eq!(parsed.path(), Some("/"));
         for attr in [
             "__Host-session=",
             "Secure",
@@ -160,9 +187,16 @@ mod tests {
         }
         assert!(!value.contains("Domain"));
         let dev = TokenTransport::Cookie(CookieConfig::development("rs_session"));
-        let (_, value) = dev.write(&token, Duration::from_secs(1));
+        let (_, value) = dev.write(&token, Duration::from_secs(1)).unwrap();
+        let value = value.to_str().unwrap();
         assert!(value.starts_with("rs_session=") && !value.contains("Secure"));
         assert!(value.contains("HttpOnly"));
+        let (_, cleared) = dev.clear().unwrap();
+        let cleared = Cookie::parse(cleared.to_str().unwrap()).unwrap();
+        assert_eq!(
+            (cleared.value(), cleared.max_age()),
+            ("", Some(cookie::time::Duration::ZERO))
+        );
     }
 
     #[test]
