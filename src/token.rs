@@ -22,7 +22,9 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::{hkdf, hmac};
+use hmac::{Hmac, Mac};
+use ring::hkdf;
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::error::TokenError;
@@ -79,8 +81,10 @@ pub struct VerifiedToken {
 #[derive(Clone)]
 pub struct TokenKey {
     id: u8,
-    mac: hmac::Key,
-    seal: hmac::Key,
+    /// HMAC-SHA256 states keyed once; each use clones one (no key schedule
+    /// per token).
+    mac: Hmac<Sha256>,
+    seal: Hmac<Sha256>,
 }
 
 impl TokenKey {
@@ -108,30 +112,44 @@ impl TokenKey {
     }
 
     fn tag(&self, session_id: &SessionId, counter: u64) -> [u8; TAG_BYTES] {
-        let mut ctx = hmac::Context::with_key(&self.mac);
-        ctx.update(&[TOKEN_VERSION, self.id]);
-        ctx.update(session_id.as_bytes());
-        ctx.update(&counter.to_be_bytes());
-        let full = ctx.sign();
+        let mut mac = self.mac.clone();
+        mac.update(&[TOKEN_VERSION, self.id]);
+        mac.update(session_id.as_bytes());
+        mac.update(&counter.to_be_bytes());
+        let full = mac.finalize().into_bytes();
         let mut tag = [0u8; TAG_BYTES];
-        tag.copy_from_slice(&full.as_ref()[..TAG_BYTES]);
+        tag.copy_from_slice(&full[..TAG_BYTES]);
         tag
     }
 
     fn keystream(&self, tag: &[u8; TAG_BYTES]) -> u64 {
-        let full = hmac::sign(&self.seal, tag);
+        let mut mac = self.seal.clone();
+        mac.update(tag);
+        let full = mac.finalize().into_bytes();
         let mut ks = [0u8; 8];
-        ks.copy_from_slice(&full.as_ref()[..8]);
+        ks.copy_from_slice(&full[..8]);
         u64::from_be_bytes(ks)
     }
 }
 
-fn derive(prk: &hkdf::Prk, label: &[u8]) -> hmac::Key {
+/// HKDF output length for [`derive`]: one SHA-256 block.
+struct SubkeyLen;
+
+impl hkdf::KeyType for SubkeyLen {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
+fn derive(prk: &hkdf::Prk, label: &[u8]) -> Hmac<Sha256> {
     let info = [label];
-    let okm = prk
-        .expand(&info, hmac::HMAC_SHA256)
+    let mut subkey = [0u8; 32];
+    prk.expand(&info, SubkeyLen)
+        .and_then(|okm| okm.fill(&mut subkey))
         .expect("HKDF-SHA256 can always expand 32 bytes");
-    hmac::Key::from(okm)
+    let mac = Hmac::<Sha256>::new_from_slice(&subkey).expect("HMAC takes keys of any length");
+    subkey.fill(0);
+    mac
 }
 
 impl fmt::Debug for TokenKey {
@@ -266,6 +284,37 @@ mod tests {
 
     fn ring() -> KeyRing {
         KeyRing::new(TokenKey::new(1, &[42; 32]))
+    }
+
+    /// The token format, recomputed with an independent HMAC (`ring`'s):
+    /// switching HMAC implementations must never change a token.
+    #[test]
+    fn tokens_match_an_independent_hmac_implementation() {
+        use ring::hmac as rh;
+        let secret = [42u8; 32];
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"rolling-session token v1").extract(&secret);
+        let subkey = |label: &[u8]| {
+            let info = [label];
+            rh::Key::from(prk.expand(&info, rh::HMAC_SHA256).unwrap())
+        };
+        let (mac, seal) = (subkey(b"tag"), subkey(b"seal"));
+        let sid = SessionId::from_bytes([7; 16]);
+        for counter in [0u64, 1, 0xdead_beef, u64::MAX] {
+            let mut msg = vec![TOKEN_VERSION, 1];
+            msg.extend_from_slice(sid.as_bytes());
+            msg.extend_from_slice(&counter.to_be_bytes());
+            let tag = rh::sign(&mac, &msg);
+            let ks = rh::sign(&seal, &tag.as_ref()[..TAG_BYTES]);
+            let sealed = counter ^ u64::from_be_bytes(ks.as_ref()[..8].try_into().unwrap());
+            let mut raw = vec![TOKEN_VERSION, 1];
+            raw.extend_from_slice(sid.as_bytes());
+            raw.extend_from_slice(&sealed.to_be_bytes());
+            raw.extend_from_slice(&tag.as_ref()[..TAG_BYTES]);
+            assert_eq!(
+                ring().mint(&sid, counter).expose(),
+                URL_SAFE_NO_PAD.encode(raw)
+            );
+        }
     }
 
     #[test]

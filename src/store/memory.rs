@@ -43,7 +43,10 @@ type IdMap<V> = HashMap<SessionId, V, IdHasherBuilder>;
 
 #[derive(Debug, Default)]
 struct Shard {
-    sessions: IdMap<SessionRecord>,
+    /// Boxed: a hash map keeps up to half its slots empty after growing,
+    /// and an empty slot then costs 24 bytes instead of a whole record's
+    /// 320 (see `docs/benchmarks.md`, memory).
+    sessions: IdMap<Box<SessionRecord>>,
     /// user id -> that user's session ids in this shard.
     by_user: HashMap<String, Vec<SessionId>>,
 }
@@ -116,12 +119,16 @@ impl SessionStore for MemoryStore {
             .entry(record.user_id.clone())
             .or_default()
             .push(record.id);
-        shard.sessions.insert(record.id, record.clone());
+        shard.sessions.insert(record.id, Box::new(record.clone()));
         Ok(())
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        Ok(self.shard(id).sessions.get(id).cloned())
+        Ok(self
+            .shard(id)
+            .sessions
+            .get(id)
+            .map(|r| SessionRecord::clone(r)))
     }
 
     async fn verify_and_advance(
@@ -132,7 +139,7 @@ impl SessionStore for MemoryStore {
         let mut shard = self.shard(id);
         Ok(shard.sessions.get_mut(id).map(|record| Advance {
             verdict: record.advance(request),
-            record: record.clone(),
+            record: SessionRecord::clone(record),
         }))
     }
 
@@ -159,7 +166,10 @@ impl SessionStore for MemoryStore {
         for shard in self.shards.iter() {
             let shard = lock(shard);
             if let Some(ids) = shard.by_user.get(user_id) {
-                out.extend(ids.iter().filter_map(|id| shard.sessions.get(id).cloned()));
+                out.extend(
+                    ids.iter()
+                        .filter_map(|id| shard.sessions.get(id).map(|r| SessionRecord::clone(r))),
+                );
             }
         }
         Ok(out)
