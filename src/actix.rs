@@ -38,6 +38,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::future::LocalBoxFuture;
 
+use crate::http::ROUTE_BODY_LIMIT;
 use crate::http::{
     Rejection, RequestHead, RouteResponse, SessionExchange, SessionHandle, SessionRoute,
 };
@@ -97,9 +98,6 @@ impl FromRequest for Session {
         ready(handle_of(req).and_then(|h| h.require()))
     }
 }
-
-/// Bodies above this size are refused before the session routes read them.
-const ROUTE_BODY_LIMIT: usize = 64 * 1024;
 
 /// The session routes under the exchange's prefix.
 pub fn scope(exchange: &SessionExchange) -> actix_web::Scope {

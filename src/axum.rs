@@ -28,6 +28,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 
+use crate::http::ROUTE_BODY_LIMIT;
 use crate::http::{Rejection, RouteResponse, SessionExchange, SessionHandle, SessionRoute};
 use crate::manager::Session;
 
@@ -88,9 +89,6 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Session {
         Ok(handle_of(parts)?.session())
     }
 }
-
-/// Bodies above this size are refused before the session routes read them.
-const ROUTE_BODY_LIMIT: usize = 64 * 1024;
 
 /// The session routes (`status`, `refresh`, `refresh/confirm`,
 /// `client.js`) under the exchange's prefix, for merging into your router

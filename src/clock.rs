@@ -24,7 +24,7 @@ impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .map(as_ms)
             .unwrap_or(0)
     }
 }
@@ -54,8 +54,7 @@ impl ManualClock {
 
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: std::time::Duration) {
-        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
-        self.now.fetch_add(ms, Ordering::SeqCst);
+        self.now.fetch_add(as_ms(by), Ordering::SeqCst);
     }
 
     /// Sets the clock to `now_ms`.
@@ -68,4 +67,9 @@ impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.now.load(Ordering::SeqCst)
     }
+}
+
+/// Whole milliseconds of `d`, saturating at `u64::MAX`.
+pub(crate) fn as_ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

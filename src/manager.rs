@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, as_ms};
 use crate::config::{Config, MismatchAction, Rotation, SessionLimitPolicy};
 use crate::drift::{AnomalyAction, DriftAdvice, DriftPredictor, SampleContext, TelemetrySample};
 use crate::error::{Error, ErrorKind};
@@ -78,10 +78,6 @@ impl Session {
 
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
-}
-
-fn as_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A new session (or new credentials for one): the session and the token
@@ -692,9 +688,6 @@ impl SessionManager {
             now.saturating_add(as_ms(cfg.renewal_grace)),
         )
         .await?;
-        self.inner
-            .drift
-            .rename(&renewed.meta.renewed_from.unwrap_or(renewed.id), renewed.id);
         self.emit(SessionEvent::Renewed {
             from: renewed.meta.renewed_from.unwrap_or(renewed.id),
             to: renewed.id,
@@ -712,6 +705,8 @@ impl SessionManager {
         old.meta.superseded_by = Some(by);
         old.meta.expires_at = old.meta.expires_at.min(until);
         self.inner.store.update_meta(&old.id, &old.meta).await?;
+        // Same client, same clock: its drift state moves to the new id.
+        self.inner.drift.rename(&old.id, by);
         Ok(())
     }
 
@@ -837,10 +832,8 @@ impl SessionManager {
         };
         self.inner.store.create(&elevated).await?;
         let grace = as_ms(self.inner.config.token.grace_window);
-        let old_id = old.id;
         self.supersede(old, elevated.id, now.saturating_add(grace))
             .await?;
-        self.inner.drift.rename(&old_id, elevated.id);
         Ok(self.new_session(elevated, now))
     }
 

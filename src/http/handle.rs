@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
 
+use crate::clock::as_ms;
 use crate::drift::{DriftAdvice, TelemetrySample};
 use crate::error::Error;
 use crate::manager::{RequestInfo, Session, SessionAnalytics, SessionManager, SessionStatus};
@@ -282,15 +283,13 @@ impl SessionExchange {
             headers.push((CACHE_CONTROL, HeaderValue::from_static("no-store")));
         }
         if let Presence::Active { session, .. } = &state.presence {
-            let ms =
-                |d: Duration| HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
             headers.push((
                 HeaderName::from_static(EXPIRES_IN_HEADER),
-                ms(session.expires_in()),
+                HeaderValue::from(as_ms(session.expires_in())),
             ));
             headers.push((
                 HeaderName::from_static(IDLE_EXPIRES_IN_HEADER),
-                ms(session.idle_expires_in()),
+                HeaderValue::from(as_ms(session.idle_expires_in())),
             ));
         }
         headers

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde::Serialize;
 
+use crate::clock::as_ms;
 use crate::error::{Error, ErrorKind};
 
 /// A refusal, ready to become a response.
@@ -92,7 +93,7 @@ impl From<&Error> for Rejection {
                 r.hint = Some("renew before expiry with POST /session/refresh")
             }
             ErrorKind::RenewalTooEarly { allowed_in } => {
-                r.retry_after_ms = Some(u64::try_from(allowed_in.as_millis()).unwrap_or(u64::MAX))
+                r.retry_after_ms = Some(as_ms(*allowed_in))
             }
             ErrorKind::InvalidTelemetry(e) => r.retry_after_ms = e.retry_after_ms(),
             _ => {}

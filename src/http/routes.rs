@@ -12,6 +12,10 @@ use super::SessionExchange;
 use super::handle::SessionHandle;
 use super::rejection::Rejection;
 
+/// Bodies above this size are refused by the adapters before the session
+/// routes read them; `POST telemetry` then applies its own, smaller limit.
+pub(crate) const ROUTE_BODY_LIMIT: usize = 64 * 1024;
+
 /// The browser client, served at `GET {prefix}/client.js`.
 pub const CLIENT_JS: &str = include_str!("../../client/rolling-session.js");
 
@@ -95,18 +99,18 @@ impl SessionExchange {
                 })),
                 Err(r) => Err(r),
             },
-            SessionRoute::Telemetry => {
-                let report = handle.require().and_then(|_| {
-                    TelemetryReport::from_json(body).map_err(|e| Rejection::from(&Error::from(e)))
-                });
-                match report {
-                    Ok(report) => handle
-                        .report_telemetry(&report.sample, report.operation.as_deref())
-                        .await
-                        .map(|advice| RouteResponse::json(&advice)),
-                    Err(r) => Err(r),
-                }
-            }
+            SessionRoute::Telemetry => match TelemetryReport::from_json(body) {
+                // `report_telemetry` answers 401 without a session.
+                Ok(report) => handle
+                    .report_telemetry(&report.sample, report.operation.as_deref())
+                    .await
+                    .map(|advice| RouteResponse::json(&advice)),
+                // A missing or refused session outranks a malformed body.
+                Err(e) => Err(handle
+                    .require()
+                    .err()
+                    .unwrap_or_else(|| Rejection::from(&Error::from(e)))),
+            },
             SessionRoute::Confirm => handle
                 .confirm_renewal()
                 .await

@@ -62,7 +62,7 @@ pub async fn run(store: Arc<dyn SessionStore>) {
 fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, crate::clock::as_ms)
 }
 
 fn fresh_user(check: &str) -> String {

@@ -14,6 +14,7 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::{Advance, SessionStore};
+use crate::clock::as_ms;
 use crate::error::StoreError;
 use crate::sequence::{AdvanceRequest, RevocationReason, Rotate, SequenceState, Verdict};
 use crate::session::{SessionId, SessionMeta, SessionRecord};
@@ -761,10 +762,6 @@ fn text(v: &[u8]) -> Result<&str, StoreError> {
 
 fn number(v: &[u8]) -> Result<u64, StoreError> {
     text(v)?.parse().map_err(StoreError::corrupt)
-}
-
-fn as_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn corrupt(what: &'static str) -> StoreError {
