@@ -44,10 +44,6 @@ pub struct Config {
     /// Renewal is allowed only within this time before expiry. Default 1 h.
     #[serde(with = "humantime_serde")]
     pub renewal_threshold: Duration,
-    /// After a renewal, the old credentials stay valid until the client
-    /// confirms or this much time passes. Default 5 min.
-    #[serde(with = "humantime_serde")]
-    pub renewal_grace: Duration,
     /// Renewals allowed per session. Default 10.
     pub max_renewals: u32,
     /// Live sessions allowed per user. Default 5.
@@ -73,7 +69,6 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(30 * 60),
             absolute_timeout: Duration::from_secs(7 * 24 * 3600),
             renewal_threshold: Duration::from_secs(3600),
-            renewal_grace: Duration::from_secs(5 * 60),
             max_renewals: 10,
             max_concurrent_sessions: 5,
             on_session_limit: SessionLimitPolicy::EvictOldest,
@@ -112,8 +107,13 @@ impl Config {
         if self.max_concurrent_sessions == 0 {
             return Err(ConfigError("max_concurrent_sessions must be at least 1"));
         }
-        if self.token.grace_depth > 16 {
-            return Err(ConfigError("token.grace_depth must be at most 16"));
+        if self.token.grace_depth == 0 || self.token.grace_depth > 64 {
+            return Err(ConfigError("token.grace_depth must be between 1 and 64"));
+        }
+        if self.token.grace_min.is_zero() || self.token.grace_min > self.token.grace_window {
+            return Err(ConfigError(
+                "token.grace_min must be positive and at most token.grace_window",
+            ));
         }
         if let Rotation::EveryNRequests(0) = self.rotation {
             return Err(ConfigError("rotation.every_n_requests must be at least 1"));
@@ -148,16 +148,29 @@ pub enum Rotation {
     AtMostEvery(#[serde(with = "humantime_serde")] Duration),
 }
 
-/// The grace window for predecessors of the live token: the last `depth`
-/// tokens stay accepted for `window` after they were replaced, for lost
-/// responses and parallel requests. Outside it, reuse means theft.
+/// The grace of the sequence rule (`docs/protocol.md`): how long a
+/// retired token is still accepted (without ever being answered with a new
+/// one), and how long a retry of the last presented token waits for its
+/// successor's response before the server concludes it was lost.
+///
+/// The drift predictor may size the window from the client's measured round
+/// trips, but only inside `[grace_min, grace_window]`: the client can move
+/// neither bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TokenGrace {
-    /// T: how long a replaced token is still accepted. Default 10 s.
+    /// T, the ceiling. Default 10 s.
     #[serde(with = "humantime_serde")]
     pub grace_window: Duration,
-    /// K: how many replaced tokens are accepted. Default 1, at most 16.
+    /// The floor telemetry can bring T down to. Default 2 s. A response
+    /// leaving the server more than half of this after its token was
+    /// issued goes without the token (the client recovers on its next
+    /// request), so that no late response can roll a cookie jar back.
+    #[serde(with = "humantime_serde")]
+    pub grace_min: Duration,
+    /// K: at most this many retirements are remembered (each rotation
+    /// retires one token); a token retired before them is treated as
+    /// retired too long ago. Default 16, at most 64.
     pub grace_depth: u32,
 }
 
@@ -165,7 +178,8 @@ impl Default for TokenGrace {
     fn default() -> Self {
         Self {
             grace_window: Duration::from_secs(10),
-            grace_depth: 1,
+            grace_min: Duration::from_secs(2),
+            grace_depth: 16,
         }
     }
 }
@@ -218,10 +232,10 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(1800));
         assert_eq!(c.absolute_timeout, Duration::from_secs(604_800));
         assert_eq!(c.renewal_threshold, Duration::from_secs(3600));
-        assert_eq!(c.renewal_grace, Duration::from_secs(300));
         assert_eq!((c.max_renewals, c.max_concurrent_sessions), (10, 5));
         assert_eq!(c.token.grace_window, Duration::from_secs(10));
-        assert_eq!(c.token.grace_depth, 1);
+        assert_eq!(c.token.grace_depth, 16);
+        assert_eq!(c.token.grace_min, Duration::from_secs(2));
         assert_eq!(c.rotation, Rotation::EveryRequest);
         c.validate().unwrap();
     }

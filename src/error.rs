@@ -114,8 +114,10 @@ pub enum ErrorKind {
     },
     /// The absolute lifetime leaves nothing to renew.
     RenewalPastAbsolute,
-    /// The session was already renewed; use the new credentials.
-    AlreadySuperseded,
+    /// Renewal or elevation needs the live token, and the presented one is
+    /// not (another request moved the session on, or its token is still in
+    /// flight): retry with the latest token. Nothing was changed.
+    NotLive,
     /// Confirmation was asked of a session that has nothing to confirm.
     NothingToConfirm,
     /// The user has the maximum number of sessions and the policy refuses
@@ -148,7 +150,7 @@ impl ErrorKind {
             Self::RenewalTooEarly { .. } => "renewal_too_early",
             Self::RenewalLimit { .. } => "renewal_limit",
             Self::RenewalPastAbsolute => "renewal_past_absolute",
-            Self::AlreadySuperseded => "already_renewed",
+            Self::NotLive => "token_not_live",
             Self::NothingToConfirm => "nothing_to_confirm",
             Self::SessionLimit { .. } => "session_limit",
             Self::InvalidTelemetry(e) => e.reason(),
@@ -191,10 +193,10 @@ impl fmt::Display for ErrorKind {
             Self::RenewalPastAbsolute => {
                 f.write_str("the session cannot outlive its absolute lifetime; log in again")
             }
-            Self::AlreadySuperseded => {
-                f.write_str("the session was already renewed; use the new credentials")
-            }
-            Self::NothingToConfirm => f.write_str("this session has no pending renewal to confirm"),
+            Self::NotLive => f.write_str(
+                "this needs the session's live token and another request moved it on; retry with the latest token",
+            ),
+            Self::NothingToConfirm => f.write_str("this session was never renewed; nothing to confirm"),
             Self::SessionLimit { max } => write!(
                 f,
                 "the user already has {max} sessions, the maximum; end one first"

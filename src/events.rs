@@ -21,7 +21,8 @@ pub enum TerminationReason {
     Logout,
     /// All of the user's sessions were ended at once.
     LogoutEverywhere,
-    /// Replaced by a new session id (renewal confirmed, elevation).
+    /// Replaced by a new session id. No longer emitted: renewal and
+    /// elevation continue the lineage under a new id without ending it.
     Replaced,
     /// Evicted to respect the per-user session limit.
     Evicted,
@@ -73,10 +74,14 @@ pub enum SessionEvent {
         /// `true` for the idle timeout, `false` for the lifetime.
         idle: bool,
     },
-    /// An old token was replayed: the session is revoked (`token_reused`).
+    /// An old token was replayed: the whole lineage is revoked
+    /// (`token_reused`).
     TheftDetected {
-        /// The session.
+        /// The session's current id.
         session_id: SessionId,
+        /// Every id the lineage had (login, renewals, elevations), oldest
+        /// first: all of them are revoked.
+        lineage: Vec<SessionId>,
         /// Its user.
         user_id: String,
         /// The counter opened from the replayed token.

@@ -74,8 +74,10 @@ pub use manager::{
     NewSession, RequestInfo, Session, SessionAnalytics, SessionManager, SessionManagerBuilder,
     SessionStatus, Validated,
 };
-pub use sequence::{AdvanceRequest, RevocationReason, Rotate, SequenceState, Verdict};
-pub use session::{SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord};
+pub use sequence::{AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict};
+pub use session::{
+    LineageKey, SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord,
+};
 pub use store::{MemoryStore, SessionStore};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

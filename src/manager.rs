@@ -95,12 +95,11 @@ pub struct NewSession {
 pub struct Validated {
     /// The session.
     pub session: Session,
-    /// What the sequence rule decided (`Rotated`, `Current` or `Grace`).
+    /// What the sequence rule decided (one of the accepted verdicts).
     pub verdict: Verdict,
-    /// The token to send back, when the client's token must change: the
-    /// next token after a rotation, or the live token when a predecessor
-    /// was presented within the grace. `None` when the client's token stays
-    /// valid.
+    /// The token to send back: the next token after a rotation or a
+    /// recovery. `None` when the request issued no token (the client keeps
+    /// what it has); grace answers never carry one.
     pub next_token: Option<Token>,
 }
 
@@ -295,6 +294,18 @@ impl SessionManager {
         &self.inner.keys
     }
 
+    /// T for a request on `id`: sized by the drift predictor from the
+    /// client's round trips when it has measured them, always inside the
+    /// operator's `[token.grace_min, token.grace_window]`.
+    fn grace_window_ms(&self, id: &SessionId) -> u64 {
+        let grace = &self.inner.config.token;
+        let (floor, ceiling) = (as_ms(grace.grace_min), as_ms(grace.grace_window));
+        self.inner
+            .drift
+            .grace_window_ms(id)
+            .map_or(ceiling, |t| t.clamp(floor.min(ceiling), ceiling))
+    }
+
     fn emit(&self, event: SessionEvent) {
         metrics::counter!("rolling_session_events_total", "event" => event.name()).increment(1);
         self.inner.events.emit(&event);
@@ -313,6 +324,7 @@ impl SessionManager {
         self.make_room_for(&user_id, now).await?;
         let record = SessionRecord {
             id: SessionId::generate(),
+            previous_ids: Vec::new(),
             user_id,
             created_at: now,
             meta: SessionMeta {
@@ -323,12 +335,23 @@ impl SessionManager {
                 idle_timeout_ms: as_ms(cfg.idle_timeout),
                 renewals: 0,
                 flags: SessionFlags::default(),
-                renewed_from: None,
-                superseded_by: None,
+                previous_permissions: Vec::new(),
             },
             sequence: SequenceState::new(now),
         };
-        self.inner.store.create(&record).await?;
+        let mut record = record;
+        let mut attempts = 0;
+        // A fresh id's lineage key (its first 8 bytes) may, very rarely,
+        // be taken: draw again.
+        loop {
+            match self.inner.store.create(&record).await {
+                Err(crate::StoreError::Conflict) if attempts < 3 => {
+                    attempts += 1;
+                    record.id = SessionId::generate();
+                }
+                other => break other?,
+            }
+        }
         self.emit(SessionEvent::Created {
             session_id: record.id,
             user_id: record.user_id.clone(),
@@ -351,7 +374,7 @@ impl SessionManager {
             .list_by_user(user_id)
             .await?
             .into_iter()
-            .filter(|r| !r.is_dead(now) && r.meta.superseded_by.is_none())
+            .filter(|r| !r.is_dead(now))
             .collect();
         if live.len() < max {
             return Ok(());
@@ -384,47 +407,8 @@ impl SessionManager {
             Rotation::EveryNRequests(n) => Rotate::EveryN(n),
             Rotation::AtMostEvery(d) => Rotate::MinInterval(as_ms(d)),
         };
-        let validated = self.check(token, rotate, request.context.as_ref()).await?;
-        match validated.session.record.meta.superseded_by {
-            // Boxed: rare, and it would otherwise enlarge every request's future.
-            Some(successor) if validated.next_token.is_none() => {
-                Box::pin(self.hand_over(validated, successor)).await
-            }
-            _ => Ok(validated),
-        }
-    }
-
-    /// A request made with the old credentials of a renewal that is still
-    /// pending (a response that overtook the refresh, another tab) is
-    /// answered as the renewed session, with its live token: the client
-    /// converges on the new session instead of losing it when the old one
-    /// ends. Only renewals hand over; an elevation's predecessor keeps its
-    /// old permissions until its grace ends.
-    async fn hand_over(
-        &self,
-        validated: Validated,
-        successor: SessionId,
-    ) -> Result<Validated, Error> {
-        let old = &validated.session.record;
-        let now = validated.session.now_ms;
-        let renewed = match self.inner.store.load(&successor).await? {
-            Some(r)
-                if r.meta.renewed_from == Some(old.id)
-                    && r.meta.superseded_by.is_none()
-                    && !r.is_dead(now) =>
-            {
-                r
-            }
-            _ => return Ok(validated),
-        };
-        Ok(Validated {
-            next_token: Some(self.inner.keys.mint(&renewed.id, renewed.sequence.counter)),
-            session: Session {
-                record: renewed,
-                now_ms: now,
-            },
-            verdict: validated.verdict,
-        })
+        self.check(token, rotate, request.context.as_ref(), None)
+            .await
     }
 
     /// Token verification, the store's atomic advance, and the verdict's
@@ -434,21 +418,18 @@ impl SessionManager {
         token: &str,
         rotate: Rotate,
         context: Option<&SessionContext>,
+        new_id: Option<SessionId>,
     ) -> Result<Validated, Error> {
         let verified = self.inner.keys.verify(token)?;
         let now = self.now_ms();
-        let grace = &self.inner.config.token;
-        let grace_window_ms = self
-            .inner
-            .drift
-            .grace_window_ms(&verified.session_id)
-            .unwrap_or_else(|| as_ms(grace.grace_window));
         let request = AdvanceRequest {
+            session: verified.session_id,
             presented: verified.counter,
             now_ms: now,
-            grace_depth: grace.grace_depth,
-            grace_window_ms,
+            grace_depth: self.inner.config.token.grace_depth,
+            grace_window_ms: self.grace_window_ms(&verified.session_id),
             rotate,
+            new_id,
         };
         let advance = self
             .inner
@@ -463,29 +444,29 @@ impl SessionManager {
         let verdict = advance.verdict;
         metrics::counter!("rolling_session_requests_total", "verdict" => verdict.as_str())
             .increment(1);
-        let record = advance.record;
-        if !matches!(
-            verdict,
-            Verdict::Rotated | Verdict::Current | Verdict::Grace
-        ) {
+        let mut record = advance.record;
+        if !verdict.is_accepted() {
             // Boxed: the refusal path is rare and its future is large.
             Box::pin(self.refuse_unless_accepted(&verified, verdict, &record, context)).await?;
         }
-        // A superseded session hands out no token: the client already
-        // holds its replacement's, which must not be overwritten.
-        let superseded = record.meta.superseded_by.is_some();
-        let next_token = match verdict {
-            _ if superseded => None,
-            Verdict::Rotated => {
-                self.emit(SessionEvent::Rotated {
-                    session_id: record.id,
-                    counter: record.sequence.counter,
-                });
-                Some(self.inner.keys.mint(&record.id, record.sequence.counter))
-            }
-            Verdict::Grace => Some(self.inner.keys.mint(&record.id, record.sequence.counter)),
-            _ => None,
-        };
+        let next_token = verdict.issues_token().then(|| {
+            self.emit(SessionEvent::Rotated {
+                session_id: record.id,
+                counter: record.sequence.counter,
+            });
+            self.inner.keys.mint(&record.id, record.sequence.counter)
+        });
+        if verified.session_id != record.id {
+            // A token of an earlier id, within its grace: it keeps the
+            // permissions it had, never those an elevation granted since.
+            let previous = record.previous_ids.last() == Some(&verified.session_id);
+            let meta = &mut record.meta;
+            meta.permissions = if previous {
+                std::mem::take(&mut meta.previous_permissions)
+            } else {
+                Vec::new()
+            };
+        }
         let record = match context {
             Some(ctx) => {
                 let fields = self.context_mismatch(&record, ctx);
@@ -515,12 +496,14 @@ impl SessionManager {
         context: Option<&SessionContext>,
     ) -> Result<(), Error> {
         let kind = match verdict {
-            Verdict::Rotated | Verdict::Current | Verdict::Grace => return Ok(()),
             Verdict::Ahead => ErrorKind::TokenAhead,
+            Verdict::Unknown => ErrorKind::UnknownSession,
             Verdict::Revoked => ErrorKind::SessionRevoked,
             Verdict::Reused => {
+                self.inner.drift.forget(&record.id);
                 self.emit(SessionEvent::TheftDetected {
                     session_id: record.id,
+                    lineage: record.all_ids().collect(),
                     user_id: record.user_id.clone(),
                     presented_counter: verified.counter,
                     live_counter: record.sequence.counter,
@@ -545,6 +528,7 @@ impl SessionManager {
                     }
                 }
             }
+            _ => return Ok(()),
         };
         Err(kind.into())
     }
@@ -630,9 +614,8 @@ impl SessionManager {
     /// When renewal opens, or `None` if the session cannot be renewed.
     fn renewal_opens_at(&self, r: &SessionRecord) -> Option<u64> {
         let cfg = &self.inner.config;
-        let renewable = r.meta.renewals < cfg.max_renewals
-            && r.meta.expires_at < r.meta.absolute_expires_at
-            && r.meta.superseded_by.is_none();
+        let renewable =
+            r.meta.renewals < cfg.max_renewals && r.meta.expires_at < r.meta.absolute_expires_at;
         renewable.then(|| {
             r.meta
                 .expires_at
@@ -640,25 +623,35 @@ impl SessionManager {
         })
     }
 
-    /// Renews a session, two-phase: a new session (new id, extended
-    /// lifetime, never past the absolute lifetime) is created and returned;
-    /// the old one keeps working, without rotating, until the client
-    /// confirms with [`confirm_renewal`](Self::confirm_renewal) or the
-    /// renewal grace ends.
+    /// Renews a session: the lineage moves to a new id with an extended
+    /// lifetime (never past the absolute lifetime), and the returned token
+    /// replaces the presented one. It is a rotation: the old id's tokens
+    /// follow the sequence rule like any predecessor (accepted within the
+    /// grace, theft after), and the whole lineage stays one session for
+    /// theft detection, so a copy cannot renew its way out of it.
+    ///
+    /// Needs the live token: a token another request already moved past,
+    /// or one still waiting for its successor's response, gets
+    /// [`ErrorKind::NotLive`] (retry with the latest token) and changes
+    /// nothing. A token whose successor's response was lost renews (the
+    /// recovery case of the rule).
     pub async fn renew_session(&self, token: &str) -> Result<NewSession, Error> {
-        let old = self.check(token, Rotate::Never, None).await?.session.record;
+        let verified = self.inner.keys.verify(token)?;
         let cfg = &self.inner.config;
         let now = self.now_ms();
-        if old.meta.superseded_by.is_some() {
-            return Err(ErrorKind::AlreadySuperseded.into());
-        }
-        if old.meta.renewals >= cfg.max_renewals {
+        let current = self
+            .inner
+            .store
+            .load(&verified.session_id)
+            .await?
+            .ok_or(ErrorKind::UnknownSession)?;
+        if current.meta.renewals >= cfg.max_renewals {
             return Err(ErrorKind::RenewalLimit {
                 max: cfg.max_renewals,
             }
             .into());
         }
-        let Some(opens_at) = self.renewal_opens_at(&old) else {
+        let Some(opens_at) = self.renewal_opens_at(&current) else {
             return Err(ErrorKind::RenewalPastAbsolute.into());
         };
         if now < opens_at {
@@ -667,70 +660,89 @@ impl SessionManager {
             }
             .into());
         }
-        let mut meta = old.meta.clone();
-        meta.expires_at = now
-            .saturating_add(as_ms(cfg.expiration_time))
-            .min(meta.absolute_expires_at);
-        meta.renewals += 1;
-        meta.renewed_from = Some(old.id);
-        meta.superseded_by = None;
-        let renewed = SessionRecord {
-            id: SessionId::generate(),
-            user_id: old.user_id.clone(),
-            created_at: old.created_at,
-            meta,
-            sequence: SequenceState::new(now),
-        };
-        self.inner.store.create(&renewed).await?;
-        self.supersede(
-            old,
-            renewed.id,
-            now.saturating_add(as_ms(cfg.renewal_grace)),
-        )
-        .await?;
+        let (from, renewed) = self
+            .move_to_new_id(token, &current, |meta| {
+                meta.expires_at = now
+                    .saturating_add(as_ms(cfg.expiration_time))
+                    .min(meta.absolute_expires_at);
+                meta.renewals += 1;
+            })
+            .await?;
         self.emit(SessionEvent::Renewed {
-            from: renewed.meta.renewed_from.unwrap_or(renewed.id),
-            to: renewed.id,
-            renewals: renewed.meta.renewals,
+            from,
+            to: renewed.session.id(),
+            renewals: renewed.session.record.meta.renewals,
         });
-        Ok(self.new_session(renewed, now))
+        Ok(renewed)
     }
 
-    async fn supersede(
+    /// Rotates the lineage onto a new id and applies `change` to its
+    /// metadata: renewal and elevation. Returns the id it had and the new
+    /// credentials.
+    async fn move_to_new_id(
         &self,
-        mut old: SessionRecord,
-        by: SessionId,
-        until: u64,
-    ) -> Result<(), Error> {
-        old.meta.superseded_by = Some(by);
-        old.meta.expires_at = old.meta.expires_at.min(until);
-        self.inner.store.update_meta(&old.id, &old.meta).await?;
-        // Same client, same clock: its drift state moves to the new id.
-        self.inner.drift.rename(&old.id, by);
-        Ok(())
-    }
-
-    /// Second phase of renewal: called with the new session's token, it
-    /// retires the old credentials.
-    pub async fn confirm_renewal(&self, token: &str) -> Result<Session, Error> {
-        let mut session = self.check(token, Rotate::Never, None).await?.session;
-        let meta = &mut session.record.meta;
-        let old = meta
-            .renewed_from
-            .take()
-            .ok_or(ErrorKind::NothingToConfirm)?;
+        token: &str,
+        current: &SessionRecord,
+        change: impl FnOnce(&mut SessionMeta),
+    ) -> Result<(SessionId, NewSession), Error> {
+        let new_id = current.id.next_generation();
+        let validated = self
+            .check(token, Rotate::Always, None, Some(new_id))
+            .await?;
+        let Some(token) = validated.next_token else {
+            return Err(ErrorKind::NotLive.into());
+        };
+        let mut record = validated.session.record;
+        if record.id != new_id {
+            // Another renewal or elevation won the race.
+            return Err(ErrorKind::NotLive.into());
+        }
+        let from = record.previous_ids.last().copied().unwrap_or(record.id);
+        change(&mut record.meta);
         self.inner
             .store
-            .update_meta(&session.record.id, &session.record.meta)
+            .update_meta(&record.id, &record.meta)
             .await?;
-        self.terminate_id(&old, TerminationReason::Replaced).await?;
+        // Same client, same clock: its drift state moves to the new id.
+        self.inner.drift.rename(&from, record.id);
+        let now_ms = validated.session.now_ms;
+        Ok((
+            from,
+            NewSession {
+                session: Session { record, now_ms },
+                token,
+            },
+        ))
+    }
+
+    /// Kept for clients of the two-phase renewal: called with the renewed
+    /// token, it validates it (its first use retires the old id's tokens,
+    /// as for any rotation) and returns the session. Idempotent;
+    /// [`ErrorKind::NothingToConfirm`] if the session was never renewed or
+    /// elevated.
+    pub async fn confirm_renewal(&self, token: &str) -> Result<Session, Error> {
+        let session = self.check(token, Rotate::Never, None, None).await?.session;
+        if session.record.previous_ids.is_empty() {
+            return Err(ErrorKind::NothingToConfirm.into());
+        }
         Ok(session)
     }
 
-    /// Ends the session the token belongs to (logout). Needs only a token
-    /// with a valid tag; ending an already ended session succeeds.
+    /// Ends the session the token belongs to (logout), with its whole
+    /// lineage. Any token of the lineage may log out, but it is checked
+    /// first: a copy used after its grace is reported as theft (and the
+    /// lineage revoked) rather than silently ending the session. Ending an
+    /// already ended session succeeds.
     pub async fn terminate_session(&self, token: &str) -> Result<(), Error> {
         let verified = self.inner.keys.verify(token)?;
+        match self.check(token, Rotate::Never, None, None).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == &ErrorKind::TokenReused => return Ok(()),
+            Err(e) if matches!(e.kind(), ErrorKind::StoreUnavailable | ErrorKind::Store) => {
+                return Err(e);
+            }
+            Err(_) => {}
+        }
         self.terminate_id(&verified.session_id, TerminationReason::Logout)
             .await
     }
@@ -760,7 +772,7 @@ impl SessionManager {
             .list_by_user(user_id)
             .await?
             .into_iter()
-            .filter(|r| !r.is_dead(now) && r.meta.superseded_by.is_none())
+            .filter(|r| !r.is_dead(now))
             .map(|record| Session {
                 record,
                 now_ms: now,
@@ -798,7 +810,7 @@ impl SessionManager {
         token: &str,
         update: SessionContext,
     ) -> Result<Session, Error> {
-        let mut session = self.check(token, Rotate::Never, None).await?.session;
+        let mut session = self.check(token, Rotate::Never, None, None).await?.session;
         session.record.meta.context.merge(update);
         self.inner
             .store
@@ -807,39 +819,36 @@ impl SessionManager {
         Ok(session)
     }
 
-    /// Sets the session's permissions. The session moves to a new id
-    /// (fixation protection): the returned token replaces the old one,
-    /// which keeps its old permissions and dies after the token grace.
+    /// Sets the session's permissions. The lineage moves to a new id
+    /// (fixation protection) exactly as in
+    /// [`renew_session`](Self::renew_session): the returned token replaces
+    /// the presented one, which must be the live token
+    /// ([`ErrorKind::NotLive`] otherwise). Requests still in flight with the
+    /// old id's tokens keep the old permissions until their grace ends.
     pub async fn set_session_permissions(
         &self,
         token: &str,
         permissions: Vec<String>,
     ) -> Result<NewSession, Error> {
-        let old = self.check(token, Rotate::Never, None).await?.session.record;
-        if old.meta.superseded_by.is_some() {
-            return Err(ErrorKind::AlreadySuperseded.into());
-        }
-        let now = self.now_ms();
-        let mut meta = old.meta.clone();
-        meta.permissions = permissions;
-        meta.flags.elevated = true;
-        let elevated = SessionRecord {
-            id: SessionId::generate(),
-            user_id: old.user_id.clone(),
-            created_at: old.created_at,
-            meta,
-            sequence: SequenceState::new(now),
-        };
-        self.inner.store.create(&elevated).await?;
-        let grace = as_ms(self.inner.config.token.grace_window);
-        self.supersede(old, elevated.id, now.saturating_add(grace))
+        let verified = self.inner.keys.verify(token)?;
+        let current = self
+            .inner
+            .store
+            .load(&verified.session_id)
+            .await?
+            .ok_or(ErrorKind::UnknownSession)?;
+        let (_, elevated) = self
+            .move_to_new_id(token, &current, |meta| {
+                meta.previous_permissions = std::mem::replace(&mut meta.permissions, permissions);
+                meta.flags.elevated = true;
+            })
             .await?;
-        Ok(self.new_session(elevated, now))
+        Ok(elevated)
     }
 
     /// Usage statistics of the token's session.
     pub async fn session_analytics(&self, token: &str) -> Result<SessionAnalytics, Error> {
-        let session = self.check(token, Rotate::Never, None).await?.session;
+        let session = self.check(token, Rotate::Never, None, None).await?.session;
         let r = &session.record;
         Ok(SessionAnalytics {
             session_id: r.id,

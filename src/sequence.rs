@@ -3,18 +3,32 @@
 //! This is the reference implementation every store applies atomically
 //! inside [`SessionStore::verify_and_advance`](crate::SessionStore::verify_and_advance)
 //! (the Redis store runs the same rule as a Lua script; the conformance
-//! suite holds both to it).
+//! suite and the protocol model checker hold both to it). `docs/protocol.md`
+//! argues each case against both adversaries: a thief with a copy made at
+//! the worst moment, and an honest browser on a bad network.
 //!
-//! | presented counter `c` vs stored `n`                 | verdict                      |
-//! |-----------------------------------------------------|------------------------------|
-//! | `c == n`                                            | accept; rotate if the policy says so |
-//! | `n - K <= c < n`, retired less than `T` ago         | accept, no advance: [`Verdict::Grace`] |
-//! | `c > n`                                             | reject, no revocation: [`Verdict::Ahead`] |
-//! | otherwise (older than the grace)                    | theft: revoke, [`Verdict::Reused`] |
+//! The lineage keeps the live counter `n`, the highest counter ever
+//! presented `p` (`None` before the first request), when `n` was issued,
+//! and recent retirements. A request presents `c`:
+//!
+//! | case                                   | verdict | answer |
+//! |----------------------------------------|---------|--------|
+//! | `c > n`                                | [`Verdict::Ahead`]: refused, nothing changes | 401, cookie kept |
+//! | `c == n`                               | [`Verdict::Rotated`] / [`Verdict::Current`] | the next token / none |
+//! | `c == p < n`, `n` issued `<= T` ago     | [`Verdict::Pending`]: a burst or a retry while `n` is in flight | no token |
+//! | `c == p < n`, `n` issued `> T` ago      | [`Verdict::Recovered`]: `n`'s response was lost; `(p, n]` abandoned | a fresh token |
+//! | `c < n` otherwise, retired `<= T` ago   | [`Verdict::Grace`]: in flight when its successor was first used | no token |
+//! | `c < n` otherwise                      | [`Verdict::Reused`]: two holders, the lineage is revoked | 401 |
+//!
+//! A counter is *retired* when a newer counter is first presented (the
+//! holder moved past it) or when a recovery abandons it. Grace answers
+//! never carry a token: a copy within its grace is served but can never
+//! move forward, and the honest client's cookie jar can never be rolled
+//! back, because every token travels in exactly one response.
 
 use serde::{Deserialize, Serialize};
 
-use crate::session::SessionRecord;
+use crate::session::{SessionId, SessionRecord};
 
 /// Why a session was revoked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,33 +39,70 @@ pub enum RevocationReason {
     TokenReused,
 }
 
-/// The token sequence of a session: the only state a request changes.
+/// The token sequence of a session lineage: the only state a request
+/// changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SequenceState {
-    /// The counter of the one live token.
+    /// `n`: the counter of the newest token issued (the live token).
     pub counter: u64,
+    /// `p`: the highest counter ever presented; `None` until the first
+    /// request. `p == Some(n)` once the live token is in use.
+    pub presented: Option<u64>,
     /// Requests accepted, rotated or not.
     pub requests: u64,
     /// Time of the last accepted request, ms since the epoch.
     pub last_seen_at: u64,
-    /// Time of the last rotation (or creation), ms since the epoch.
-    pub last_rotated_at: u64,
-    /// When each of the last few counters was retired, newest last; at most
-    /// the grace depth entries. `retired_at[len - k]` is when counter
-    /// `counter - k` stopped being the live one.
-    pub retired_at: Vec<u64>,
+    /// When the live token was issued, ms since the epoch.
+    pub issued_at: u64,
+    /// Recent retirements, oldest first: at most the grace depth, none
+    /// older than the grace window.
+    pub retired: Vec<Retirement>,
     /// Set once the session is revoked; never cleared.
     pub revoked: Option<RevocationReason>,
 }
 
+/// Counters `from..=to` stopped being usable at `at`: the holder presented
+/// a newer one, or a recovery abandoned them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retirement {
+    /// The first counter retired.
+    pub from: u64,
+    /// The last counter retired.
+    pub to: u64,
+    /// When, ms since the epoch.
+    pub at: u64,
+}
+
 impl SequenceState {
-    /// The sequence of a session created at `now_ms`.
+    /// The sequence of a session created at `now_ms`: token 0 issued.
     pub fn new(now_ms: u64) -> Self {
         Self {
             last_seen_at: now_ms,
-            last_rotated_at: now_ms,
+            issued_at: now_ms,
             ..Self::default()
+        }
+    }
+
+    /// When counter `c` was retired, if that is still remembered.
+    pub fn retired_at(&self, c: u64) -> Option<u64> {
+        self.retired
+            .iter()
+            .rev()
+            .find(|r| r.from <= c && c <= r.to)
+            .map(|r| r.at)
+    }
+
+    fn retire(&mut self, from: u64, to: u64, at: u64, req: &AdvanceRequest) {
+        // Forget what no request could be granted any more: older than the
+        // window, or beyond the depth. A forgotten counter is theft.
+        let horizon = at.saturating_sub(req.grace_window_ms);
+        self.retired.retain(|r| r.at >= horizon);
+        self.retired.push(Retirement { from, to, at });
+        let keep = (req.grace_depth as usize).max(1);
+        if self.retired.len() > keep {
+            let excess = self.retired.len() - keep;
+            self.retired.drain(..excess);
         }
     }
 }
@@ -66,41 +117,58 @@ pub enum Rotate {
     Never,
     /// Rotate when the request count after this request is a multiple of `n`.
     EveryN(u64),
-    /// Rotate when at least this many ms passed since the last rotation.
+    /// Rotate when at least this many ms passed since the live token was
+    /// issued.
     MinInterval(u64),
 }
 
 /// One request's input to `verify_and_advance`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdvanceRequest {
+    /// The session id the presented token carries (any id of the lineage).
+    pub session: SessionId,
     /// The counter opened from the presented token.
     pub presented: u64,
     /// The request's time, ms since the epoch.
     pub now_ms: u64,
-    /// How many predecessors of the live token are still accepted (K).
+    /// At most this many retirements are remembered (K).
     pub grace_depth: u32,
-    /// For how long after its retirement a predecessor is accepted (T), ms.
+    /// For how long after its retirement a counter is still accepted, and
+    /// for how long a retry of `p` waits for the live token's response (T),
+    /// ms.
     pub grace_window_ms: u64,
     /// Whether to rotate if the presented token is the live one.
     pub rotate: Rotate,
+    /// Renewal and elevation: if this request issues a token, the lineage
+    /// moves to this id (it must share the lineage key) and the token is
+    /// minted for it.
+    pub new_id: Option<SessionId>,
 }
 
-/// What the store decided. Only `Rotated`, `Current` and `Grace` accept the
-/// request.
+/// What the store decided. [`is_accepted`](Self::is_accepted) says which
+/// verdicts let the request through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Verdict {
-    /// The live token: accepted and the counter advanced.
+    /// The live token: accepted and a new token issued.
     Rotated,
     /// The live token: accepted, no rotation on this request.
     Current,
-    /// A recent predecessor within the grace: accepted, not advanced; the
-    /// client should be answered with the live token.
+    /// `p` again while the token issued for it may still be in flight (a
+    /// burst, a quick retry): accepted, no new token.
+    Pending,
+    /// `p` again long after its successor was issued, and the successor was
+    /// never presented: its response was lost. Accepted; a fresh token is
+    /// issued and the unused ones are abandoned.
+    Recovered,
+    /// A retired token within the grace (a request in flight when the
+    /// holder moved on): accepted, no new token.
     Grace,
-    /// A counter the server never issued: rejected, session untouched.
+    /// A counter the server never issued: refused, nothing changes.
     Ahead,
-    /// A token older than the grace: the session is now revoked.
+    /// A token retired longer than the grace ago: two parties hold the
+    /// lineage; it is now revoked.
     Reused,
     /// The session was revoked earlier.
     Revoked,
@@ -108,12 +176,38 @@ pub enum Verdict {
     Expired,
     /// The session was idle for longer than its idle timeout.
     IdleTimeout,
+    /// The token's id is not an id of this lineage (a lineage-key
+    /// collision): refused as an unknown session, nothing changes.
+    Unknown,
 }
 
 impl Verdict {
+    /// Every verdict, in declaration order.
+    pub const ALL: [Verdict; 11] = [
+        Self::Rotated,
+        Self::Current,
+        Self::Pending,
+        Self::Recovered,
+        Self::Grace,
+        Self::Ahead,
+        Self::Reused,
+        Self::Revoked,
+        Self::Expired,
+        Self::IdleTimeout,
+        Self::Unknown,
+    ];
+
     /// Whether the request is let through.
     pub fn is_accepted(self) -> bool {
-        matches!(self, Self::Rotated | Self::Current | Self::Grace)
+        matches!(
+            self,
+            Self::Rotated | Self::Current | Self::Pending | Self::Recovered | Self::Grace
+        )
+    }
+
+    /// Whether the request was answered with a newly issued token.
+    pub fn issues_token(self) -> bool {
+        matches!(self, Self::Rotated | Self::Recovered)
     }
 
     /// The verdict's snake_case name, as used in metrics and JSON.
@@ -121,13 +215,21 @@ impl Verdict {
         match self {
             Self::Rotated => "rotated",
             Self::Current => "current",
+            Self::Pending => "pending",
+            Self::Recovered => "recovered",
             Self::Grace => "grace",
             Self::Ahead => "ahead",
             Self::Reused => "reused",
             Self::Revoked => "revoked",
             Self::Expired => "expired",
             Self::IdleTimeout => "idle_timeout",
+            Self::Unknown => "unknown",
         }
+    }
+
+    /// The verdict named `name` by [`as_str`](Self::as_str).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == name)
     }
 }
 
@@ -146,50 +248,86 @@ impl SessionRecord {
         if now >= self.idle_deadline() {
             return Verdict::IdleTimeout;
         }
-        let seq = &mut self.sequence;
-        let live = seq.counter;
-        if req.presented > live {
+        if !self.has_id(&req.session) {
+            return Verdict::Unknown;
+        }
+        let c = req.presented;
+        let live = self.sequence.counter;
+        if c > live {
             return Verdict::Ahead;
         }
-        if req.presented < live {
-            let age = live - req.presented;
-            let retired = usize::try_from(age)
-                .ok()
-                .filter(|&k| k <= req.grace_depth as usize && k <= seq.retired_at.len())
-                .map(|k| seq.retired_at[seq.retired_at.len() - k]);
-            return match retired {
-                Some(at) if now.saturating_sub(at) <= req.grace_window_ms => {
-                    seq.requests += 1;
-                    seq.last_seen_at = seq.last_seen_at.max(now);
-                    Verdict::Grace
+        if c == live {
+            self.accept(now);
+            let seq = &mut self.sequence;
+            if seq.presented != Some(live) {
+                // First use of the live token: its predecessor is retired.
+                if let Some(p) = seq.presented {
+                    seq.retire(p, p, now, req);
                 }
-                _ => {
-                    seq.revoked = Some(RevocationReason::TokenReused);
-                    Verdict::Reused
-                }
-            };
+                seq.presented = Some(live);
+            }
+            let rotate = req.new_id.is_some()
+                || match req.rotate {
+                    Rotate::Always => true,
+                    Rotate::Never => false,
+                    Rotate::EveryN(n) => n <= 1 || seq.requests.is_multiple_of(n),
+                    Rotate::MinInterval(ms) => now.saturating_sub(seq.issued_at) >= ms,
+                };
+            if !rotate {
+                return Verdict::Current;
+            }
+            self.issue(now, req);
+            return Verdict::Rotated;
         }
+        if self.sequence.presented == Some(c) {
+            self.accept(now);
+            if now.saturating_sub(self.sequence.issued_at) <= req.grace_window_ms {
+                return Verdict::Pending;
+            }
+            self.sequence.retire(c + 1, live, now, req);
+            self.issue(now, req);
+            return Verdict::Recovered;
+        }
+        match self.sequence.retired_at(c) {
+            Some(at) if now.saturating_sub(at) <= req.grace_window_ms => {
+                self.accept(now);
+                let seq = &mut self.sequence;
+                if seq.presented.is_none_or(|p| c > p) {
+                    // An abandoned token, in flight when a recovery skipped
+                    // it: its holder has moved past `p` as surely as if it
+                    // had presented the live token. Whoever presents `p`
+                    // again is now behind, never owed a new token.
+                    if let Some(p) = seq.presented {
+                        seq.retire(p, p, now, req);
+                    }
+                    seq.presented = Some(c);
+                }
+                Verdict::Grace
+            }
+            _ => {
+                self.sequence.revoked = Some(RevocationReason::TokenReused);
+                Verdict::Reused
+            }
+        }
+    }
+
+    fn accept(&mut self, now: u64) {
+        let seq = &mut self.sequence;
         seq.requests += 1;
         seq.last_seen_at = seq.last_seen_at.max(now);
-        let rotate = self.meta.superseded_by.is_none()
-            && match req.rotate {
-                Rotate::Always => true,
-                Rotate::Never => false,
-                Rotate::EveryN(n) => n <= 1 || seq.requests.is_multiple_of(n),
-                Rotate::MinInterval(ms) => now.saturating_sub(seq.last_rotated_at) >= ms,
-            };
-        if !rotate {
-            return Verdict::Current;
-        }
+    }
+
+    fn issue(&mut self, now: u64, req: &AdvanceRequest) {
+        let seq = &mut self.sequence;
         seq.counter += 1;
-        seq.last_rotated_at = now;
-        seq.retired_at.push(now);
-        let keep = req.grace_depth as usize;
-        if seq.retired_at.len() > keep {
-            let excess = seq.retired_at.len() - keep;
-            seq.retired_at.drain(..excess);
+        seq.issued_at = now;
+        if let Some(new_id) = req.new_id
+            && new_id != self.id
+            && new_id.lineage() == self.id.lineage()
+        {
+            self.previous_ids.push(self.id);
+            self.id = new_id;
         }
-        Verdict::Rotated
     }
 }
 
@@ -200,22 +338,27 @@ mod tests {
     use proptest::prelude::*;
 
     const HOUR: u64 = 3_600_000;
+    const T: u64 = 10_000;
+
+    fn id() -> SessionId {
+        SessionId::from_bytes([1; 16])
+    }
 
     pub(crate) fn record(now: u64) -> SessionRecord {
         SessionRecord {
-            id: SessionId::from_bytes([1; 16]),
+            id: id(),
+            previous_ids: vec![],
             user_id: "alice".into(),
             created_at: now,
             meta: SessionMeta {
                 context: Default::default(),
                 permissions: vec![],
+                previous_permissions: vec![],
                 expires_at: now + 8 * HOUR,
                 absolute_expires_at: now + 168 * HOUR,
                 idle_timeout_ms: HOUR / 2,
                 renewals: 0,
                 flags: Default::default(),
-                renewed_from: None,
-                superseded_by: None,
             },
             sequence: SequenceState::new(now),
         }
@@ -223,69 +366,132 @@ mod tests {
 
     fn req(presented: u64, now_ms: u64) -> AdvanceRequest {
         AdvanceRequest {
+            session: id(),
             presented,
             now_ms,
-            grace_depth: 1,
-            grace_window_ms: 10_000,
+            grace_depth: 16,
+            grace_window_ms: T,
             rotate: Rotate::Always,
+            new_id: None,
         }
     }
 
     #[test]
-    fn live_token_rotates() {
+    fn live_token_rotates_and_its_first_use_retires_the_previous() {
         let mut r = record(0);
         assert_eq!(r.advance(&req(0, 1)), Verdict::Rotated);
         assert_eq!(r.sequence.counter, 1);
-        assert_eq!(r.sequence.retired_at, vec![1]);
+        assert_eq!(r.sequence.presented, Some(0));
+        assert!(r.sequence.retired.is_empty(), "0 is pending, not retired");
+        assert_eq!(r.advance(&req(1, 5)), Verdict::Rotated);
+        assert_eq!(r.sequence.retired_at(0), Some(5));
     }
 
     #[test]
-    fn predecessor_within_grace_is_accepted_without_advance() {
+    fn a_burst_with_one_token_rotates_once_and_the_rest_wait() {
         let mut r = record(0);
-        r.advance(&req(0, 1_000));
-        assert_eq!(r.advance(&req(0, 11_000)), Verdict::Grace);
-        assert_eq!(r.sequence.counter, 1);
-        assert_eq!(r.sequence.revoked, None);
-    }
-
-    #[test]
-    fn predecessor_after_grace_is_theft_and_kills_the_live_token() {
-        let mut r = record(0);
-        r.advance(&req(0, 1_000));
-        assert_eq!(r.advance(&req(0, 11_001)), Verdict::Reused);
-        assert_eq!(r.sequence.revoked, Some(RevocationReason::TokenReused));
-        assert_eq!(r.advance(&req(1, 11_002)), Verdict::Revoked);
-    }
-
-    #[test]
-    fn older_than_depth_is_theft_even_within_the_window() {
-        let mut r = record(0);
-        r.advance(&req(0, 1));
-        r.advance(&req(1, 2));
-        assert_eq!(r.advance(&req(0, 3)), Verdict::Reused);
-    }
-
-    #[test]
-    fn deeper_grace_accepts_older_predecessors() {
-        let mut r = record(0);
-        let deep = |presented, now_ms| AdvanceRequest {
-            grace_depth: 3,
-            ..req(presented, now_ms)
-        };
-        for c in 0..5 {
-            assert_eq!(r.advance(&deep(c, c + 1)), Verdict::Rotated);
+        assert_eq!(r.advance(&req(0, 1)), Verdict::Rotated);
+        for t in 2..8 {
+            assert_eq!(r.advance(&req(0, t)), Verdict::Pending);
         }
-        assert_eq!(r.sequence.retired_at.len(), 3);
-        assert_eq!(r.advance(&deep(2, 10)), Verdict::Grace);
-        assert_eq!(r.advance(&deep(1, 10)), Verdict::Reused);
+        assert_eq!(r.sequence.counter, 1);
     }
 
     #[test]
-    fn ahead_is_rejected_without_revocation() {
+    fn a_lost_response_is_recovered_after_any_pause() {
+        let mut r = record(0);
+        assert_eq!(r.advance(&req(0, 1)), Verdict::Rotated);
+        // Token 1's response was lost; the client comes back much later.
+        assert_eq!(r.advance(&req(0, 1 + T + 1)), Verdict::Recovered);
+        assert_eq!(r.sequence.counter, 2);
+        // Token 1 was abandoned: presenting it later is theft.
+        assert_eq!(r.advance(&req(2, 1 + T + 2)), Verdict::Rotated);
+        assert_eq!(r.advance(&req(1, 3 * T)), Verdict::Reused);
+    }
+
+    #[test]
+    fn a_copy_used_after_the_victim_moved_on_is_theft_after_the_grace() {
+        let mut r = record(0);
+        r.advance(&req(0, 1)); // victim: 0 -> 1
+        r.advance(&req(1, 2)); // victim uses 1: 0 retired at 2
+        assert_eq!(r.advance(&req(0, 2 + T)), Verdict::Grace, "in flight");
+        assert_eq!(r.advance(&req(0, 3 + T)), Verdict::Reused);
+        assert_eq!(r.sequence.revoked, Some(RevocationReason::TokenReused));
+        assert_eq!(r.advance(&req(2, 4 + T)), Verdict::Revoked);
+    }
+
+    #[test]
+    fn a_thief_who_recovers_is_caught_when_the_victim_returns() {
+        let mut r = record(0);
+        r.advance(&req(0, 1)); // victim: 0 -> 1, holds 1, goes quiet
+        assert_eq!(r.advance(&req(0, 100_000)), Verdict::Recovered); // thief
+        assert_eq!(r.sequence.counter, 2);
+        // The victim's token 1 was abandoned by the thief's recovery.
+        assert_eq!(r.advance(&req(1, 200_000)), Verdict::Reused);
+    }
+
+    #[test]
+    fn ahead_is_refused_without_revocation() {
         let mut r = record(0);
         assert_eq!(r.advance(&req(5, 1)), Verdict::Ahead);
         assert_eq!(r.sequence.revoked, None);
         assert_eq!(r.advance(&req(0, 2)), Verdict::Rotated);
+    }
+
+    #[test]
+    fn a_foreign_id_is_unknown_and_changes_nothing() {
+        let mut r = record(0);
+        let before = r.clone();
+        let foreign = AdvanceRequest {
+            session: SessionId::from_bytes([2; 16]),
+            ..req(0, 1)
+        };
+        assert_eq!(r.advance(&foreign), Verdict::Unknown);
+        assert_eq!(r, before);
+    }
+
+    #[test]
+    fn a_new_id_continues_the_lineage() {
+        let mut r = record(0);
+        let next = id().next_generation();
+        let renew = AdvanceRequest {
+            new_id: Some(next),
+            rotate: Rotate::Never,
+            ..req(0, 1)
+        };
+        assert_eq!(r.advance(&renew), Verdict::Rotated, "renewal always issues");
+        assert_eq!(r.id, next);
+        assert_eq!(r.previous_ids, vec![id()]);
+        // The old id's token is a predecessor like any other.
+        assert_eq!(
+            r.advance(&AdvanceRequest {
+                session: next,
+                ..req(1, 2)
+            }),
+            Verdict::Rotated
+        );
+        assert_eq!(r.advance(&req(0, 3)), Verdict::Grace);
+        assert_eq!(r.advance(&req(0, 3 + T)), Verdict::Reused);
+    }
+
+    #[test]
+    fn retirements_are_forgotten_after_the_window_and_beyond_the_depth() {
+        let mut r = record(0);
+        let shallow = |presented, now_ms| AdvanceRequest {
+            grace_depth: 3,
+            ..req(presented, now_ms)
+        };
+        for c in 0..10 {
+            assert_eq!(r.advance(&shallow(c, c + 1)), Verdict::Rotated);
+        }
+        assert_eq!(r.sequence.retired.len(), 3);
+        assert_eq!(r.advance(&shallow(7, 20)), Verdict::Grace);
+        assert_eq!(r.advance(&shallow(5, 20)), Verdict::Reused, "older than K");
+        let mut r = record(0);
+        r.advance(&req(0, 1));
+        r.advance(&req(1, 2));
+        r.advance(&req(2, 5 * T));
+        assert_eq!(r.sequence.retired.len(), 1, "0's retirement aged out");
     }
 
     #[test]
@@ -316,14 +522,21 @@ mod tests {
             r.advance(&with(Rotate::MinInterval(100), 103, 1)),
             Verdict::Rotated
         );
-        r.meta.superseded_by = Some(SessionId::from_bytes([2; 16]));
-        assert_eq!(r.advance(&with(Rotate::Always, 104, 2)), Verdict::Current);
+    }
+
+    #[test]
+    fn verdict_names_round_trip() {
+        for v in Verdict::ALL {
+            assert_eq!(Verdict::from_name(v.as_str()), Some(v));
+        }
+        assert_eq!(Verdict::from_name("nope"), None);
     }
 
     proptest! {
         /// Whatever sequence of presented counters arrives, the live counter
-        /// never decreases, revocation is permanent, and only `Rotated`
-        /// moves the counter, by exactly one.
+        /// never decreases, revocation is permanent, only token-issuing
+        /// verdicts move the counter (by one), `p <= n`, and refusals
+        /// other than theft change nothing.
         #[test]
         fn invariants(steps in proptest::collection::vec((0u64..8, 0u64..20_000), 1..60)) {
             let mut r = record(0);
@@ -333,14 +546,16 @@ mod tests {
                 let before = r.sequence.clone();
                 let v = r.advance(&req(presented, now));
                 prop_assert!(r.sequence.counter >= before.counter);
+                prop_assert!(r.sequence.presented.is_none_or(|p| p <= r.sequence.counter));
                 if before.revoked.is_some() {
                     prop_assert_eq!(v, Verdict::Revoked);
                 }
-                match v {
-                    Verdict::Rotated => prop_assert_eq!(r.sequence.counter, before.counter + 1),
-                    _ => prop_assert_eq!(r.sequence.counter, before.counter),
+                if v.issues_token() {
+                    prop_assert_eq!(r.sequence.counter, before.counter + 1);
+                } else {
+                    prop_assert_eq!(r.sequence.counter, before.counter);
                 }
-                if v == Verdict::Ahead {
+                if matches!(v, Verdict::Ahead | Verdict::Unknown | Verdict::Revoked) {
                     prop_assert_eq!(&r.sequence, &before);
                 }
             }

@@ -20,6 +20,24 @@ impl SessionId {
         Self(crate::random::bytes::<16>())
     }
 
+    /// A fresh id in the same lineage as `self`: the first 8 bytes (the
+    /// [`LineageKey`]) are kept, the last 8 are new random bytes. Renewal
+    /// and elevation give the session such an id, so every id a lineage
+    /// ever had leads a store to the one record.
+    pub fn next_generation(&self) -> Self {
+        let mut bytes = self.0;
+        bytes[8..].copy_from_slice(&crate::random::bytes::<8>());
+        Self(bytes)
+    }
+
+    /// The lineage this id belongs to: the key under which a store keeps
+    /// the session's record.
+    pub fn lineage(&self) -> LineageKey {
+        let mut key = [0u8; 8];
+        key.copy_from_slice(&self.0[..8]);
+        LineageKey(key)
+    }
+
     /// An id from its 16 bytes.
     pub const fn from_bytes(bytes: [u8; 16]) -> Self {
         Self(bytes)
@@ -65,6 +83,32 @@ impl<'de> Deserialize<'de> for SessionId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         Self::parse_hex(&s).ok_or_else(|| serde::de::Error::custom("expected 32 hex digits"))
+    }
+}
+
+/// The key of a session lineage: the first 8 bytes of every id the
+/// lineage had. A login starts a lineage with a fresh random id; renewal and
+/// elevation give it new ids ([`SessionId::next_generation`]) that keep
+/// these bytes, so a store finds the lineage's one record from any of them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LineageKey([u8; 8]);
+
+impl LineageKey {
+    /// The 8 bytes of the key.
+    pub const fn as_bytes(&self) -> &[u8; 8] {
+        &self.0
+    }
+}
+
+impl fmt::Display for LineageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for LineageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LineageKey({self})")
     }
 }
 
@@ -122,6 +166,11 @@ pub struct SessionMeta {
     pub context: SessionContext,
     /// Permissions granted to this session.
     pub permissions: Vec<String>,
+    /// The permissions before the last elevation: what a request carrying
+    /// a token of the previous id sees while that token is still within
+    /// its grace. Requests with older ids see no permissions.
+    #[serde(default)]
+    pub previous_permissions: Vec<String>,
     /// End of the current (renewable) lifetime, ms since the epoch.
     pub expires_at: u64,
     /// End of the absolute lifetime that renewal never extends.
@@ -132,12 +181,6 @@ pub struct SessionMeta {
     pub renewals: u32,
     /// Flags raised during the session's life.
     pub flags: SessionFlags,
-    /// The session this one was renewed from, until the client confirms.
-    pub renewed_from: Option<SessionId>,
-    /// The session that replaced this one by renewal or elevation. A
-    /// superseded session still validates until its grace ends, but no
-    /// longer rotates, so it cannot overwrite the new credentials.
-    pub superseded_by: Option<SessionId>,
 }
 
 impl SessionMeta {
@@ -147,11 +190,19 @@ impl SessionMeta {
     }
 }
 
-/// A session as a store keeps it.
+/// A session lineage as a store keeps it: one record from login to logout,
+/// whatever renewals and elevations happened in between.
+///
+/// Stores key it by [`lineage`](Self::lineage) and must find it from any of
+/// its ids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {
-    /// The session's id.
+    /// The session's current id (the last renewal or elevation gave it).
     pub id: SessionId,
+    /// The ids the lineage had before, oldest first. Their tokens are
+    /// predecessors of the live one: accepted within the grace, theft after.
+    #[serde(default)]
+    pub previous_ids: Vec<SessionId>,
     /// The user the session belongs to.
     pub user_id: String,
     /// Creation time, ms since the epoch.
@@ -163,6 +214,24 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
+    /// The key a store keeps the record under.
+    pub fn lineage(&self) -> LineageKey {
+        self.id.lineage()
+    }
+
+    /// Whether `id` is the current or an earlier id of this lineage.
+    pub fn has_id(&self, id: &SessionId) -> bool {
+        self.id == *id || self.previous_ids.contains(id)
+    }
+
+    /// Every id of the lineage, oldest first, the current one last.
+    pub fn all_ids(&self) -> impl Iterator<Item = SessionId> + '_ {
+        self.previous_ids
+            .iter()
+            .copied()
+            .chain(std::iter::once(self.id))
+    }
+
     /// Whether the session can no longer be used at `now_ms`: expired,
     /// idle too long, or revoked.
     pub fn is_dead(&self, now_ms: u64) -> bool {

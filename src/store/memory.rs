@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::{Advance, SessionStore};
 use crate::error::StoreError;
 use crate::sequence::AdvanceRequest;
-use crate::session::{SessionId, SessionMeta, SessionRecord};
+use crate::session::{LineageKey, SessionId, SessionMeta, SessionRecord};
 
 /// Sessions in process memory: the default store for one node.
 ///
@@ -39,20 +39,28 @@ pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
 }
 
-type IdMap<V> = HashMap<SessionId, V, IdHasherBuilder>;
+type LineageMap<V> = HashMap<LineageKey, V, KeyHasherBuilder>;
 
 #[derive(Debug, Default)]
 struct Shard {
     /// Boxed: a hash map keeps up to half its slots empty after growing,
     /// and an empty slot then costs 24 bytes instead of a whole record's
     /// 320 (see `docs/benchmarks.md`, memory).
-    sessions: IdMap<Box<SessionRecord>>,
-    /// user id -> that user's session ids in this shard.
-    by_user: HashMap<String, Vec<SessionId>>,
+    sessions: LineageMap<Box<SessionRecord>>,
+    /// user id -> that user's lineages in this shard.
+    by_user: HashMap<String, Vec<LineageKey>>,
 }
 
 impl Shard {
-    fn unlink_user(&mut self, user_id: &str, id: &SessionId) {
+    /// The record `id` belongs to, if `id` is one of its ids.
+    fn record_mut(&mut self, id: &SessionId) -> Option<&mut SessionRecord> {
+        self.sessions
+            .get_mut(&id.lineage())
+            .filter(|r| r.has_id(id))
+            .map(|r| &mut **r)
+    }
+
+    fn unlink_user(&mut self, user_id: &str, id: &LineageKey) {
         if let Some(ids) = self.by_user.get_mut(user_id) {
             ids.retain(|x| x != id);
             if ids.is_empty() {
@@ -93,9 +101,8 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn shard(&self, id: &SessionId) -> MutexGuard<'_, Shard> {
-        let b = id.as_bytes();
-        let n = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    fn shard(&self, key: &LineageKey) -> MutexGuard<'_, Shard> {
+        let n = u64::from_le_bytes(*key.as_bytes());
         let idx = (n as usize) & (self.shards.len() - 1);
         lock(&self.shards[idx])
     }
@@ -110,25 +117,22 @@ fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
-        let mut shard = self.shard(&record.id);
-        if shard.sessions.contains_key(&record.id) {
+        let key = record.lineage();
+        let mut shard = self.shard(&key);
+        if shard.sessions.contains_key(&key) {
             return Err(StoreError::Conflict);
         }
         shard
             .by_user
             .entry(record.user_id.clone())
             .or_default()
-            .push(record.id);
-        shard.sessions.insert(record.id, Box::new(record.clone()));
+            .push(key);
+        shard.sessions.insert(key, Box::new(record.clone()));
         Ok(())
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        Ok(self
-            .shard(id)
-            .sessions
-            .get(id)
-            .map(|r| SessionRecord::clone(r)))
+        Ok(self.shard(&id.lineage()).record_mut(id).map(|r| r.clone()))
     }
 
     async fn verify_and_advance(
@@ -136,29 +140,29 @@ impl SessionStore for MemoryStore {
         id: &SessionId,
         request: &AdvanceRequest,
     ) -> Result<Option<Advance>, StoreError> {
-        let mut shard = self.shard(id);
-        Ok(shard.sessions.get_mut(id).map(|record| Advance {
+        let mut shard = self.shard(&id.lineage());
+        Ok(shard.record_mut(id).map(|record| Advance {
             verdict: record.advance(request),
-            record: SessionRecord::clone(record),
+            record: record.clone(),
         }))
     }
 
     async fn update_meta(&self, id: &SessionId, meta: &SessionMeta) -> Result<(), StoreError> {
-        let mut shard = self.shard(id);
-        let record = shard.sessions.get_mut(id).ok_or(StoreError::NotFound)?;
+        let mut shard = self.shard(&id.lineage());
+        let record = shard.record_mut(id).ok_or(StoreError::NotFound)?;
         record.meta = meta.clone();
         Ok(())
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let mut shard = self.shard(id);
-        match shard.sessions.remove(id) {
-            Some(record) => {
-                shard.unlink_user(&record.user_id, id);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        let key = id.lineage();
+        let mut shard = self.shard(&key);
+        let Some(user_id) = shard.record_mut(id).map(|r| r.user_id.clone()) else {
+            return Ok(false);
+        };
+        shard.sessions.remove(&key);
+        shard.unlink_user(&user_id, &key);
+        Ok(true)
     }
 
     async fn list_by_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
@@ -192,11 +196,11 @@ impl SessionStore for MemoryStore {
         let mut swept = 0;
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
-            let dead: Vec<(SessionId, String)> = shard
+            let dead: Vec<(LineageKey, String)> = shard
                 .sessions
                 .values()
                 .filter(|r| now_ms >= r.purge_at())
-                .map(|r| (r.id, r.user_id.clone()))
+                .map(|r| (r.lineage(), r.user_id.clone()))
                 .collect();
             for (id, user) in dead {
                 shard.sessions.remove(&id);
@@ -208,29 +212,29 @@ impl SessionStore for MemoryStore {
     }
 }
 
-/// Hashes a [`SessionId`] by taking 8 of its random bytes. Session ids come
-/// from a CSPRNG and an attacker cannot choose stored ids, so no keyed
-/// hash is needed against flooding.
+/// Hashes a [`LineageKey`]: its 8 bytes are already uniformly random (from
+/// the CSPRNG, and an attacker cannot choose stored ids), so no keyed hash
+/// is needed against flooding. They are mixed by one multiplication because
+/// the shard choice already fixed their low bits, which the map would
+/// otherwise use for its bucket index.
 #[derive(Debug, Default, Clone, Copy)]
-struct IdHasherBuilder;
+struct KeyHasherBuilder;
 
-impl BuildHasher for IdHasherBuilder {
-    type Hasher = IdHasher;
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher(0)
+impl BuildHasher for KeyHasherBuilder {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(0)
     }
 }
 
 #[derive(Debug)]
-struct IdHasher(u64);
+struct KeyHasher(u64);
 
-impl Hasher for IdHasher {
+impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
-        self.0
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(26)
     }
     fn write(&mut self, bytes: &[u8]) {
-        // SessionId hashes as its 16 bytes; take the upper 8, which the
-        // shard choice (lower 8) does not already fix.
         for chunk in bytes.chunks(8) {
             let mut b = [0u8; 8];
             b[..chunk.len()].copy_from_slice(chunk);

@@ -7,6 +7,12 @@
 //! tens of nanoseconds against a store call's cost (see
 //! `docs/benchmarks.md`).
 //!
+//! A store keeps one record per session *lineage* (login to logout, across
+//! renewals and elevations), keyed by its [`LineageKey`](crate::LineageKey):
+//! the first 8 bytes of every id the lineage had. Every method that takes a
+//! [`SessionId`] must find the record from any of its ids
+//! ([`SessionRecord::has_id`]) and treat any other id as absent.
+//!
 //! Every store must apply [`SessionRecord::advance`] atomically in
 //! [`verify_and_advance`](SessionStore::verify_and_advance): read, decide
 //! and write as one step, so two requests with the same token can never
@@ -46,11 +52,11 @@ pub struct Advance {
 /// `test-util`) against your implementation to prove it.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    /// Stores a new session. Fails with [`StoreError::Conflict`] if the id
-    /// is taken.
+    /// Stores a new session. Fails with [`StoreError::Conflict`] if its
+    /// lineage key is taken.
     async fn create(&self, record: &SessionRecord) -> Result<(), StoreError>;
 
-    /// Loads a session, or `None` if it does not exist.
+    /// Loads the session `id` is an id of, or `None` if there is none.
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError>;
 
     /// Atomically applies the sequence rule ([`SessionRecord::advance`]) to
@@ -66,7 +72,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// untouched. Fails with [`StoreError::NotFound`] if it does not exist.
     async fn update_meta(&self, id: &SessionId, meta: &SessionMeta) -> Result<(), StoreError>;
 
-    /// Deletes a session; returns whether it existed.
+    /// Deletes the session (the whole lineage) `id` is an id of; returns
+    /// whether it existed.
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError>;
 
     /// All stored sessions of a user, dead or alive (the manager filters).

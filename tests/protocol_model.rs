@@ -1,0 +1,436 @@
+//! Exhaustive exploration of the sequence rule (`SessionRecord::advance`,
+//! the real one) against two adversaries, within small bounds.
+//!
+//! A breadth-first search over every interleaving of: an honest browser
+//! sending requests (bursts included) with whatever its cookie jar holds;
+//! requests arriving in any order or being lost; handlers finishing at any
+//! time (slow requests); responses delivered in any order or lost; time
+//! passing in ticks; and, in the theft runs, a thief copying the jar at any
+//! moment and using the copy (plain requests or renewals) whenever it
+//! likes.
+//!
+//! What the network may do is bounded by the protocol's assumptions
+//! (`docs/protocol.md`): a request arrives within `A` of being sent or never;
+//! a response is delivered within `A` of leaving or never; a token leaves in
+//! a response at most `D` after it was issued or is dropped (the layer's
+//! send deadline). Handlers may take any time.
+//!
+//! Properties checked in every reachable state:
+//! - **no false theft**: with no thief, no request is ever `Reused`, and the
+//!   jar never holds a token the server will refuse;
+//! - **no upgrade of a stale copy**: nobody is issued a token in answer to
+//!   a token older than one the other party has already presented;
+//! - **no coexistence**: from any quiet state (nothing in flight), if the
+//!   two parties take turns (victim, thief, victim, thief, or the other
+//!   way round), each after a pause longer than T, at least one of them is
+//!   refused: two holders cannot both keep the session.
+//!
+//! Time is kept relative (all stored times shifted so that "now" is fixed,
+//! and times older than T + 2 ticks clamped), so the state space is finite
+//! without a bound on elapsed time: pauses of any length are covered.
+
+use std::collections::{HashSet, VecDeque};
+
+use rolling_session::{
+    AdvanceRequest, Rotate, SequenceState, SessionId, SessionMeta, SessionRecord, Verdict,
+};
+
+const TICK: u64 = 1_000;
+/// The grace window T, in ticks.
+const T: u64 = 3;
+/// Longest transit of a request or a response, in ticks.
+const A: u8 = 1;
+/// The send deadline: a token leaves at most this many ticks after issue.
+const D: u8 = 1;
+const NOW: u64 = 1_000_000;
+const FLOOR: u64 = NOW - (T + 2) * TICK;
+
+const VICTIM: u8 = 0;
+const THIEF: u8 = 1;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+struct Tok {
+    id: u8,
+    ctr: u64,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+enum Msg {
+    /// A request in transit: who sent it, the token, renewal or not, age.
+    Req(u8, Tok, bool, u8),
+    /// A request being handled: who, the token issued for it, its age.
+    Handling(u8, Tok, u8),
+    /// A response in transit with a token.
+    Resp(u8, Tok, u8),
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+struct State {
+    /// The projection of the record the rule reads.
+    seq: (u64, Option<u64>, u64, Vec<(u64, u64, u64)>, bool, u8),
+    jars: [Option<Tok>; 2],
+    budgets: [u8; 2],
+    renewals: u8,
+    copied: bool,
+    msgs: Vec<Msg>,
+    /// Highest counter each party had accepted.
+    shown: [Option<u64>; 2],
+}
+
+fn ids() -> Vec<SessionId> {
+    let first = SessionId::from_bytes([7; 16]);
+    (0..8u8)
+        .map(|i| {
+            let mut b = *first.as_bytes();
+            b[15] = i;
+            SessionId::from_bytes(b)
+        })
+        .collect()
+}
+
+struct Model {
+    ids: Vec<SessionId>,
+    thief: bool,
+    /// Renewal requests allowed in all.
+    renewals: u8,
+}
+
+#[derive(Default, Debug)]
+struct Report {
+    states: usize,
+    false_thefts: usize,
+    thefts_detected: usize,
+    upgrades: usize,
+    coexistences: usize,
+    example: Option<String>,
+}
+
+impl Model {
+    fn record(&self, s: &State) -> SessionRecord {
+        let (counter, presented, issued_at, retired, revoked, id) = &s.seq;
+        SessionRecord {
+            id: self.ids[*id as usize],
+            previous_ids: self.ids[..*id as usize].to_vec(),
+            user_id: "u".into(),
+            created_at: 0,
+            meta: SessionMeta {
+                context: Default::default(),
+                permissions: vec![],
+                previous_permissions: vec![],
+                expires_at: u64::MAX / 2,
+                absolute_expires_at: u64::MAX / 2,
+                idle_timeout_ms: u64::MAX / 4,
+                renewals: 0,
+                flags: Default::default(),
+            },
+            sequence: SequenceState {
+                counter: *counter,
+                presented: *presented,
+                requests: 0,
+                last_seen_at: NOW,
+                issued_at: *issued_at,
+                retired: retired
+                    .iter()
+                    .map(|&(from, to, at)| rolling_session::Retirement { from, to, at })
+                    .collect(),
+                revoked: revoked.then_some(rolling_session::RevocationReason::TokenReused),
+            },
+        }
+    }
+
+    fn project(
+        r: &SessionRecord,
+        ids: &[SessionId],
+    ) -> (u64, Option<u64>, u64, Vec<(u64, u64, u64)>, bool, u8) {
+        let q = &r.sequence;
+        let id = ids.iter().position(|i| *i == r.id).expect("known id") as u8;
+        (
+            q.counter,
+            q.presented,
+            q.issued_at.max(FLOOR),
+            q.retired
+                .iter()
+                .map(|x| (x.from, x.to, x.at.max(FLOOR)))
+                .collect(),
+            q.revoked.is_some(),
+            id,
+        )
+    }
+
+    /// Presents `tok` at NOW; returns the verdict, the token issued (if
+    /// any) and the new record projection.
+    fn present(&self, s: &State, tok: Tok, renew: bool) -> (Verdict, Option<Tok>, State) {
+        let mut r = self.record(s);
+        let new_id = (renew && (s.seq.5 as usize) + 1 < self.ids.len())
+            .then(|| self.ids[s.seq.5 as usize + 1]);
+        let v = r.advance(&AdvanceRequest {
+            session: self.ids[tok.id as usize],
+            presented: tok.ctr,
+            now_ms: NOW,
+            grace_depth: 16,
+            grace_window_ms: T * TICK,
+            rotate: Rotate::Always,
+            new_id,
+        });
+        let mut next = s.clone();
+        next.seq = Self::project(&r, &self.ids);
+        let issued = v.issues_token().then(|| Tok {
+            id: next.seq.5,
+            ctr: next.seq.0,
+        });
+        (v, issued, next)
+    }
+
+    fn tick(s: &mut State) {
+        let shift = |t: &mut u64| *t = t.saturating_sub(TICK).max(FLOOR);
+        shift(&mut s.seq.2);
+        for r in &mut s.seq.3 {
+            shift(&mut r.2);
+        }
+        for m in &mut s.msgs {
+            match m {
+                Msg::Req(.., age) | Msg::Resp(.., age) => *age += 1,
+                Msg::Handling(.., age) => *age = (*age + 1).min(D + 1),
+            }
+        }
+    }
+
+    fn successors(&self, s: &State, report: &mut Report) -> Vec<State> {
+        let mut out = Vec::new();
+        let parties: &[u8] = if self.thief {
+            &[VICTIM, THIEF]
+        } else {
+            &[VICTIM]
+        };
+        // Send.
+        for &p in parties {
+            if let (Some(tok), true) = (s.jars[p as usize], s.budgets[p as usize] > 0) {
+                for renew in [false, true] {
+                    if renew && s.renewals == 0 {
+                        continue;
+                    }
+                    let mut n = s.clone();
+                    n.budgets[p as usize] -= 1;
+                    if renew {
+                        n.renewals -= 1;
+                    }
+                    n.msgs.push(Msg::Req(p, tok, renew, 0));
+                    out.push(n);
+                }
+            }
+        }
+        // Copy.
+        if self.thief && !s.copied && s.jars[0].is_some() {
+            let mut n = s.clone();
+            n.copied = true;
+            n.jars[1] = s.jars[0];
+            out.push(n);
+        }
+        for (i, m) in s.msgs.iter().enumerate() {
+            let mut base = s.clone();
+            base.msgs.remove(i);
+            match *m {
+                Msg::Req(p, tok, renew, _) => {
+                    // Lost.
+                    out.push(base.clone());
+                    // Arrives.
+                    let (v, issued, mut n) = self.present(&base, tok, renew);
+                    if v == Verdict::Reused {
+                        if self.thief {
+                            report.thefts_detected += 1;
+                        } else {
+                            report.false_thefts += 1;
+                            report
+                                .example
+                                .get_or_insert_with(|| format!("{s:?} -> {m:?}"));
+                        }
+                    }
+                    if matches!(v, Verdict::Ahead | Verdict::Unknown) && !self.thief {
+                        report.false_thefts += 1;
+                        report
+                            .example
+                            .get_or_insert_with(|| format!("{v:?}: {s:?} -> {m:?}"));
+                    }
+                    if v.is_accepted() {
+                        let other = 1 - p as usize;
+                        if issued.is_some()
+                            && self.thief
+                            && s.copied
+                            && s.shown[other].is_some_and(|o| o > tok.ctr)
+                        {
+                            report.upgrades += 1;
+                            report
+                                .example
+                                .get_or_insert_with(|| format!("upgrade: {s:?} -> {m:?}"));
+                        }
+                        let shown = &mut n.shown[p as usize];
+                        *shown = Some(shown.map_or(tok.ctr, |x| x.max(tok.ctr)));
+                    }
+                    if let Some(t) = issued {
+                        n.msgs.push(Msg::Handling(p, t, 0));
+                    }
+                    n.msgs.sort();
+                    out.push(n);
+                }
+                Msg::Handling(p, tok, age) => {
+                    // Leaves: with its token only before the send deadline.
+                    if age <= D {
+                        base.msgs.push(Msg::Resp(p, tok, 0));
+                        base.msgs.sort();
+                    }
+                    out.push(base);
+                }
+                Msg::Resp(p, tok, _) => {
+                    out.push(base.clone()); // lost
+                    base.jars[p as usize] = Some(tok);
+                    out.push(base);
+                }
+            }
+        }
+        // Time passes, once everything due has arrived or been lost.
+        let due = s.msgs.iter().any(|m| match m {
+            Msg::Req(.., age) | Msg::Resp(.., age) => *age >= A,
+            Msg::Handling(..) => false,
+        });
+        if !due {
+            let mut n = s.clone();
+            Self::tick(&mut n);
+            if n != *s {
+                out.push(n);
+            }
+        }
+        for n in &mut out {
+            n.msgs.sort();
+        }
+        out
+    }
+
+    /// From a quiet state, the two parties take turns after long pauses;
+    /// true if all four turns were accepted.
+    fn coexist(&self, s: &State, first: u8) -> bool {
+        let mut s = s.clone();
+        for turn in 0..4 {
+            let p = if turn % 2 == 0 { first } else { 1 - first };
+            for _ in 0..=T + 1 {
+                Self::tick(&mut s);
+            }
+            let Some(tok) = s.jars[p as usize] else {
+                return false;
+            };
+            let (v, issued, n) = self.present(&s, tok, false);
+            if !v.is_accepted() {
+                return false;
+            }
+            s = n;
+            if let Some(t) = issued {
+                s.jars[p as usize] = Some(t);
+            }
+        }
+        true
+    }
+
+    fn explore(&self, budgets: [u8; 2], limit: usize) -> Report {
+        let mut report = Report::default();
+        let start_record = SessionRecord {
+            sequence: SequenceState::new(NOW),
+            ..self.record(&State {
+                seq: (0, None, NOW, vec![], false, 0),
+                jars: [None; 2],
+                budgets,
+                renewals: 0,
+                copied: false,
+                msgs: vec![],
+                shown: [None; 2],
+            })
+        };
+        let start = State {
+            seq: Self::project(&start_record, &self.ids),
+            jars: [Some(Tok { id: 0, ctr: 0 }), None],
+            budgets,
+            renewals: self.renewals,
+            copied: false,
+            msgs: vec![],
+            shown: [None; 2],
+        };
+        let mut seen = HashSet::new();
+        let mut queue = VecDeque::new();
+        seen.insert(start.clone());
+        queue.push_back(start);
+        while let Some(s) = queue.pop_front() {
+            report.states += 1;
+            assert!(report.states <= limit, "state space larger than {limit}");
+            if self.thief && s.copied && s.msgs.is_empty() && !s.seq.4 {
+                for first in [VICTIM, THIEF] {
+                    if self.coexist(&s, first) {
+                        report.coexistences += 1;
+                        report
+                            .example
+                            .get_or_insert_with(|| format!("coexist (first {first}): {s:?}"));
+                    }
+                }
+            }
+            if !self.thief && s.msgs.is_empty() {
+                // The jar must still be good after any pause.
+                let mut quiet = s.clone();
+                for _ in 0..=T + 1 {
+                    Self::tick(&mut quiet);
+                }
+                if let Some(tok) = quiet.jars[0] {
+                    let (v, ..) = self.present(&quiet, tok, false);
+                    if !v.is_accepted() {
+                        report.false_thefts += 1;
+                        report.example.get_or_insert_with(|| {
+                            format!("jar refused ({v:?}) after a pause: {s:?}")
+                        });
+                    }
+                }
+            }
+            for n in self.successors(&s, &mut report) {
+                if seen.insert(n.clone()) {
+                    queue.push_back(n);
+                }
+            }
+        }
+        report
+    }
+}
+
+fn bound(name: &str, default: u8) -> u8 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn no_honest_browser_is_accused() {
+    let model = Model {
+        ids: ids(),
+        thief: false,
+        renewals: bound("MODEL_RENEWALS", 1),
+    };
+    let report = model.explore([bound("MODEL_HONEST_REQUESTS", 5), 0], 20_000_000);
+    eprintln!("honest: {report:?}");
+    assert!(report.states > 1_000, "the exploration ran: {report:?}");
+    assert_eq!(report.false_thefts, 0, "{report:?}");
+}
+
+#[test]
+fn no_thief_coexists_or_is_upgraded() {
+    let model = Model {
+        ids: ids(),
+        thief: true,
+        renewals: bound("MODEL_RENEWALS", 1),
+    };
+    let report = model.explore(
+        [
+            bound("MODEL_VICTIM_REQUESTS", 3),
+            bound("MODEL_THIEF_REQUESTS", 2),
+        ],
+        20_000_000,
+    );
+    eprintln!("thief: {report:?}");
+    assert!(report.thefts_detected > 0, "theft is reachable: {report:?}");
+    assert_eq!(report.upgrades, 0, "{report:?}");
+    assert_eq!(report.coexistences, 0, "{report:?}");
+}
