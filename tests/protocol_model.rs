@@ -21,8 +21,8 @@
 //! - **no upgrade of a stale copy**: nobody is issued a token in answer to
 //!   a token older than one the other party has already presented;
 //! - **no coexistence**: from any quiet state (nothing in flight), if the
-//!   two parties take turns (victim, thief, victim, thief, or the other
-//!   way round), each after a pause longer than T, at least one of them is
+//!   two parties take turns (victim, thief, victim, or thief, victim,
+//!   thief), each after a pause longer than T, one of the three requests is
 //!   refused: two holders cannot both keep the session.
 //!
 //! Time is kept relative (all stored times shifted so that "now" is fixed,
@@ -306,10 +306,10 @@ impl Model {
     }
 
     /// From a quiet state, the two parties take turns after long pauses;
-    /// true if all four turns were accepted.
+    /// true if all three turns were accepted.
     fn coexist(&self, s: &State, first: u8) -> bool {
         let mut s = s.clone();
-        for turn in 0..4 {
+        for turn in 0..3 {
             let p = if turn % 2 == 0 { first } else { 1 - first };
             for _ in 0..=T + 1 {
                 Self::tick(&mut s);
