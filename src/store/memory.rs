@@ -16,7 +16,8 @@ use crate::session::{LineageKey, SessionId, SessionMeta, SessionRecord};
 /// Sessions are spread over shards, each behind its own mutex, so requests
 /// on different sessions rarely wait for each other; a lock is held only
 /// for a hash-map operation, never across an `.await`. Sweeping expired
-/// sessions takes one shard at a time, so there is no global pause.
+/// sessions takes one shard at a time and yields to the runtime between
+/// shards, so there is no global pause; maps shrink once mostly empty.
 ///
 /// Session ids are already uniformly random, so a shard is picked from the
 /// id's bytes with no hashing, and the maps use a cheap hasher
@@ -77,10 +78,12 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// A store with one shard per 1/4 of a CPU (at least 16, a power of two).
+    /// A store with 256 shards, or 16 per CPU if that is more: small
+    /// enough that sweeping one shard of a million sessions holds its lock
+    /// for well under a millisecond.
     pub fn new() -> Self {
         let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
-        Self::with_shards((cpus * 4).max(16))
+        Self::with_shards((cpus * 16).max(256))
     }
 
     /// A store with `shards` shards (rounded up to a power of two).
@@ -195,20 +198,37 @@ impl SessionStore for MemoryStore {
     async fn sweep_expired(&self, now_ms: u64) -> Result<u64, StoreError> {
         let mut swept = 0;
         for shard in self.shards.iter() {
-            let mut shard = lock(shard);
-            let dead: Vec<(LineageKey, String)> = shard
-                .sessions
-                .values()
-                .filter(|r| now_ms >= r.purge_at())
-                .map(|r| (r.lineage(), r.user_id.clone()))
-                .collect();
-            for (id, user) in dead {
-                shard.sessions.remove(&id);
-                shard.unlink_user(&user, &id);
-                swept += 1;
-            }
+            swept += lock(shard).sweep(now_ms);
+            // One shard's lock is held for one small scan (a few thousand
+            // records at a million sessions); requests on this worker run
+            // between shards.
+            tokio::task::yield_now().await;
         }
         Ok(swept)
+    }
+}
+
+impl Shard {
+    /// Removes the records whose purge time has passed and gives memory
+    /// back once the maps are mostly empty; returns how many were removed.
+    fn sweep(&mut self, now_ms: u64) -> u64 {
+        let dead: Vec<(LineageKey, String)> = self
+            .sessions
+            .values()
+            .filter(|r| now_ms >= r.purge_at())
+            .map(|r| (r.lineage(), r.user_id.clone()))
+            .collect();
+        for (key, user) in &dead {
+            self.sessions.remove(key);
+            self.unlink_user(user, key);
+        }
+        if self.sessions.capacity() > 4 * self.sessions.len() + 64 {
+            self.sessions.shrink_to(self.sessions.len() * 2);
+        }
+        if self.by_user.capacity() > 4 * self.by_user.len() + 64 {
+            self.by_user.shrink_to(self.by_user.len() * 2);
+        }
+        dead.len() as u64
     }
 }
 
