@@ -7,14 +7,20 @@
 //!
 //! The recipe for any database:
 //!
-//! 1. keep the record's two halves apart, so `update_meta` can replace the
+//! 1. key each record by its lineage ([`SessionRecord::lineage`], the
+//!    first 8 bytes of every id the session had), keep the lineage's ids
+//!    beside it, and answer for an id only if it is one of them
+//!    ([`SessionRecord::has_id`]): renewal and elevation move a session to
+//!    a new id of the same lineage, and any other id is an unknown session;
+//! 2. keep the record's two halves apart, so `update_meta` can replace the
 //!    meta without ever writing the sequence;
-//! 2. make `verify_and_advance` one transaction: read the record, call
+//! 3. make `verify_and_advance` one transaction: read the record, call
 //!    [`SessionRecord::advance`] (the one sequence rule), write the
-//!    sequence back, commit; here `BEGIN IMMEDIATE` takes SQLite's write
-//!    lock first, so two processes sharing the file cannot both rotate;
-//! 3. index sessions by user for `list_by_user` and `delete_by_user`;
-//! 4. run `rolling_session::store::conformance::run` from a test
+//!    sequence and the ids back, commit; here `BEGIN IMMEDIATE` takes
+//!    SQLite's write lock first, so two processes sharing the file cannot
+//!    both rotate;
+//! 4. index sessions by user for `list_by_user` and `delete_by_user`;
+//! 5. run `rolling_session::store::conformance::run` from a test
 //!    (`tests/store_custom.rs` runs this very file).
 
 use std::path::Path;
@@ -36,7 +42,9 @@ pub struct SqliteStore {
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS sessions (
-        id         BLOB PRIMARY KEY,
+        lineage    BLOB PRIMARY KEY,  -- SessionRecord::lineage: 8 bytes
+        ids        BLOB NOT NULL,     -- every id of the lineage, 16 bytes each,
+                                      -- oldest first, the current one last
         user_id    TEXT NOT NULL,
         created_at INTEGER NOT NULL,
         meta       TEXT NOT NULL,     -- SessionMeta as JSON
@@ -96,7 +104,7 @@ fn clamp(v: u64) -> i64 {
 
 type Row = (Vec<u8>, String, i64, String, String);
 
-const SELECT: &str = "SELECT id, user_id, created_at, meta, sequence FROM sessions";
+const SELECT: &str = "SELECT ids, user_id, created_at, meta, sequence FROM sessions";
 
 fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok((
@@ -108,12 +116,24 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     ))
 }
 
-fn decode((id, user_id, created_at, meta, sequence): Row) -> Result<SessionRecord, StoreError> {
-    let id: [u8; 16] = id
-        .try_into()
-        .map_err(|_| StoreError::corrupt("a session id is not 16 bytes"))?;
+/// The `ids` column: the lineage's ids, 16 bytes each, the current one
+/// last.
+fn encode_ids(record: &SessionRecord) -> Vec<u8> {
+    record.all_ids().flat_map(|id| *id.as_bytes()).collect()
+}
+
+fn decode((ids, user_id, created_at, meta, sequence): Row) -> Result<SessionRecord, StoreError> {
+    if ids.is_empty() || ids.len() % 16 != 0 {
+        return Err(StoreError::corrupt("a lineage's ids are not 16 bytes each"));
+    }
+    let mut previous_ids: Vec<SessionId> = ids
+        .chunks_exact(16)
+        .map(|c| SessionId::from_bytes(c.try_into().expect("16 bytes")))
+        .collect();
+    let id = previous_ids.pop().expect("at least one id");
     Ok(SessionRecord {
-        id: SessionId::from_bytes(id),
+        id,
+        previous_ids,
         user_id,
         created_at: u64::try_from(created_at).map_err(StoreError::corrupt)?,
         meta: serde_json::from_str::<SessionMeta>(&meta).map_err(StoreError::corrupt)?,
@@ -121,16 +141,26 @@ fn decode((id, user_id, created_at, meta, sequence): Row) -> Result<SessionRecor
     })
 }
 
+/// The lineage key of `id`, as stored.
+fn lineage(id: &SessionId) -> [u8; 8] {
+    *id.lineage().as_bytes()
+}
+
+/// The record `id` is an id of: the one stored under its lineage key, if
+/// `id` is one of its ids (another id with the same first 8 bytes is an
+/// unknown session).
 fn select(conn: &Connection, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-    conn.query_row(
-        &format!("{SELECT} WHERE id = ?1"),
-        params![&id.as_bytes()[..]],
-        read_row,
-    )
-    .optional()
-    .map_err(db)?
-    .map(decode)
-    .transpose()
+    let record = conn
+        .query_row(
+            &format!("{SELECT} WHERE lineage = ?1"),
+            params![&lineage(id)[..]],
+            read_row,
+        )
+        .optional()
+        .map_err(db)?
+        .map(decode)
+        .transpose()?;
+    Ok(record.filter(|r| r.has_id(id)))
 }
 
 #[async_trait]
@@ -139,10 +169,11 @@ impl SessionStore for SqliteStore {
         let r = record.clone();
         self.call(move |conn| {
             let inserted = conn.execute(
-                "INSERT INTO sessions (id, user_id, created_at, meta, sequence, purge_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO sessions (lineage, ids, user_id, created_at, meta, sequence, purge_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
-                    &r.id.as_bytes()[..],
+                    &lineage(&r.id)[..],
+                    encode_ids(&r),
                     r.user_id,
                     i64::try_from(r.created_at).map_err(StoreError::corrupt)?,
                     json(&r.meta)?,
@@ -180,12 +211,15 @@ impl SessionStore for SqliteStore {
                 return Ok(None);
             };
             let verdict = record.advance(&request);
+            // The ids too: a renewal or an elevation (`new_id`) moved the
+            // lineage to a new id.
             tx.execute(
-                "UPDATE sessions SET sequence = ?1, purge_at = ?2 WHERE id = ?3",
+                "UPDATE sessions SET ids = ?1, sequence = ?2, purge_at = ?3 WHERE lineage = ?4",
                 params![
+                    encode_ids(&record),
                     json(&record.sequence)?,
                     clamp(record.purge_at()),
-                    &id.as_bytes()[..]
+                    &lineage(&id)[..]
                 ],
             )
             .map_err(db)?;
@@ -206,11 +240,11 @@ impl SessionStore for SqliteStore {
             // The sequence column is not written: a request advancing
             // concurrently keeps its counter.
             tx.execute(
-                "UPDATE sessions SET meta = ?1, purge_at = ?2 WHERE id = ?3",
+                "UPDATE sessions SET meta = ?1, purge_at = ?2 WHERE lineage = ?3",
                 params![
                     json(&record.meta)?,
                     clamp(record.purge_at()),
-                    &id.as_bytes()[..]
+                    &lineage(&id)[..]
                 ],
             )
             .map_err(db)?;
@@ -222,12 +256,19 @@ impl SessionStore for SqliteStore {
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let id = *id;
         self.call(move |conn| {
-            let n = conn
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            if select(&tx, &id)?.is_none() {
+                return Ok(false);
+            }
+            let n = tx
                 .execute(
-                    "DELETE FROM sessions WHERE id = ?1",
-                    params![&id.as_bytes()[..]],
+                    "DELETE FROM sessions WHERE lineage = ?1",
+                    params![&lineage(&id)[..]],
                 )
                 .map_err(db)?;
+            tx.commit().map_err(db)?;
             Ok(n > 0)
         })
         .await

@@ -1,6 +1,9 @@
 //! Two app nodes sharing one Redis behave as one server: a token minted on
 //! one node rolls on the other, and a token spent on one node and replayed
-//! on the other is caught as theft.
+//! on the other is served without a new token within the grace (a request
+//! that was in flight) and caught as theft after it. A session is one
+//! Redis hash per lineage, so a renewed or elevated session is found by
+//! either node from any of its ids.
 //!
 //! ```text
 //! redis-server --port 6379 &

@@ -1,6 +1,7 @@
 //! `RedisStore` against real `redis-server` processes started by the test:
 //! the conformance suite on one server (payload in clear and encrypted) and
-//! on a three-master cluster, TTLs, what a dump reveals, size per session.
+//! on a three-master cluster, the hash layout of a lineage, TTLs, what a
+//! dump reveals, size per session.
 #![cfg(all(feature = "redis", feature = "test-util"))]
 
 mod support;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use rolling_session::store::{PayloadKey, PayloadKeys, RedisStore, conformance};
 use rolling_session::{
     AdvanceRequest, Rotate, SequenceState, SessionContext, SessionFlags, SessionId, SessionMeta,
-    SessionRecord, SessionStore, StoreError,
+    SessionRecord, SessionStore, StoreError, Verdict,
 };
 use support::{RedisCluster, RedisServer};
 
@@ -27,6 +28,7 @@ fn now_ms() -> u64 {
 fn record(user: &str, now: u64) -> SessionRecord {
     SessionRecord {
         id: SessionId::generate(),
+        previous_ids: Vec::new(),
         user_id: user.into(),
         created_at: now,
         meta: SessionMeta {
@@ -37,13 +39,12 @@ fn record(user: &str, now: u64) -> SessionRecord {
                 location: None,
             },
             permissions: vec!["payroll:read".into()],
+            previous_permissions: Vec::new(),
             expires_at: now + 60 * MIN,
             absolute_expires_at: now + 240 * MIN,
             idle_timeout_ms: 10 * MIN,
             renewals: 0,
             flags: SessionFlags::default(),
-            renewed_from: None,
-            superseded_by: None,
         },
         sequence: SequenceState::new(now),
     }
@@ -94,6 +95,20 @@ async fn redis_cluster_passes_the_conformance_suite() {
     assert_eq!(store.delete_by_user(user).await.unwrap(), 30);
 }
 
+/// A request with the token `presented` of `session`: K = 1, T = 10 s,
+/// rotation on every request.
+fn req(session: SessionId, presented: u64, now_ms: u64) -> AdvanceRequest {
+    AdvanceRequest {
+        session,
+        presented,
+        now_ms,
+        grace_depth: 1,
+        grace_window_ms: 10_000,
+        rotate: Rotate::Always,
+        new_id: None,
+    }
+}
+
 fn pttl(server: &RedisServer, key: &str) -> u64 {
     server.cmd(&["PTTL", key]).parse::<i64>().unwrap().max(0) as u64
 }
@@ -126,15 +141,8 @@ async fn ttls_follow_idle_and_absolute_expiry() {
 
     // A request 5 minutes later (by the application's clock) moves the
     // idle deadline: the TTL counts from the request's time.
-    let req = |presented, now_ms| AdvanceRequest {
-        presented,
-        now_ms,
-        grace_depth: 1,
-        grace_window_ms: 10_000,
-        rotate: Rotate::Always,
-    };
     store
-        .verify_and_advance(&r.id, &req(0, now + 5 * MIN))
+        .verify_and_advance(&r.id, &req(r.id, 0, now + 5 * MIN))
         .await
         .unwrap();
     assert_near(
@@ -146,11 +154,11 @@ async fn ttls_follow_idle_and_absolute_expiry() {
     // Near the end of the lifetime, the lifetime ends first.
     for (i, t) in [13, 21, 29, 37, 45, 53, 58].into_iter().enumerate() {
         let a = store
-            .verify_and_advance(&r.id, &req(i as u64 + 1, now + t * MIN))
+            .verify_and_advance(&r.id, &req(r.id, i as u64 + 1, now + t * MIN))
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(a.verdict, rolling_session::Verdict::Rotated);
+        assert_eq!(a.verdict, Verdict::Rotated);
     }
     assert_near(pttl(&server, &key), 2 * MIN + slack, "lifetime");
 
@@ -165,6 +173,121 @@ async fn ttls_follow_idle_and_absolute_expiry() {
         62 * MIN + slack,
         "index after renewal",
     );
+}
+
+fn hash(server: &RedisServer, key: &str) -> std::collections::BTreeMap<String, String> {
+    let flat = server.cmd(&["HGETALL", key]);
+    let lines: Vec<&str> = flat.split('\n').collect();
+    lines
+        .chunks(2)
+        .filter(|kv| kv.len() == 2)
+        .map(|kv| (kv[0].to_owned(), kv[1].to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lineage_is_one_hash_under_its_lineage_key() {
+    let server = RedisServer::start();
+    let store = RedisStore::builder()
+        .key_prefix("lay:")
+        .connect(&server.url())
+        .await
+        .unwrap();
+    let now = now_ms();
+    let r = record("layout", now);
+    store.create(&r).await.unwrap();
+    let key = store.session_key(&r.id);
+    assert_eq!(key, format!("lay:s:{{{}}}", r.id.lineage()));
+    assert_eq!(key, store.lineage_key(&r.lineage()));
+    assert_eq!(r.id.lineage().to_string().len(), 16);
+    let h = hash(&server, &key);
+    let fields: Vec<&str> = h.keys().map(String::as_str).collect();
+    assert_eq!(
+        fields,
+        [
+            "created", "ctr", "ends", "idle", "ids", "iss", "meta", "pre", "req", "ret", "rev",
+            "seen", "uid"
+        ],
+        "{h:?}"
+    );
+    let id0 = r.id.to_string();
+    assert_eq!(h["ids"], id0);
+    assert_eq!(
+        (h["ctr"].as_str(), h["pre"].as_str(), h["req"].as_str()),
+        ("0", "", "0")
+    );
+    assert_eq!(
+        (h["iss"].clone(), h["seen"].clone()),
+        (now.to_string(), now.to_string())
+    );
+    assert_eq!((h["ret"].as_str(), h["rev"].as_str()), ("", ""));
+    assert_eq!(h["ends"], r.meta.ends_at().to_string());
+    assert_eq!(h["idle"], r.meta.idle_timeout_ms.to_string());
+    assert_eq!(h["uid"], "layout");
+    assert_eq!(
+        server.cmd(&["ZRANGE", &store.user_index_key("layout"), "0", "-1"]),
+        r.id.lineage().to_string(),
+        "the user index holds lineage keys"
+    );
+
+    // A renewal: the same hash, a new id appended.
+    let renewed = r.id.next_generation();
+    let a = store
+        .verify_and_advance(
+            &r.id,
+            &AdvanceRequest {
+                new_id: Some(renewed),
+                ..req(r.id, 0, now + 1)
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((a.verdict, a.record.id), (Verdict::Rotated, renewed));
+    assert_eq!(store.session_key(&renewed), key);
+    let h = hash(&server, &key);
+    assert_eq!(h["ids"], format!("{id0},{renewed}"));
+    assert_eq!(
+        (h["ctr"].as_str(), h["pre"].as_str(), h["req"].as_str()),
+        ("1", "0", "1")
+    );
+    assert_eq!(h["iss"], (now + 1).to_string());
+    // First use of the new token retires 0.
+    let a = store
+        .verify_and_advance(&renewed, &req(renewed, 1, now + 2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.verdict, Verdict::Rotated);
+    let h = hash(&server, &key);
+    assert_eq!(h["ret"], format!("0-0@{}", now + 2));
+    // The old id's token 1, long after 2 was issued: 2's response was lost,
+    // (1, 2] is abandoned and a fresh token issued.
+    let a = store
+        .verify_and_advance(&r.id, &req(r.id, 1, now + 20_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.verdict, Verdict::Recovered);
+    let h = hash(&server, &key);
+    assert_eq!(h["ret"], format!("2-2@{}", now + 20_000));
+    assert_eq!((h["ctr"].as_str(), h["pre"].as_str()), ("3", "1"));
+    // Revoked: a predecessor long after its grace.
+    let a = store
+        .verify_and_advance(&renewed, &req(renewed, 0, now + 40_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.verdict, Verdict::Reused);
+    assert_eq!(hash(&server, &key)["rev"], "token_reused");
+    // One hash and one index: nothing per id.
+    let mut keys: Vec<String> = server
+        .cmd(&["KEYS", "lay:*"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, [key, store.user_index_key("layout")]);
 }
 
 /// A session and what a browser sees of it, through the manager.
@@ -244,10 +367,16 @@ async fn a_store_dump_holds_no_token_no_key_and_no_clear_payload_when_encrypted(
     // Bytes per session, for docs/redis.md: MEMORY USAGE of one hash, and
     // used_memory over a thousand sessions of a thousand users, each
     // validated once (hash, index, and Redis's own per-key overhead).
+    // SAMPLES 0 counts every field: `meta` is longer than
+    // hash-max-listpack-value, so the hash is a hashtable, whose size
+    // MEMORY USAGE otherwise estimates from 5 sampled fields.
     for prefix in ["plain:", "enc:"] {
         let keys = server.cmd(&["KEYS", &format!("{prefix}s:*")]);
         let key = keys.lines().next().unwrap();
-        let session_bytes: u64 = server.cmd(&["MEMORY", "USAGE", key]).parse().unwrap();
+        let session_bytes: u64 = server
+            .cmd(&["MEMORY", "USAGE", key, "SAMPLES", "0"])
+            .parse()
+            .unwrap();
         let payload = server.cmd(&["HSTRLEN", key, "meta"]);
         println!(
             "{prefix} MEMORY USAGE of one session hash: {session_bytes} B (payload {payload} B)"
@@ -363,29 +492,35 @@ async fn payload_keys_rotate_and_plaintext_needs_an_explicit_migration() {
 async fn foreign_or_damaged_data_is_corrupt_never_a_panic() {
     let server = RedisServer::start();
     let store = RedisStore::connect(&server.url()).await.unwrap();
-    let req = AdvanceRequest {
-        presented: 0,
-        now_ms: now_ms(),
-        grace_depth: 1,
-        grace_window_ms: 10_000,
-        rotate: Rotate::Always,
-    };
-    let damages: [&[&str]; 5] = [
+    let damages: [&[&str]; 13] = [
         &["HSET", "K", "ctr", "not-a-number"],
         &["HDEL", "K", "seen"],
         &["HSET", "K", "meta", "{broken json"],
-        &["HSET", "K", "ret", "1,x,3"],
+        &["HSET", "K", "ret", "1-x@3"],
+        &["HSET", "K", "ret", "1,2,3"],
+        &["HSET", "K", "ret", "1-2@3,"],
         &["HSET", "K", "rev", "stolen_by_aliens"],
+        &["HSET", "K", "pre", "-1"],
+        &["HSET", "K", "pre", "1e3"],
+        &["HDEL", "K", "ids"],
+        &["HSET", "K", "ids", "ID,not-an-id"],
+        &["HSET", "K", "ids", "ID,"],
+        &["HSET", "K", "ids", "0000000000000000ffffffffffffffff,ID"],
     ];
     for damage in damages {
         let r = record("damaged", now_ms());
+        let req = req(r.id, 0, now_ms());
         store.create(&r).await.unwrap();
         let key = store.session_key(&r.id);
-        let args: Vec<&str> = damage
+        let id = r.id.to_string();
+        let args: Vec<String> = damage
             .iter()
-            .map(|a| if *a == "K" { &key } else { *a })
+            .map(|a| match *a {
+                "K" => key.clone(),
+                other => other.replace("ID", &id),
+            })
             .collect();
-        server.cmd(&args);
+        server.cmd(&args.iter().map(String::as_str).collect::<Vec<_>>());
         let advanced = store.verify_and_advance(&r.id, &req).await;
         let loaded = store.load(&r.id).await;
         assert!(
@@ -399,6 +534,7 @@ async fn foreign_or_damaged_data_is_corrupt_never_a_panic() {
     }
     // A key of another type where a session should be.
     let id = SessionId::generate();
+    let req = req(id, 0, now_ms());
     server.cmd(&["SET", &store.session_key(&id), "hello"]);
     assert!(matches!(
         store.verify_and_advance(&id, &req).await,

@@ -1,6 +1,8 @@
 //! Nodes of `examples/redis_nodes.rs` over real HTTP on loopback, sharing a
-//! real `redis-server` started here: tokens roll across nodes, a replay on
-//! one node of a token spent on the other is theft, one validated request
+//! real `redis-server` started here: tokens roll across nodes, a burst with
+//! one token gets exactly one new token, a replay on one node of a token
+//! spent on the other is served without a new token within the grace and
+//! is theft after it, one validated request
 //! costs exactly one Redis command, and Redis outages (killed, frozen) give
 //! 503 `store_unavailable` within the timeout and heal by themselves with
 //! no acknowledged session lost.
@@ -142,7 +144,8 @@ async fn two_nodes_sharing_redis_behave_as_one_server() {
     }
 
     // Parallel requests with one token, spread over both nodes: none is
-    // taken for theft.
+    // taken for theft, exactly one rotates and carries the next token, the
+    // others are pending (served, no token: the jar cannot roll back).
     let token = alice.cookie.clone().unwrap();
     let tasks: Vec<_> = (0..16)
         .map(|i| {
@@ -154,14 +157,39 @@ async fn two_nodes_sharing_redis_behave_as_one_server() {
             tokio::spawn(async move { http.send(reqwest::Method::GET, &url, Some(&token)).await })
         })
         .collect();
-    let mut next = None;
+    let mut issued = Vec::new();
     for t in tasks {
         let r = t.await.unwrap();
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
-        next = next.or(r.cookie.flatten());
+        assert_eq!(r.json["user"], "alice");
+        issued.extend(r.cookie.flatten());
     }
-    alice.cookie = next;
-    assert_eq!(alice.me(&a).await.status, StatusCode::OK);
+    assert_eq!(issued.len(), 1, "one new token for the burst: {issued:?}");
+    assert!(!spent.contains(&issued[0]) && issued[0] != token);
+    spent.push(token.clone());
+    alice.cookie = Some(issued[0].clone());
+
+    // Within the grace, on the other node: the token spent just before the
+    // burst (retired when the burst's token was first used) and the
+    // burst's token itself (its successor may still be in flight) are
+    // served, with no new token.
+    let before_burst = spent[spent.len() - 2].clone();
+    for stale in [&before_burst, &token] {
+        let r = alice
+            .send(reqwest::Method::GET, &format!("{b}/me"), Some(stale))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+        assert_eq!(r.json["user"], "alice");
+        assert_eq!(r.cookie, None, "a stale token never gets a new one");
+    }
+    // ... and the live token still rolls, on either node.
+    for base in [&a, &b] {
+        let before = alice.cookie.clone().unwrap();
+        let r = alice.me(base).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+        assert_ne!(alice.cookie.clone().unwrap(), before, "the token rolled");
+        spent.push(before);
+    }
 
     // A token spent on node A (the first /me there), replayed on node B
     // after the grace window: theft.
@@ -349,6 +377,11 @@ async fn frozen_redis_gives_503_within_the_timeout_and_recovers() {
         "a 503 took {slowest:?}"
     );
 
+    // The frozen server still runs the calls it had queued once thawed:
+    // the first may rotate (a token nobody received), after which alice's
+    // token is the one the lineage last saw presented: served without a
+    // new token while the lost one may be in flight (pending), then with a
+    // fresh one (recovered). Never theft.
     redis.thaw();
     let started = Instant::now();
     loop {

@@ -1,14 +1,16 @@
 //! The contract every [`SessionStore`] must keep, as one async call
 //! (feature `test-util`).
 //!
-//! [`run`] checks a store end to end: records round-trip exactly, ids
-//! conflict, [`update_meta`](SessionStore::update_meta) never touches the
-//! sequence, [`verify_and_advance`](SessionStore::verify_and_advance)
-//! applies [`SessionRecord::advance`] exactly (a randomized differential
-//! check against a local copy), atomically under concurrent requests,
-//! expiry verdicts at their exact boundaries, the per-user index, the
-//! errors, and numbers up to the documented limits. It panics with a
-//! message naming the failed check, like `assert!`.
+//! [`run`] checks a store end to end: records round-trip exactly, a
+//! lineage is found from every id it had and from no other id (not even
+//! one sharing its lineage key), a taken lineage key conflicts,
+//! [`update_meta`](SessionStore::update_meta) never touches the sequence,
+//! [`verify_and_advance`](SessionStore::verify_and_advance) applies
+//! [`SessionRecord::advance`] exactly (case by case, and in a long seeded
+//! random differential walk against a local copy), atomically under
+//! concurrent requests, expiry verdicts at their exact boundaries, the
+//! per-user index, the errors, and numbers up to the documented limits.
+//! It panics with a message naming the failed check, like `assert!`.
 //!
 //! Every check uses fresh random session ids and user ids, so the suite
 //! can run against a store that holds other data, and several runs can
@@ -37,7 +39,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::SessionStore;
 use crate::error::StoreError;
-use crate::sequence::{AdvanceRequest, RevocationReason, Rotate, SequenceState, Verdict};
+use crate::sequence::{
+    AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict,
+};
 use crate::session::{SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord};
 
 const SEC: u64 = 1_000;
@@ -49,6 +53,7 @@ const HOUR: u64 = 60 * MIN;
 pub async fn run(store: Arc<dyn SessionStore>) {
     records_round_trip(&*store).await;
     errors(&*store).await;
+    lineage_ids(&*store).await;
     update_meta_leaves_the_sequence(&*store).await;
     sequence_rule(&*store).await;
     expiry(&*store).await;
@@ -69,11 +74,24 @@ fn fresh_user(check: &str) -> String {
     format!("conformance/{check}/{}", SessionId::generate())
 }
 
+/// An id with the lineage key of `record` (its first 8 bytes) that is not
+/// one of its ids: a lineage-key collision, which the store must treat as
+/// an unknown session.
+pub fn foreign_id(record: &SessionRecord) -> SessionId {
+    loop {
+        let id = record.id.next_generation();
+        if !record.has_id(&id) {
+            return id;
+        }
+    }
+}
+
 /// A session created at `now` with every meta field set, so a store that
 /// drops a field fails the round trip.
 fn sample(user: &str, now: u64) -> SessionRecord {
     SessionRecord {
         id: SessionId::generate(),
+        previous_ids: Vec::new(),
         user_id: user.to_owned(),
         created_at: now,
         meta: SessionMeta {
@@ -84,6 +102,7 @@ fn sample(user: &str, now: u64) -> SessionRecord {
                 location: Some("eu-west".into()),
             },
             permissions: vec!["read".into(), "write:{all}".into()],
+            previous_permissions: vec!["read".into()],
             expires_at: now + 8 * HOUR,
             absolute_expires_at: now + 24 * HOUR,
             idle_timeout_ms: 30 * MIN,
@@ -93,20 +112,22 @@ fn sample(user: &str, now: u64) -> SessionRecord {
                 context_mismatch: false,
                 anomaly: true,
             },
-            renewed_from: Some(SessionId::generate()),
-            superseded_by: None,
         },
         sequence: SequenceState::new(now),
     }
 }
 
-fn request(presented: u64, now_ms: u64) -> AdvanceRequest {
+/// A request presenting `presented` with a token of `session`: grace
+/// K = 1, T = 10 s, rotation on every request, no new id.
+fn request(session: SessionId, presented: u64, now_ms: u64) -> AdvanceRequest {
     AdvanceRequest {
+        session,
         presented,
         now_ms,
         grace_depth: 1,
         grace_window_ms: 10 * SEC,
         rotate: Rotate::Always,
+        new_id: None,
     }
 }
 
@@ -124,20 +145,29 @@ async fn load(store: &dyn SessionStore, id: &SessionId) -> Option<SessionRecord>
         .unwrap_or_else(|e| panic!("load failed: {e:?}"))
 }
 
-/// Applies `req` to the store and to a local copy; checks both agree and
-/// returns the verdict.
-async fn step(
+/// Applies `req` (to the session its id names) to the store and to a
+/// local copy; checks both agree. `None` when `req.session` is not an id
+/// of the local lineage: the store must then answer `None` and change
+/// nothing.
+async fn apply(
     store: &dyn SessionStore,
     local: &mut SessionRecord,
     req: &AdvanceRequest,
     check: &str,
-) -> Verdict {
-    let expected = local.advance(req);
+) -> Option<Verdict> {
     let got = store
-        .verify_and_advance(&local.id, req)
+        .verify_and_advance(&req.session, req)
         .await
-        .unwrap_or_else(|e| panic!("{check}: verify_and_advance failed: {e:?}"))
-        .unwrap_or_else(|| panic!("{check}: verify_and_advance lost the session"));
+        .unwrap_or_else(|e| panic!("{check}: verify_and_advance failed: {e:?}"));
+    if !local.has_id(&req.session) {
+        assert_eq!(
+            got, None,
+            "{check}: verify_and_advance with an id that is not the lineage's ({req:?})"
+        );
+        return None;
+    }
+    let expected = local.advance(req);
+    let got = got.unwrap_or_else(|| panic!("{check}: verify_and_advance lost the session"));
     assert_eq!(
         got.verdict, expected,
         "{check}: verdict for {req:?} (store) vs SessionRecord::advance"
@@ -146,11 +176,67 @@ async fn step(
         &got.record, local,
         "{check}: record after {req:?} (store) vs SessionRecord::advance"
     );
-    expected
+    Some(expected)
 }
 
-/// A created record loads back equal, field for field, including a
-/// revoked one and one with a long retired list.
+/// [`apply`] with an id of the lineage.
+async fn step(
+    store: &dyn SessionStore,
+    local: &mut SessionRecord,
+    req: &AdvanceRequest,
+    check: &str,
+) -> Verdict {
+    apply(store, local, req, check)
+        .await
+        .unwrap_or_else(|| panic!("{check}: {req:?} names no id of the lineage"))
+}
+
+/// [`step`], and the verdict must be `want`.
+async fn expect(
+    store: &dyn SessionStore,
+    local: &mut SessionRecord,
+    req: AdvanceRequest,
+    want: Verdict,
+    check: &str,
+) {
+    let got = step(store, local, &req, check).await;
+    assert_eq!(got, want, "{check}: {req:?}");
+}
+
+/// The id of `record` is absent for every operation, and the record is
+/// left as it was.
+async fn assert_absent(
+    store: &dyn SessionStore,
+    id: &SessionId,
+    record: &SessionRecord,
+    check: &str,
+) {
+    assert_eq!(load(store, id).await, None, "{check}: load({id:?}) is None");
+    let req = request(*id, record.sequence.counter, record.sequence.last_seen_at);
+    assert!(
+        matches!(store.verify_and_advance(id, &req).await, Ok(None)),
+        "{check}: verify_and_advance({id:?}) is Ok(None)"
+    );
+    assert!(
+        matches!(
+            store.update_meta(id, &record.meta).await,
+            Err(StoreError::NotFound)
+        ),
+        "{check}: update_meta({id:?}) is NotFound"
+    );
+    assert!(
+        matches!(store.delete(id).await, Ok(false)),
+        "{check}: delete({id:?}) is Ok(false)"
+    );
+    assert_eq!(
+        load(store, &record.id).await.as_ref(),
+        Some(record),
+        "{check}: the lineage is untouched by requests with {id:?}"
+    );
+}
+
+/// A created record loads back equal, field for field, from each of its
+/// ids: a fresh one, and a renewed, revoked one with a long retired list.
 pub async fn records_round_trip(store: &dyn SessionStore) {
     let now = wall_ms();
     let user = fresh_user("round_trip");
@@ -163,23 +249,55 @@ pub async fn records_round_trip(store: &dyn SessionStore) {
     );
 
     let mut worn = sample(&user, now);
+    let first = worn.id;
+    worn.previous_ids = vec![first, first.next_generation()];
+    worn.id = first.next_generation();
     worn.meta.context = SessionContext::default();
     worn.meta.permissions.clear();
-    worn.meta.renewed_from = None;
-    worn.meta.superseded_by = Some(SessionId::generate());
+    worn.meta.previous_permissions = vec!["a".into(), "b,c".into()];
     worn.sequence = SequenceState {
         counter: 42,
+        presented: Some(40),
         requests: 99,
         last_seen_at: now - 5,
-        last_rotated_at: now - 10,
-        retired_at: vec![now - 30, now - 20, now - 10],
+        issued_at: now - 10,
+        retired: vec![
+            Retirement {
+                from: 7,
+                to: 7,
+                at: now - 30,
+            },
+            Retirement {
+                from: 38,
+                to: 39,
+                at: now - 20,
+            },
+            Retirement {
+                from: 41,
+                to: 42,
+                at: now - 10,
+            },
+        ],
         revoked: Some(RevocationReason::TokenReused),
     };
     create(store, &worn).await;
+    for id in worn.all_ids() {
+        assert_eq!(
+            load(store, &id).await.as_ref(),
+            Some(&worn),
+            "records_round_trip: a renewed, revoked record loads back equal from {id:?}"
+        );
+    }
+
+    // p == n: the live token is in use.
+    let mut live = sample(&user, now);
+    live.sequence.counter = 3;
+    live.sequence.presented = Some(3);
+    create(store, &live).await;
     assert_eq!(
-        load(store, &worn.id).await.as_ref(),
-        Some(&worn),
-        "records_round_trip: a revoked, superseded record loads back equal"
+        load(store, &live.id).await.as_ref(),
+        Some(&live),
+        "records_round_trip: presented == counter"
     );
     assert_eq!(
         load(store, &SessionId::generate()).await,
@@ -188,74 +306,217 @@ pub async fn records_round_trip(store: &dyn SessionStore) {
     );
 }
 
-/// Conflicts, unknown sessions, and what each operation answers for them.
+/// Conflicts on the lineage key, unknown sessions, ids that share a
+/// lineage key without being the lineage's, and what each operation
+/// answers for them.
 pub async fn errors(store: &dyn SessionStore) {
+    let check = "errors";
     let now = wall_ms();
-    let user = fresh_user("errors");
+    let user = fresh_user(check);
     let record = sample(&user, now);
     create(store, &record).await;
-    let mut twin = sample(&user, now + 1);
-    twin.id = record.id;
-    twin.user_id = fresh_user("errors-twin");
+
+    // Another id with the same lineage key, another user: the key is taken.
+    let mut twin = sample(&fresh_user("errors-twin"), now + 1);
+    twin.id = foreign_id(&record);
+    assert_eq!(twin.lineage(), record.lineage());
     assert!(
         matches!(store.create(&twin).await, Err(StoreError::Conflict)),
-        "errors: creating a taken id is a Conflict"
+        "{check}: creating a record whose lineage key is taken is a Conflict"
+    );
+    // The very same id, the same user.
+    let mut same = sample(&user, now + 2);
+    same.id = record.id;
+    assert!(
+        matches!(store.create(&same).await, Err(StoreError::Conflict)),
+        "{check}: creating a taken id is a Conflict"
     );
     assert_eq!(
         load(store, &record.id).await.as_ref(),
         Some(&record),
-        "errors: a conflicting create leaves the original untouched"
+        "{check}: a conflicting create leaves the original untouched"
     );
+    assert!(
+        store
+            .list_by_user(&twin.user_id)
+            .await
+            .expect("list_by_user")
+            .is_empty(),
+        "{check}: a conflicting create lists nothing for its user"
+    );
+
+    // The twin's id was never stored: absent everywhere.
+    assert_absent(store, &twin.id, &record, check).await;
+
     let unknown = SessionId::generate();
     assert!(
         matches!(
             store.update_meta(&unknown, &record.meta).await,
             Err(StoreError::NotFound)
         ),
-        "errors: update_meta of an unknown session is NotFound"
+        "{check}: update_meta of an unknown session is NotFound"
     );
     assert_eq!(
         load(store, &unknown).await,
         None,
-        "errors: update_meta of an unknown session creates nothing"
+        "{check}: update_meta of an unknown session creates nothing"
     );
     assert!(
         matches!(
-            store.verify_and_advance(&unknown, &request(0, now)).await,
+            store
+                .verify_and_advance(&unknown, &request(unknown, 0, now))
+                .await,
             Ok(None)
         ),
-        "errors: verify_and_advance of an unknown session is Ok(None)"
+        "{check}: verify_and_advance of an unknown session is Ok(None)"
     );
     assert!(
         matches!(store.delete(&unknown).await, Ok(false)),
-        "errors: deleting an unknown session is Ok(false)"
+        "{check}: deleting an unknown session is Ok(false)"
     );
     assert!(
         matches!(store.delete(&record.id).await, Ok(true)),
-        "errors: deleting a session is Ok(true)"
+        "{check}: deleting a session is Ok(true)"
     );
     assert!(
         matches!(store.delete(&record.id).await, Ok(false)),
-        "errors: deleting it again is Ok(false)"
+        "{check}: deleting it again is Ok(false)"
     );
-    assert_eq!(load(store, &record.id).await, None, "errors: deleted");
+    assert_eq!(load(store, &record.id).await, None, "{check}: deleted");
+    // The key is free again.
+    create(store, &twin).await;
+    assert_eq!(
+        load(store, &twin.id).await.as_ref(),
+        Some(&twin),
+        "{check}: a freed lineage key can be created again"
+    );
+    assert_eq!(
+        load(store, &record.id).await,
+        None,
+        "{check}: the new lineage does not answer for the deleted one's id"
+    );
+}
+
+/// Renewal and elevation (`new_id`) move the lineage to a new id: every
+/// id it had finds it for every operation, an id that merely shares its
+/// lineage key finds nothing, and a delete through any id removes it all.
+pub async fn lineage_ids(store: &dyn SessionStore) {
+    let check = "lineage_ids";
+    let now = wall_ms();
+    let user = fresh_user(check);
+    let mut r = sample(&user, now);
+    create(store, &r).await;
+    let first = r.id;
+    let second = first.next_generation();
+    expect(
+        store,
+        &mut r,
+        AdvanceRequest {
+            new_id: Some(second),
+            ..request(first, 0, now + 1)
+        },
+        Verdict::Rotated,
+        check,
+    )
+    .await;
+    assert_eq!(
+        (r.id, &r.previous_ids[..]),
+        (second, &[first][..]),
+        "{check}: new_id moves the lineage"
+    );
+    let third = second.next_generation();
+    expect(
+        store,
+        &mut r,
+        AdvanceRequest {
+            new_id: Some(third),
+            rotate: Rotate::Never,
+            ..request(second, 1, now + 2)
+        },
+        Verdict::Rotated,
+        check,
+    )
+    .await;
+    assert_eq!(r.all_ids().collect::<Vec<_>>(), vec![first, second, third]);
+    for id in r.all_ids() {
+        assert_eq!(
+            load(store, &id).await.as_ref(),
+            Some(&r),
+            "{check}: found from {id:?}"
+        );
+    }
+    let foreign = foreign_id(&r);
+    assert_absent(store, &foreign, &r, check).await;
+
+    // A token of the first id within its grace, through the first id.
+    expect(
+        store,
+        &mut r,
+        request(first, 0, now + 3),
+        Verdict::Grace,
+        check,
+    )
+    .await;
+    // Meta through an earlier id.
+    let mut meta = r.meta.clone();
+    meta.permissions = vec!["elevated".into()];
+    meta.previous_permissions = vec!["read".into()];
+    store
+        .update_meta(&second, &meta)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: update_meta through an earlier id: {e:?}"));
+    r.meta = meta;
+    assert_eq!(
+        load(store, &third).await.as_ref(),
+        Some(&r),
+        "{check}: update_meta through an earlier id"
+    );
+    let listed = store.list_by_user(&user).await.expect("list_by_user");
+    assert_eq!(
+        listed,
+        vec![r.clone()],
+        "{check}: the lineage is listed once, with its current id"
+    );
+    // The live token goes on with the current id.
+    expect(
+        store,
+        &mut r,
+        request(third, 2, now + 4),
+        Verdict::Rotated,
+        check,
+    )
+    .await;
+    assert!(
+        store.delete(&second).await.expect("delete"),
+        "{check}: delete through an earlier id"
+    );
+    for id in [first, second, third] {
+        assert_eq!(load(store, &id).await, None, "{check}: deleted, {id:?}");
+    }
+    assert!(
+        store.list_by_user(&user).await.expect("list").is_empty(),
+        "{check}: nothing listed after delete"
+    );
 }
 
 /// `update_meta` replaces the meta and nothing else, even with a meta read
 /// before requests advanced the sequence.
 pub async fn update_meta_leaves_the_sequence(store: &dyn SessionStore) {
+    let check = "update_meta";
     let now = wall_ms();
-    let mut local = sample(&fresh_user("update_meta"), now);
+    let mut local = sample(&fresh_user(check), now);
     create(store, &local).await;
+    let id = local.id;
     let stale_meta = local.meta.clone();
     for i in 0..3 {
-        step(store, &mut local, &request(i, now + i), "update_meta").await;
+        step(store, &mut local, &request(id, i, now + i), check).await;
     }
     let mut meta = stale_meta;
     meta.permissions = vec!["admin".into()];
+    meta.previous_permissions = vec!["read".into(), "write:{all}".into()];
     meta.flags.context_mismatch = true;
     meta.expires_at += HOUR;
-    meta.superseded_by = Some(SessionId::generate());
+    meta.renewals += 1;
     store
         .update_meta(&local.id, &meta)
         .await
@@ -266,88 +527,191 @@ pub async fn update_meta_leaves_the_sequence(store: &dyn SessionStore) {
         Some(&local),
         "update_meta_leaves_the_sequence: the meta is replaced, the sequence kept"
     );
-    // The superseded flag now stops rotation.
-    let v = step(store, &mut local, &request(3, now + 10), "update_meta").await;
-    assert_eq!(v, Verdict::Current, "a superseded session does not rotate");
+    expect(
+        store,
+        &mut local,
+        request(id, 3, now + 10),
+        Verdict::Rotated,
+        check,
+    )
+    .await;
 }
 
-/// The rule's cases one by one: rotation, grace, ahead, reuse, revoked,
-/// deeper grace, and each rotation policy.
+/// The rule's cases one by one: rotation, pending, recovery, grace, ahead,
+/// reuse, revoked, their boundaries, deeper grace, each rotation policy,
+/// and `new_id`.
 pub async fn sequence_rule(store: &dyn SessionStore) {
     let check = "sequence_rule";
     let now = wall_ms();
     let user = fresh_user(check);
+    let t = 10 * SEC;
 
     let mut r = sample(&user, now);
     create(store, &r).await;
+    let id = r.id;
     let cases = [
-        (request(0, now + 1_000), Verdict::Rotated),
-        (request(0, now + 11_000), Verdict::Grace),
-        (request(5, now + 11_001), Verdict::Ahead),
-        (request(1, now + 11_002), Verdict::Rotated),
-        (request(2, now + 11_003), Verdict::Rotated),
-        (request(2, now + 11_004), Verdict::Grace),
-        (request(1, now + 11_005), Verdict::Reused),
-        (request(3, now + 11_006), Verdict::Revoked),
+        (request(id, 0, now + 1_000), Verdict::Rotated),
+        // p again while n is in flight.
+        (request(id, 0, now + 1_500), Verdict::Pending),
+        (request(id, 5, now + 1_501), Verdict::Ahead),
+        (request(id, 1, now + 2_000), Verdict::Rotated),
+        // Retired when 1 was first presented.
+        (request(id, 0, now + 3_000), Verdict::Grace),
+        // p again, exactly T after n was issued.
+        (request(id, 1, now + 2_000 + t), Verdict::Pending),
+        // One ms later: n's response was lost.
+        (request(id, 1, now + 2_001 + t), Verdict::Recovered),
+        // Abandoned by the recovery, within the grace: its holder moved
+        // past p = 1, so 2 is presented now, and 1 retired.
+        (request(id, 2, now + 2_002 + t), Verdict::Grace),
+        (request(id, 2, now + 2_002 + t), Verdict::Pending),
+        (request(id, 1, now + 2_002 + t), Verdict::Grace),
+        (request(id, 3, now + 2_003 + t), Verdict::Rotated),
+        // K = 1: 1 was forgotten when 2 was retired.
+        (request(id, 1, now + 2_004 + t), Verdict::Reused),
+        (request(id, 4, now + 2_005 + t), Verdict::Revoked),
     ];
     for (req, want) in cases {
-        assert_eq!(
-            step(store, &mut r, &req, check).await,
-            want,
-            "{check}: {req:?}"
-        );
+        expect(store, &mut r, req, want, check).await;
     }
 
+    // The grace of a retired token, at its boundary.
     let mut r = sample(&user, now);
     create(store, &r).await;
+    let id = r.id;
+    for (req, want) in [
+        (request(id, 0, now + 1), Verdict::Rotated),
+        (request(id, 1, now + 2), Verdict::Rotated),
+        (request(id, 0, now + 2 + t), Verdict::Grace),
+        (request(id, 0, now + 3 + t), Verdict::Reused),
+    ] {
+        expect(store, &mut r, req, want, check).await;
+    }
+
+    // K = 3: three retirements remembered.
+    let mut r = sample(&user, now);
+    create(store, &r).await;
+    let id = r.id;
     let deep = |presented, now_ms| AdvanceRequest {
         grace_depth: 3,
-        ..request(presented, now_ms)
+        ..request(id, presented, now_ms)
     };
     for c in 0..5 {
-        step(store, &mut r, &deep(c, now + c + 1), check).await;
+        expect(store, &mut r, deep(c, now + c + 1), Verdict::Rotated, check).await;
     }
-    assert_eq!(
-        step(store, &mut r, &deep(2, now + 10), check).await,
-        Verdict::Grace
-    );
-    assert_eq!(
-        step(store, &mut r, &deep(1, now + 10), check).await,
-        Verdict::Reused
-    );
+    expect(store, &mut r, deep(2, now + 10), Verdict::Grace, check).await;
+    expect(store, &mut r, deep(1, now + 10), Verdict::Grace, check).await;
+    expect(store, &mut r, deep(0, now + 10), Verdict::Reused, check).await;
 
+    // Rotation policies, and new_id.
     let mut r = sample(&user, now);
     create(store, &r).await;
-    let with = |rotate, now_ms, presented| AdvanceRequest {
+    let with = |id, rotate, now_ms, presented| AdvanceRequest {
         rotate,
-        ..request(presented, now_ms)
+        ..request(id, presented, now_ms)
     };
+    let id = r.id;
     let policies = [
-        (with(Rotate::Never, now + 1, 0), Verdict::Current),
-        (with(Rotate::EveryN(3), now + 2, 0), Verdict::Current),
-        (with(Rotate::EveryN(3), now + 3, 0), Verdict::Rotated),
-        (with(Rotate::EveryN(1), now + 4, 1), Verdict::Rotated),
-        (with(Rotate::EveryN(0), now + 5, 2), Verdict::Rotated),
+        (with(id, Rotate::Never, now + 1, 0), Verdict::Current),
+        (with(id, Rotate::EveryN(3), now + 2, 0), Verdict::Current),
+        (with(id, Rotate::EveryN(3), now + 3, 0), Verdict::Rotated),
+        (with(id, Rotate::EveryN(1), now + 4, 1), Verdict::Rotated),
+        (with(id, Rotate::EveryN(0), now + 5, 2), Verdict::Rotated),
+        // 45 ms since 3 was issued.
         (
-            with(Rotate::MinInterval(100), now + 50, 3),
+            with(id, Rotate::MinInterval(100), now + 50, 3),
             Verdict::Current,
         ),
         (
-            with(Rotate::MinInterval(100), now + 105, 3),
+            with(id, Rotate::MinInterval(100), now + 105, 3),
             Verdict::Rotated,
         ),
-        // A request stamped before the last rotation (another node's
-        // clock): no negative interval.
-        (with(Rotate::MinInterval(0), now + 100, 4), Verdict::Rotated),
-        (with(Rotate::MinInterval(1), now + 100, 5), Verdict::Current),
+        // A request stamped before the live token was issued (another
+        // node's clock): no negative interval.
+        (
+            with(id, Rotate::MinInterval(0), now + 100, 4),
+            Verdict::Rotated,
+        ),
+        (
+            with(id, Rotate::MinInterval(1), now + 100, 5),
+            Verdict::Current,
+        ),
     ];
     for (req, want) in policies {
+        expect(store, &mut r, req, want, check).await;
+    }
+    // A new id forces the rotation whatever the policy.
+    let renewed = id.next_generation();
+    expect(
+        store,
+        &mut r,
+        AdvanceRequest {
+            new_id: Some(renewed),
+            ..with(id, Rotate::Never, now + 101, 5)
+        },
+        Verdict::Rotated,
+        check,
+    )
+    .await;
+    assert_eq!(
+        (r.id, r.previous_ids.clone()),
+        (renewed, vec![id]),
+        "{check}"
+    );
+    // A new id of another lineage, or the current id: rotated, not moved.
+    for new_id in [SessionId::generate(), renewed] {
+        let presented = r.sequence.counter;
+        expect(
+            store,
+            &mut r,
+            AdvanceRequest {
+                new_id: Some(new_id),
+                ..with(renewed, Rotate::Never, now + 102, presented)
+            },
+            Verdict::Rotated,
+            check,
+        )
+        .await;
         assert_eq!(
-            step(store, &mut r, &req, check).await,
-            want,
-            "{check}: {req:?}"
+            (r.id, r.previous_ids.clone()),
+            (renewed, vec![id]),
+            "{check}: new_id {new_id:?} must not move the lineage"
         );
     }
+    // A new id on a request that issues nothing: not moved.
+    let presented = r.sequence.counter - 1;
+    expect(
+        store,
+        &mut r,
+        AdvanceRequest {
+            new_id: Some(renewed.next_generation()),
+            ..with(renewed, Rotate::Always, now + 103, presented)
+        },
+        Verdict::Pending,
+        check,
+    )
+    .await;
+    assert_eq!(
+        r.id, renewed,
+        "{check}: a pending request does not move the lineage"
+    );
+    // ... but a recovery does.
+    let moved = renewed.next_generation();
+    expect(
+        store,
+        &mut r,
+        AdvanceRequest {
+            new_id: Some(moved),
+            ..with(id, Rotate::Never, now + 103 + t, presented)
+        },
+        Verdict::Recovered,
+        check,
+    )
+    .await;
+    assert_eq!(
+        r.id, moved,
+        "{check}: a recovery with new_id moves the lineage"
+    );
 }
 
 /// Expired, absolute and idle verdicts at their exact boundaries, leaving
@@ -360,40 +724,59 @@ pub async fn expiry(store: &dyn SessionStore) {
     let mut r = sample(&user, now);
     r.meta.idle_timeout_ms = 10 * HOUR;
     create(store, &r).await;
+    let id = r.id;
     let end = r.meta.expires_at;
-    assert_eq!(
-        step(store, &mut r, &request(0, end - 1), check).await,
-        Verdict::Rotated
-    );
+    expect(
+        store,
+        &mut r,
+        request(id, 0, end - 1),
+        Verdict::Rotated,
+        check,
+    )
+    .await;
     let before = r.clone();
-    assert_eq!(
-        step(store, &mut r, &request(1, end), check).await,
-        Verdict::Expired
-    );
+    expect(store, &mut r, request(id, 1, end), Verdict::Expired, check).await;
     assert_eq!(r, before, "{check}: an expired request changes nothing");
 
     let mut r = sample(&user, now);
     r.meta.expires_at = r.meta.absolute_expires_at + HOUR;
     r.meta.idle_timeout_ms = 48 * HOUR;
     create(store, &r).await;
+    let id = r.id;
     let end = r.meta.absolute_expires_at;
-    assert_eq!(
-        step(store, &mut r, &request(0, end), check).await,
-        Verdict::Expired
-    );
+    expect(
+        store,
+        &mut r,
+        request(id, 0, end - 1),
+        Verdict::Rotated,
+        check,
+    )
+    .await;
+    expect(store, &mut r, request(id, 1, end), Verdict::Expired, check).await;
 
     let mut r = sample(&user, now);
     create(store, &r).await;
+    let id = r.id;
     let idle = r.meta.idle_timeout_ms;
-    assert_eq!(
-        step(store, &mut r, &request(0, now + idle - 1), check).await,
-        Verdict::Rotated
-    );
+    expect(
+        store,
+        &mut r,
+        request(id, 0, now + idle - 1),
+        Verdict::Rotated,
+        check,
+    )
+    .await;
     let seen = r.sequence.last_seen_at;
-    assert_eq!(
-        step(store, &mut r, &request(1, seen + idle), check).await,
-        Verdict::IdleTimeout
-    );
+    let before = r.clone();
+    expect(
+        store,
+        &mut r,
+        request(id, 1, seen + idle),
+        Verdict::IdleTimeout,
+        check,
+    )
+    .await;
+    assert_eq!(r, before, "{check}: an idle request changes nothing");
 
     // Long dead at the sweep's time, so a sweep cannot touch what other
     // suites sharing the store are using.
@@ -420,20 +803,35 @@ pub async fn expiry(store: &dyn SessionStore) {
     }
 }
 
-/// `list_by_user` finds exactly a user's sessions; `delete` and
-/// `delete_by_user` keep it exact and leave other users alone.
+/// `list_by_user` finds exactly a user's lineages (with their current
+/// ids); `delete` (through any id) and `delete_by_user` keep it exact and
+/// leave other users alone.
 pub async fn user_index(store: &dyn SessionStore) {
     let check = "user_index";
     let now = wall_ms();
     let alice = format!("{} {{odd}} ü*?[x]", fresh_user(check));
     let bob = fresh_user(check);
-    let mine: Vec<SessionRecord> = (0..3).map(|_| sample(&alice, now)).collect();
+    let mut mine: Vec<SessionRecord> = (0..3).map(|_| sample(&alice, now)).collect();
     let theirs = sample(&bob, now);
     for r in mine.iter().chain([&theirs]) {
         create(store, r).await;
     }
+    // One of alice's sessions is renewed: listed once, with its new id.
+    let old_id = mine[0].id;
+    let renewed = AdvanceRequest {
+        new_id: Some(old_id.next_generation()),
+        ..request(old_id, 0, now + 1)
+    };
+    step(store, &mut mine[0], &renewed, check).await;
+    assert_ne!(mine[0].id, old_id);
+
     let ids = |records: &[SessionRecord]| records.iter().map(|r| r.id).collect::<BTreeSet<_>>();
     let listed = store.list_by_user(&alice).await.expect("list_by_user");
+    assert_eq!(
+        listed.len(),
+        3,
+        "{check}: list_by_user lists each lineage once"
+    );
     assert_eq!(ids(&listed), ids(&mine), "{check}: list_by_user");
     for r in &listed {
         assert_eq!(
@@ -442,7 +840,10 @@ pub async fn user_index(store: &dyn SessionStore) {
             "{check}: listed records are the stored ones"
         );
     }
-    assert!(store.delete(&mine[0].id).await.expect("delete"));
+    assert!(
+        store.delete(&old_id).await.expect("delete"),
+        "{check}: delete through the renewed session's old id"
+    );
     let listed = store.list_by_user(&alice).await.expect("list_by_user");
     assert_eq!(ids(&listed), ids(&mine[1..]), "{check}: after delete");
     assert_eq!(
@@ -473,14 +874,21 @@ pub async fn user_index(store: &dyn SessionStore) {
 }
 
 /// Counters and request counts up to 2^52, and deadlines at `u64::MAX`
-/// (sessions that never end) round-trip and advance exactly.
+/// (sessions that never end) round-trip and advance exactly, through
+/// every branch that computes a counter.
 pub async fn large_numbers(store: &dyn SessionStore) {
     let check = "large_numbers";
     let now = wall_ms();
     let mut r = sample(&fresh_user(check), now);
     let big = 1u64 << 52;
     r.sequence.counter = big;
+    r.sequence.presented = Some(big - 1);
     r.sequence.requests = big - 1;
+    r.sequence.retired = vec![Retirement {
+        from: big - 3,
+        to: big - 2,
+        at: now,
+    }];
     r.meta.expires_at = u64::MAX;
     r.meta.absolute_expires_at = u64::MAX;
     r.meta.idle_timeout_ms = u64::MAX;
@@ -490,19 +898,21 @@ pub async fn large_numbers(store: &dyn SessionStore) {
         Some(&r),
         "{check}: round trip"
     );
-    assert_eq!(
-        step(store, &mut r, &request(big, now + 1), check).await,
-        Verdict::Rotated
-    );
-    assert_eq!(r.sequence.counter, big + 1);
-    assert_eq!(
-        step(store, &mut r, &request(big, now + 2), check).await,
-        Verdict::Grace
-    );
-    assert_eq!(
-        step(store, &mut r, &request(big + 7, now + 3), check).await,
-        Verdict::Ahead
-    );
+    let id = r.id;
+    let t = 10 * SEC;
+    for (req, want) in [
+        (request(id, big - 2, now + 1), Verdict::Grace),
+        (request(id, big, now + 1), Verdict::Rotated),
+        (request(id, big, now + 2), Verdict::Pending),
+        (request(id, big + 7, now + 3), Verdict::Ahead),
+        (request(id, big + 1, now + 3), Verdict::Rotated),
+        (request(id, big, now + 4), Verdict::Grace),
+        (request(id, big + 1, now + 4 + t), Verdict::Recovered),
+        (request(id, big + 2, now + 5 + t), Verdict::Grace),
+    ] {
+        expect(store, &mut r, req, want, check).await;
+    }
+    assert_eq!(r.sequence.counter, big + 3);
     assert_eq!(
         load(store, &r.id).await.as_ref(),
         Some(&r),
@@ -510,46 +920,93 @@ pub async fn large_numbers(store: &dyn SessionStore) {
     );
 }
 
-/// Many requests at once: with one token, exactly one rotates and the rest
-/// get the grace; with workers racing along the sequence, the counter ends
-/// at exactly the number of rotations and no request is lost.
+/// Many requests at once: with one live token, exactly one rotates and
+/// the rest are pending; with one live token and a new id each (racing
+/// renewals), exactly one moves the lineage; with workers racing along
+/// the sequence, the counter ends at exactly the number of rotations and
+/// no request is lost.
 pub async fn concurrent_requests_are_atomic(store: Arc<dyn SessionStore>) {
     let check = "concurrent_requests_are_atomic";
     let now = wall_ms();
     let r = sample(&fresh_user(check), now);
     create(&*store, &r).await;
-    let tasks: Vec<_> = (0..32)
-        .map(|i| {
-            let store = store.clone();
-            let id = r.id;
-            tokio::spawn(async move {
-                let req = AdvanceRequest {
-                    grace_window_ms: MIN,
-                    ..request(0, now + 1 + i)
-                };
-                store.verify_and_advance(&id, &req).await
+    let race = |presented: u64, new_ids: Vec<Option<SessionId>>| {
+        let tasks: Vec<_> = new_ids
+            .into_iter()
+            .enumerate()
+            .map(|(i, new_id)| {
+                let store = store.clone();
+                let id = r.id;
+                tokio::spawn(async move {
+                    let req = AdvanceRequest {
+                        grace_window_ms: MIN,
+                        new_id,
+                        ..request(id, presented, now + 1 + i as u64)
+                    };
+                    let a = store
+                        .verify_and_advance(&id, &req)
+                        .await
+                        .unwrap_or_else(|e| panic!("{check}: {e:?}"))
+                        .unwrap_or_else(|| panic!("{check}: the session was lost"));
+                    (new_id, a)
+                })
             })
-        })
+            .collect();
+        async move {
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap_or_else(|e| panic!("{check}: task: {e}")));
+            }
+            out
+        }
+    };
+    let verdicts: Vec<Verdict> = race(0, vec![None; 32])
+        .await
+        .into_iter()
+        .map(|(_, a)| a.verdict)
         .collect();
-    let mut verdicts = Vec::new();
-    for t in tasks {
-        let advance = t
-            .await
-            .expect("task")
-            .unwrap_or_else(|e| panic!("{check}: {e:?}"))
-            .expect("session");
-        verdicts.push(advance.verdict);
-    }
     let rotated = verdicts.iter().filter(|v| **v == Verdict::Rotated).count();
-    let grace = verdicts.iter().filter(|v| **v == Verdict::Grace).count();
+    let pending = verdicts.iter().filter(|v| **v == Verdict::Pending).count();
     assert_eq!(
-        (rotated, grace),
+        (rotated, pending),
         (1, 31),
-        "{check}: 32 requests with one token: one rotates, 31 get the grace ({verdicts:?})"
+        "{check}: 32 requests with one live token: one rotates, 31 are pending ({verdicts:?})"
     );
     let stored = load(&*store, &r.id).await.expect("stored");
     assert_eq!(stored.sequence.counter, 1, "{check}: counter");
+    assert_eq!(stored.sequence.presented, Some(0), "{check}: presented");
     assert_eq!(stored.sequence.requests, 32, "{check}: requests");
+
+    // Racing renewals of the live token 1.
+    let new_ids: Vec<Option<SessionId>> = (0..16).map(|_| Some(r.id.next_generation())).collect();
+    let outcomes = race(1, new_ids).await;
+    let winners: Vec<_> = outcomes
+        .iter()
+        .filter(|(_, a)| a.verdict == Verdict::Rotated)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "{check}: 16 renewals of one live token: one rotates"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .all(|(_, a)| matches!(a.verdict, Verdict::Rotated | Verdict::Pending)),
+        "{check}: the losers of a renewal race are pending"
+    );
+    let (winner_id, won) = winners[0];
+    assert_eq!(Some(won.record.id), *winner_id, "{check}: the winner's id");
+    let stored = load(&*store, &r.id).await.expect("stored");
+    assert_eq!(
+        (
+            stored.id,
+            stored.previous_ids.clone(),
+            stored.sequence.counter
+        ),
+        (won.record.id, vec![r.id], 2),
+        "{check}: exactly one renewal moved the lineage"
+    );
 
     let r = sample(&fresh_user(check), now);
     create(&*store, &r).await;
@@ -568,7 +1025,7 @@ pub async fn concurrent_requests_are_atomic(store: Arc<dyn SessionStore>) {
                     let req = AdvanceRequest {
                         grace_depth: (workers * per_worker) as u32,
                         grace_window_ms: HOUR,
-                        ..request(latest.load(Ordering::SeqCst), now + w * 1000 + i)
+                        ..request(id, latest.load(Ordering::SeqCst), now + w * 1000 + i)
                     };
                     let a = store
                         .verify_and_advance(&id, &req)
@@ -580,7 +1037,7 @@ pub async fn concurrent_requests_are_atomic(store: Arc<dyn SessionStore>) {
                         "concurrent_requests_are_atomic: {req:?} got {:?}",
                         a.verdict
                     );
-                    if a.verdict == Verdict::Rotated {
+                    if a.verdict.issues_token() {
                         rotations += 1;
                     }
                     latest.fetch_max(a.record.sequence.counter, Ordering::SeqCst);
@@ -596,7 +1053,7 @@ pub async fn concurrent_requests_are_atomic(store: Arc<dyn SessionStore>) {
     let stored = load(&*store, &r.id).await.expect("stored");
     assert_eq!(
         stored.sequence.counter, rotations,
-        "{check}: the counter moved once per Rotated verdict"
+        "{check}: the counter moved once per token issued"
     );
     assert_eq!(
         stored.sequence.requests,
@@ -619,7 +1076,7 @@ pub async fn concurrent_meta_updates_never_move_the_sequence(store: Arc<dyn Sess
             tokio::spawn(async move {
                 let req = AdvanceRequest {
                     rotate: Rotate::Never,
-                    ..request(0, now + i)
+                    ..request(id, 0, now + i)
                 };
                 store.verify_and_advance(&id, &req).await
             })
@@ -643,6 +1100,7 @@ pub async fn concurrent_meta_updates_never_move_the_sequence(store: Arc<dyn Sess
     let stored = load(&*store, &r.id).await.expect("stored");
     assert_eq!(stored.sequence.requests, n, "{check}: requests lost");
     assert_eq!(stored.sequence.counter, 0, "{check}: counter moved");
+    assert_eq!(stored.sequence.presented, Some(0), "{check}: presented");
     assert_eq!(
         stored.sequence.last_seen_at,
         now + n - 1,
@@ -675,12 +1133,26 @@ impl SplitMix {
     fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
 }
 
 /// Random requests applied both to the store and to a local
 /// [`SessionRecord::advance`]: verdicts and records must agree at every
-/// step. Sessions are replaced when they die; meta updates (superseding,
-/// shorter or longer lifetimes) are mixed in.
+/// step. The walk presents counters around the live one (the live one,
+/// `p`, recent predecessors, counters ahead, anything), with tokens of
+/// the current id, of earlier ids and of ids that only share the lineage
+/// key; moves the lineage to new ids (`new_id`) now and then; varies the
+/// time steps (backwards too), the grace (K, T) and the rotation policy;
+/// and mixes in meta updates through any id. Sessions are replaced when
+/// they die.
+///
+/// Deterministic for a seed (ids aside, which no decision depends on);
+/// with `steps >= 300` it also checks that the walk reached every verdict
+/// a store can answer, so a generator that stopped covering a case fails
+/// loudly rather than passing quietly.
 pub async fn differential(store: &dyn SessionStore, seed: u64, steps: u64) {
     let check = format!("differential (seed {seed:#x})");
     let mut rng = SplitMix(seed);
@@ -690,37 +1162,53 @@ pub async fn differential(store: &dyn SessionStore, seed: u64, steps: u64) {
     let mut local = sample(&user, now);
     create(store, &local).await;
     let mut seen = BTreeSet::new();
+    let (mut moves, mut foreign, mut earlier) = (0u64, 0u64, 0u64);
     for i in 0..steps {
-        now = match rng.below(10) {
-            0 => now.saturating_sub(rng.below(2 * SEC)),
-            1..=5 => now + rng.below(500),
-            6..=8 => now + rng.below(8 * SEC),
+        now = match rng.below(20) {
+            0..=1 => now.saturating_sub(rng.below(2 * SEC)),
+            2..=10 => now + rng.below(500),
+            11..=16 => now + rng.below(8 * SEC),
             _ => now + rng.below(45 * MIN),
         };
+        let ids: Vec<SessionId> = local.all_ids().collect();
         if rng.chance(8) {
             let mut meta = local.meta.clone();
-            match rng.below(3) {
-                0 => {
-                    meta.superseded_by = match meta.superseded_by {
-                        Some(_) => None,
-                        None => Some(SessionId::generate()),
-                    }
-                }
+            match rng.below(4) {
+                0 => meta.permissions = vec![format!("p{i}")],
                 1 => meta.expires_at = now + rng.below(2 * HOUR),
+                2 => meta.previous_permissions = vec![format!("q{i}"), String::new()],
                 _ => meta.idle_timeout_ms = rng.below(40 * MIN),
             }
+            let through = rng.pick(&ids);
             store
-                .update_meta(&local.id, &meta)
+                .update_meta(&through, &meta)
                 .await
                 .unwrap_or_else(|e| panic!("{check}: update_meta at step {i}: {e:?}"));
             local.meta = meta;
         }
-        let live = local.sequence.counter;
-        let presented = match rng.below(10) {
-            0..=4 => live,
-            5..=7 => live.saturating_sub(1 + rng.below(3)),
-            8 => live + 1 + rng.below(2),
+        let seq = &local.sequence;
+        let live = seq.counter;
+        let presented = match rng.below(20) {
+            0..=6 => live,
+            7..=9 => seq.presented.unwrap_or(live),
+            10..=11 if !seq.retired.is_empty() => {
+                let r = rng.pick(&seq.retired);
+                r.from + rng.below(r.to - r.from + 1)
+            }
+            10..=14 => live.saturating_sub(1 + rng.below(3)),
+            15..=16 => live + 1 + rng.below(2),
             _ => rng.below(live + 2),
+        };
+        let session = match rng.below(20) {
+            19 => foreign_id(&local),
+            13.. if !local.previous_ids.is_empty() => rng.pick(&local.previous_ids),
+            _ => local.id,
+        };
+        let new_id = match rng.below(20) {
+            0..=2 => Some(local.id.next_generation()),
+            3 => Some(SessionId::generate()),
+            4 => Some(rng.pick(&ids)),
+            _ => None,
         };
         let rotate = match rng.below(6) {
             0 | 1 => Rotate::Always,
@@ -729,18 +1217,32 @@ pub async fn differential(store: &dyn SessionStore, seed: u64, steps: u64) {
             _ => Rotate::MinInterval(rng.below(3 * SEC)),
         };
         let req = AdvanceRequest {
+            session,
             presented,
             now_ms: now,
             grace_depth: rng.below(4) as u32,
-            grace_window_ms: rng.below(5 * SEC),
+            grace_window_ms: match rng.below(6) {
+                0 => 0,
+                1 => rng.below(20 * SEC),
+                _ => rng.below(5 * SEC),
+            },
             rotate,
+            new_id,
         };
-        let expected = local.clone().advance(&req);
+        let member = local.has_id(&session);
+        let before = local.clone();
         let got = store
-            .verify_and_advance(&local.id, &req)
+            .verify_and_advance(&session, &req)
             .await
             .unwrap_or_else(|e| panic!("{check}: step {i}: {e:?}"));
         match got {
+            _ if !member => {
+                foreign += 1;
+                assert_eq!(
+                    got, None,
+                    "{check}: step {i}: an id that is not the lineage's: {req:?}"
+                );
+            }
             None if now >= local.purge_at() => {
                 // A store with native expiry may forget a session past
                 // its deadlines.
@@ -750,33 +1252,52 @@ pub async fn differential(store: &dyn SessionStore, seed: u64, steps: u64) {
             }
             None => panic!("{check}: step {i}: the store lost a live session"),
             Some(a) => {
+                let expected = local.advance(&req);
                 seen.insert(expected.as_str());
-                local.advance(&req);
+                earlier += u64::from(session != before.id && expected.is_accepted());
+                moves += u64::from(local.id != before.id);
                 assert_eq!(
                     a.verdict, expected,
-                    "{check}: step {i}: verdict for {req:?}"
+                    "{check}: step {i}: verdict for {req:?} on {before:?}"
                 );
-                assert_eq!(a.record, local, "{check}: step {i}: record after {req:?}");
+                assert_eq!(
+                    a.record, local,
+                    "{check}: step {i}: record after {req:?} on {before:?}"
+                );
             }
         }
         if rng.chance(10) {
+            let through = rng.pick(&local.all_ids().collect::<Vec<_>>());
             assert_eq!(
-                load(store, &local.id).await.as_ref(),
+                load(store, &through).await.as_ref(),
                 Some(&local),
                 "{check}: step {i}: load after advance"
             );
         }
-        if local.is_dead(now) && rng.chance(30) {
-            store.delete(&local.id).await.expect("delete");
+        if local.is_dead(now) && rng.chance(60) {
+            let through = rng.pick(&local.all_ids().collect::<Vec<_>>());
+            assert!(
+                store.delete(&through).await.expect("delete"),
+                "{check}: step {i}: delete"
+            );
             local = sample(&user, now);
             create(store, &local).await;
         }
     }
     store.delete_by_user(&user).await.expect("delete_by_user");
-    if steps >= 200 {
+    if steps >= 300 {
         // The walk is long enough to have reached every verdict; if not,
         // the generator (not the store) needs fixing.
-        for v in ["rotated", "current", "grace", "ahead", "reused", "revoked"] {
+        for v in [
+            "rotated",
+            "current",
+            "pending",
+            "recovered",
+            "grace",
+            "ahead",
+            "reused",
+            "revoked",
+        ] {
             assert!(
                 seen.contains(v),
                 "{check}: no {v} verdict in {steps} steps: {seen:?}"
@@ -785,6 +1306,11 @@ pub async fn differential(store: &dyn SessionStore, seed: u64, steps: u64) {
         assert!(
             seen.contains("expired") || seen.contains("idle_timeout"),
             "{check}: no expiry in {steps} steps: {seen:?}"
+        );
+        assert!(
+            moves > 0 && foreign > 0 && earlier > 0,
+            "{check}: {moves} lineage moves, {foreign} foreign ids, {earlier} accepted \
+             requests with earlier ids in {steps} steps"
         );
     }
 }

@@ -16,17 +16,19 @@ use ring::rand::{SecureRandom, SystemRandom};
 use super::{Advance, SessionStore};
 use crate::clock::as_ms;
 use crate::error::StoreError;
-use crate::sequence::{AdvanceRequest, RevocationReason, Rotate, SequenceState, Verdict};
-use crate::session::{SessionId, SessionMeta, SessionRecord};
+use crate::sequence::{
+    AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict,
+};
+use crate::session::{LineageKey, SessionId, SessionMeta, SessionRecord};
 
 /// The longest TTL set on a key, in ms (about 31 years): sessions that
 /// never end still get a finite TTL that Redis accepts.
 const MAX_TTL_MS: u64 = 1_000_000_000_000;
 
-/// The fields of a session hash that make up a record, in the order
-/// [`decode`] reads them.
-const RECORD_FIELDS: [&str; 9] = [
-    "uid", "created", "meta", "ctr", "req", "seen", "rot", "ret", "rev",
+/// The fields of a lineage hash that make up a record, in the order
+/// [`RedisStore::decode`] reads them (and the advance script replies them).
+const RECORD_FIELDS: [&str; 11] = [
+    "ids", "uid", "created", "meta", "ctr", "pre", "req", "seen", "iss", "ret", "rev",
 ];
 
 /// Sessions in Redis or Redis Cluster, shared by every node of a service
@@ -36,11 +38,17 @@ const RECORD_FIELDS: [&str; 9] = [
 ///
 /// | key | type | holds |
 /// |-----|------|-------|
-/// | `{prefix}s:{<session id hex>}` | hash | the sequence in clear (`ctr`, `req`, `seen`, `rot`, `ret`, `rev`), the deadlines the script needs (`ends`, `idle`, `sup`), `uid`, `created`, and `meta`: the rest of the session as JSON, sealed with AES-256-GCM when [`PayloadKeys`] are configured |
-/// | `{prefix}u:{<user id>}` | sorted set | the user's session ids, scored by the end of their lifetime |
+/// | `{prefix}s:{<lineage key hex>}` | hash | one session lineage: `ids` (every id it had, comma-separated, the current one last), the sequence in clear (`ctr`, `pre`, `req`, `seen`, `iss`, `ret`, `rev`), the deadlines the script needs (`ends`, `idle`), `uid`, `created`, and `meta`: the rest of the session as JSON, sealed with AES-256-GCM when [`PayloadKeys`] are configured |
+/// | `{prefix}u:{<user id>}` | sorted set | the user's lineage keys (hex), scored by the end of their lifetime |
 ///
-/// Every per-session command touches one key, hash-tagged by the session
-/// id, so it lives in one slot and each script runs on Redis Cluster.
+/// A session keeps one hash from login to logout: renewal and elevation
+/// move it to a new id of the same lineage ([`SessionId::lineage`], the
+/// first 8 bytes of the id), so every id it had leads to the same key.
+/// Each script checks that the id it is given is one of the hash's `ids`
+/// and treats any other id as absent.
+///
+/// Every per-session command touches one key, hash-tagged by the lineage
+/// key, so it lives in one slot and each script runs on Redis Cluster.
 /// [`verify_and_advance`](SessionStore::verify_and_advance) is one `EVALSHA`
 /// (one round trip) running `SessionRecord::advance` in Lua
 /// (`src/store/redis/advance.lua`); `redis::Script` falls back to loading
@@ -56,8 +64,11 @@ const RECORD_FIELDS: [&str; 9] = [
 /// missing from its user's index, which "log out everywhere" would miss.
 /// `docs/redis.md` has the whole argument.
 ///
-/// Nothing stored is a credential: only counters and times, never a token
-/// or a key.
+/// Nothing stored is a credential: only ids, counters and times, never a
+/// token or a key.
+///
+/// `docs/redis.md` lists every field and its encoding (`ret` holds
+/// `from-to@at` retirements, `pre` is empty before the first request).
 ///
 /// # Numbers
 ///
@@ -346,9 +357,15 @@ impl RedisStore {
         Self::builder().connect(url).await
     }
 
-    /// The Redis key of a session's hash (for operators and tests).
+    /// The Redis key of the hash of the lineage `id` belongs to (any id
+    /// of it gives the same key; for operators and tests).
     pub fn session_key(&self, id: &SessionId) -> String {
-        format!("{}s:{{{id}}}", self.inner.prefix)
+        self.lineage_key(&id.lineage())
+    }
+
+    /// The Redis key of a lineage's hash (for operators and tests).
+    pub fn lineage_key(&self, lineage: &LineageKey) -> String {
+        format!("{}s:{{{lineage}}}", self.inner.prefix)
     }
 
     /// The Redis key of a user's session index (for operators and tests).
@@ -385,11 +402,11 @@ impl RedisStore {
             .clamp(1, MAX_TTL_MS)
     }
 
-    /// Adds `id` to its user's index and makes the index outlive it.
+    /// Adds a lineage to its user's index and makes the index outlive it.
     async fn index(
         &self,
         user_id: &str,
-        id: &SessionId,
+        lineage: &LineageKey,
         ends: u64,
         reference: u64,
     ) -> Result<(), StoreError> {
@@ -399,7 +416,7 @@ impl RedisStore {
             .index
             .key(self.user_index_key(user_id))
             .arg(ends.to_string())
-            .arg(id.to_string())
+            .arg(lineage.to_string())
             .arg(self.ttl_ms(ends, reference))
             .invoke_async::<i64>(&mut conn)
             .await
@@ -407,14 +424,14 @@ impl RedisStore {
         Ok(())
     }
 
-    async fn unindex(&self, user_id: &str, ids: &[String]) -> Result<(), StoreError> {
-        if ids.is_empty() {
+    async fn unindex(&self, user_id: &str, members: &[String]) -> Result<(), StoreError> {
+        if members.is_empty() {
             return Ok(());
         }
         let mut conn = self.conn.clone();
         ::redis::cmd("ZREM")
             .arg(self.user_index_key(user_id))
-            .arg(ids)
+            .arg(members)
             .query_async::<i64>(&mut conn)
             .await
             .map_err(map_err)?;
@@ -432,10 +449,20 @@ impl RedisStore {
             .map_err(map_err)
     }
 
+    /// The record `id` is an id of, or `None`.
     async fn load_untimed(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let record = self.load_lineage(&id.lineage()).await?;
+        Ok(record.filter(|r| r.has_id(id)))
+    }
+
+    /// The record stored under `lineage`, whatever its ids.
+    async fn load_lineage(
+        &self,
+        lineage: &LineageKey,
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let mut conn = self.conn.clone();
         let fields: Vec<Option<Vec<u8>>> = ::redis::cmd("HMGET")
-            .arg(self.session_key(id))
+            .arg(self.lineage_key(lineage))
             .arg(&RECORD_FIELDS[..])
             .query_async(&mut conn)
             .await
@@ -444,15 +471,23 @@ impl RedisStore {
             return Ok(None);
         }
         let fields: Option<Vec<Vec<u8>>> = fields.into_iter().collect();
-        let fields = fields.ok_or_else(|| corrupt("a session hash lacks a field"))?;
-        self.decode(*id, &fields).map(Some)
+        let fields = fields.ok_or_else(|| corrupt("a lineage hash lacks a field"))?;
+        let record = self.decode(&fields)?;
+        if record.lineage() != *lineage {
+            return Err(corrupt("a lineage hash holds the ids of another lineage"));
+        }
+        Ok(Some(record))
     }
 
     /// Decodes [`RECORD_FIELDS`] (in that order) into a record.
-    fn decode(&self, id: SessionId, f: &[Vec<u8>]) -> Result<SessionRecord, StoreError> {
-        let [uid, created, meta, ctr, req, seen, rot, ret, rev] = f else {
-            return Err(corrupt("a session reply has the wrong number of fields"));
+    fn decode(&self, f: &[Vec<u8>]) -> Result<SessionRecord, StoreError> {
+        let [ids, uid, created, meta, ctr, pre, req, seen, iss, ret, rev] = f else {
+            return Err(corrupt("a lineage reply has the wrong number of fields"));
         };
+        let mut previous_ids = decode_ids(text(ids)?)?;
+        let id = previous_ids
+            .pop()
+            .ok_or_else(|| corrupt("a lineage hash has no id"))?;
         let revoked = match rev.as_slice() {
             b"" => None,
             r => Some(
@@ -462,38 +497,39 @@ impl RedisStore {
                 .map_err(StoreError::corrupt)?,
             ),
         };
-        let retired_at = text(ret)?
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<u64>().map_err(StoreError::corrupt))
-            .collect::<Result<_, _>>()?;
+        let presented = match pre.as_slice() {
+            b"" => None,
+            p => Some(number(p)?),
+        };
         Ok(SessionRecord {
             id,
+            previous_ids,
             user_id: text(uid)?.to_owned(),
             created_at: number(created)?,
-            meta: self.open_meta(&id, meta)?,
+            meta: self.open_meta(&id.lineage(), meta)?,
             sequence: SequenceState {
                 counter: number(ctr)?,
+                presented,
                 requests: number(req)?,
                 last_seen_at: number(seen)?,
-                last_rotated_at: number(rot)?,
-                retired_at,
+                issued_at: number(iss)?,
+                retired: decode_retired(text(ret)?)?,
                 revoked,
             },
         })
     }
 
-    fn seal_meta(&self, id: &SessionId, meta: &SessionMeta) -> Result<Vec<u8>, StoreError> {
+    fn seal_meta(&self, lineage: &LineageKey, meta: &SessionMeta) -> Result<Vec<u8>, StoreError> {
         let json = serde_json::to_vec(meta).map_err(StoreError::corrupt)?;
         match &self.inner.payload {
-            Some(keys) => keys.seal(id, json),
+            Some(keys) => keys.seal(lineage, json),
             None => Ok(json),
         }
     }
 
-    fn open_meta(&self, id: &SessionId, blob: &[u8]) -> Result<SessionMeta, StoreError> {
+    fn open_meta(&self, lineage: &LineageKey, blob: &[u8]) -> Result<SessionMeta, StoreError> {
         let json = match (&self.inner.payload, blob.first()) {
-            (Some(keys), Some(&SEALED_V1)) => keys.open(id, blob)?,
+            (Some(keys), Some(&SEALED_V1)) => keys.open(lineage, blob)?,
             (None, Some(&SEALED_V1)) => {
                 return Err(corrupt(
                     "the session payload is encrypted and no payload key is configured",
@@ -517,37 +553,47 @@ impl SessionStore for RedisStore {
             let meta = &record.meta;
             let seq = &record.sequence;
             let ends = meta.ends_at();
+            let lineage = record.lineage();
+            if record.previous_ids.iter().any(|p| p.lineage() != lineage) {
+                return Err(corrupt("a record's ids must share one lineage key"));
+            }
             // Index first, so that no session ever exists outside its
             // user's index; and again after, in case a concurrent
             // `delete_by_user` pruned the entry before the hash existed.
-            self.index(&record.user_id, &record.id, ends, seq.last_seen_at)
+            self.index(&record.user_id, &lineage, ends, seq.last_seen_at)
                 .await?;
             let mut conn = self.conn.clone();
-            let created: i64 = self
+            let taken: Option<String> = self
                 .inner
                 .scripts
                 .create
-                .key(self.session_key(&record.id))
+                .key(self.lineage_key(&lineage))
+                .arg(encode_ids(record))
                 .arg(&record.user_id)
                 .arg(record.created_at.to_string())
+                .arg(self.seal_meta(&lineage, meta)?)
                 .arg(ends.to_string())
                 .arg(meta.idle_timeout_ms.to_string())
-                .arg(superseded_flag(meta))
-                .arg(self.seal_meta(&record.id, meta)?)
                 .arg(seq.counter.to_string())
+                .arg(seq.presented.map_or_else(String::new, |p| p.to_string()))
                 .arg(seq.requests.to_string())
                 .arg(seq.last_seen_at.to_string())
-                .arg(seq.last_rotated_at.to_string())
-                .arg(join_retired(&seq.retired_at))
+                .arg(seq.issued_at.to_string())
+                .arg(encode_retired(&seq.retired))
                 .arg(revoked_text(seq.revoked))
                 .arg(self.ttl_ms(record.purge_at(), seq.last_seen_at))
                 .invoke_async(&mut conn)
                 .await
                 .map_err(map_err)?;
-            if created == 0 {
+            if let Some(owner) = taken {
+                // The lineage belongs to another user: the entry just added
+                // to this user's index leads nowhere of theirs.
+                if owner != record.user_id {
+                    let _ = self.unindex(&record.user_id, &[lineage.to_string()]).await;
+                }
                 return Err(StoreError::Conflict);
             }
-            self.index(&record.user_id, &record.id, ends, seq.last_seen_at)
+            self.index(&record.user_id, &lineage, ends, seq.last_seen_at)
                 .await
         })
         .await
@@ -575,6 +621,7 @@ impl SessionStore for RedisStore {
                 .scripts
                 .advance
                 .key(self.session_key(id))
+                .arg(request.session.to_string())
                 .arg(request.presented.to_string())
                 .arg(request.now_ms.to_string())
                 .arg(request.grace_depth)
@@ -582,6 +629,7 @@ impl SessionStore for RedisStore {
                 .arg(kind)
                 .arg(param.to_string())
                 .arg(self.inner.expiry_slack_ms.to_string())
+                .arg(request.new_id.map_or_else(String::new, |n| n.to_string()))
                 .invoke_async(&mut conn)
                 .await
                 .map_err(map_err)?;
@@ -592,11 +640,10 @@ impl SessionStore for RedisStore {
                 .split_first()
                 .ok_or_else(|| corrupt("empty reply from the advance script"))?;
             let verdict = parse_verdict(verdict)?;
-            let [ctr, req, seen, rot, ret, rev, uid, created, meta] = fields else {
-                return Err(corrupt("the advance script replied with the wrong arity"));
-            };
-            let ordered = [uid, created, meta, ctr, req, seen, rot, ret, rev].map(|v| v.clone());
-            let record = self.decode(*id, &ordered)?;
+            let record = self.decode(fields)?;
+            if record.lineage() != id.lineage() {
+                return Err(corrupt("a lineage hash holds the ids of another lineage"));
+            }
             Ok(Some(Advance { verdict, record }))
         })
         .await
@@ -605,31 +652,27 @@ impl SessionStore for RedisStore {
     async fn update_meta(&self, id: &SessionId, meta: &SessionMeta) -> Result<(), StoreError> {
         self.timed(async {
             let ends = meta.ends_at();
+            let lineage = id.lineage();
             let mut conn = self.conn.clone();
-            let reply: Option<(String, String)> = self
+            let reply: Option<(String, String, String)> = self
                 .inner
                 .scripts
                 .update_meta
-                .key(self.session_key(id))
-                .arg(self.seal_meta(id, meta)?)
+                .key(self.lineage_key(&lineage))
+                .arg(id.to_string())
+                .arg(self.seal_meta(&lineage, meta)?)
                 .arg(ends.to_string())
                 .arg(meta.idle_timeout_ms.to_string())
-                .arg(superseded_flag(meta))
                 .arg(self.inner.expiry_slack_ms.to_string())
                 .invoke_async(&mut conn)
                 .await
                 .map_err(map_err)?;
-            let (old_ends, seen) = reply.ok_or(StoreError::NotFound)?;
+            let (old_ends, seen, user) = reply.ok_or(StoreError::NotFound)?;
             let old_ends: u64 = number(old_ends.as_bytes())?;
             if ends > old_ends {
                 // The session now lives longer: so must its index entry.
                 let seen = number(seen.as_bytes())?;
-                let user = self
-                    .load_untimed(id)
-                    .await?
-                    .map(|r| r.user_id)
-                    .ok_or(StoreError::NotFound)?;
-                self.index(&user, id, ends, seen).await?;
+                self.index(&user, &lineage, ends, seen).await?;
             }
             Ok(())
         })
@@ -638,14 +681,15 @@ impl SessionStore for RedisStore {
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         self.timed(async {
+            let lineage = id.lineage();
             let mut conn = self.conn.clone();
             let owner: Option<String> = self
                 .inner
                 .scripts
                 .delete
-                .key(self.session_key(id))
-                .arg("0")
-                .arg("")
+                .key(self.lineage_key(&lineage))
+                .arg("id")
+                .arg(id.to_string())
                 .invoke_async(&mut conn)
                 .await
                 .map_err(map_err)?;
@@ -653,7 +697,7 @@ impl SessionStore for RedisStore {
                 return Ok(false);
             };
             // The hash is gone; a stale index entry would only be skipped.
-            self.unindex(&owner, &[id.to_string()]).await?;
+            self.unindex(&owner, &[lineage.to_string()]).await?;
             Ok(true)
         })
         .await
@@ -663,8 +707,8 @@ impl SessionStore for RedisStore {
         self.timed(async {
             let members = self.index_members(user_id).await?;
             let loads = members.iter().map(|hex| async move {
-                match SessionId::parse_hex(hex) {
-                    Some(id) => self.load_untimed(&id).await,
+                match parse_lineage(hex) {
+                    Some(lineage) => self.load_lineage(&lineage).await,
                     None => Ok(None),
                 }
             });
@@ -688,14 +732,14 @@ impl SessionStore for RedisStore {
         self.timed(async {
             let members = self.index_members(user_id).await?;
             let deletes = members.iter().filter_map(|hex| {
-                let id = SessionId::parse_hex(hex)?;
+                let lineage = parse_lineage(hex)?;
                 Some(async move {
                     let mut conn = self.conn.clone();
                     self.inner
                         .scripts
                         .delete
-                        .key(self.session_key(&id))
-                        .arg("1")
+                        .key(self.lineage_key(&lineage))
+                        .arg("owner")
                         .arg(user_id)
                         .invoke_async::<Option<String>>(&mut conn)
                         .await
@@ -719,20 +763,69 @@ impl SessionStore for RedisStore {
     }
 }
 
-fn superseded_flag(meta: &SessionMeta) -> &'static str {
-    if meta.superseded_by.is_some() {
-        "1"
-    } else {
-        "0"
-    }
-}
-
-fn join_retired(retired: &[u64]) -> String {
-    retired
-        .iter()
-        .map(u64::to_string)
+/// The `ids` field: every id of the lineage, oldest first, the current one
+/// last, comma-separated.
+fn encode_ids(record: &SessionRecord) -> String {
+    record
+        .all_ids()
+        .map(|id| id.to_string())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+fn decode_ids(s: &str) -> Result<Vec<SessionId>, StoreError> {
+    let ids = s
+        .split(',')
+        .map(|hex| SessionId::parse_hex(hex).ok_or_else(|| corrupt("a lineage hash has a bad id")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let lineage = ids.first().map(SessionId::lineage);
+    if ids.iter().any(|id| Some(id.lineage()) != lineage) {
+        return Err(corrupt("a lineage hash has ids of two lineages"));
+    }
+    Ok(ids)
+}
+
+/// A user-index member: a lineage key as 16 lowercase hex digits.
+fn parse_lineage(hex: &str) -> Option<LineageKey> {
+    if hex.len() != 16 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    // A lineage key is the first half of any of its ids.
+    SessionId::parse_hex(&format!("{hex}{}", "0".repeat(16))).map(|id| id.lineage())
+}
+
+/// The `ret` field: `from-to@at` per retirement, oldest first,
+/// comma-separated; empty when nothing is retired.
+fn encode_retired(retired: &[Retirement]) -> String {
+    retired
+        .iter()
+        .map(|r| format!("{}-{}@{}", r.from, r.to, r.at))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn decode_retired(s: &str) -> Result<Vec<Retirement>, StoreError> {
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|entry| {
+            let bad = || corrupt("a lineage hash has a bad retired list");
+            let (range, at) = entry.split_once('@').ok_or_else(bad)?;
+            let (from, to) = range.split_once('-').ok_or_else(bad)?;
+            let digits = |v: &str| -> Result<u64, StoreError> {
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad());
+                }
+                v.parse().map_err(|_| bad())
+            };
+            Ok(Retirement {
+                from: digits(from)?,
+                to: digits(to)?,
+                at: digits(at)?,
+            })
+        })
+        .collect()
 }
 
 fn revoked_text(reason: Option<RevocationReason>) -> String {
@@ -743,17 +836,10 @@ fn revoked_text(reason: Option<RevocationReason>) -> String {
 }
 
 fn parse_verdict(v: &[u8]) -> Result<Verdict, StoreError> {
-    Ok(match v {
-        b"rotated" => Verdict::Rotated,
-        b"current" => Verdict::Current,
-        b"grace" => Verdict::Grace,
-        b"ahead" => Verdict::Ahead,
-        b"reused" => Verdict::Reused,
-        b"revoked" => Verdict::Revoked,
-        b"expired" => Verdict::Expired,
-        b"idle_timeout" => Verdict::IdleTimeout,
-        _ => return Err(corrupt("unknown verdict from the advance script")),
-    })
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(Verdict::from_name)
+        .ok_or_else(|| corrupt("unknown verdict from the advance script"))
 }
 
 fn text(v: &[u8]) -> Result<&str, StoreError> {
@@ -797,7 +883,9 @@ impl std::error::Error for Timeout {}
 /// The first byte of a sealed payload; a payload in clear is JSON and
 /// starts with `{`.
 const SEALED_V1: u8 = 1;
-const AAD_LABEL: &[u8] = b"rolling-session/meta/v1";
+/// The associated data's label: v2 binds a payload to its lineage key (v1
+/// bound it to a session id, which renewal now changes).
+const AAD_LABEL: &[u8] = b"rolling-session/meta/v2";
 
 /// One AES-256-GCM key for session payloads, with the id stored beside
 /// each payload it seals. Prints as `REDACTED`.
@@ -878,13 +966,15 @@ impl PayloadKeys {
             .find(|k| k.id == id)
     }
 
-    fn aad(session: &SessionId) -> Vec<u8> {
-        [AAD_LABEL, session.as_bytes()].concat()
+    fn aad(lineage: &LineageKey) -> Vec<u8> {
+        [AAD_LABEL, lineage.as_bytes()].concat()
     }
 
-    /// `[1, key id, nonce (12), ciphertext and tag]`. The session id is
-    /// authenticated too, so a payload cannot be moved to another session.
-    fn seal(&self, session: &SessionId, mut plain: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    /// `[1, key id, nonce (12), ciphertext and tag]`. The lineage key is
+    /// authenticated too, so a payload cannot be moved to another session;
+    /// it stays valid across the lineage's renewals and elevations, which
+    /// change the session id but not the lineage.
+    fn seal(&self, lineage: &LineageKey, mut plain: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new()
             .fill(&mut nonce)
@@ -893,7 +983,7 @@ impl PayloadKeys {
             .key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(Self::aad(session)),
+                Aad::from(Self::aad(lineage)),
                 &mut plain,
             )
             .map_err(|_| corrupt("sealing the session payload failed"))?;
@@ -904,7 +994,7 @@ impl PayloadKeys {
         Ok(out)
     }
 
-    fn open(&self, session: &SessionId, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+    fn open(&self, lineage: &LineageKey, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
         let (Some(&key_id), Some(nonce)) = (sealed.get(1), sealed.get(2..2 + NONCE_LEN)) else {
             return Err(corrupt("a sealed session payload is truncated"));
         };
@@ -916,7 +1006,7 @@ impl PayloadKeys {
         let mut data = sealed[2 + NONCE_LEN..].to_vec();
         let plain = key
             .key
-            .open_in_place(nonce, Aad::from(Self::aad(session)), &mut data)
+            .open_in_place(nonce, Aad::from(Self::aad(lineage)), &mut data)
             .map_err(|_| corrupt("a session payload failed authentication"))?;
         Ok(plain.to_vec())
     }
@@ -931,30 +1021,38 @@ mod tests {
     }
 
     #[test]
-    fn sealed_payloads_open_only_for_their_session_and_listed_keys() {
+    fn sealed_payloads_open_only_for_their_lineage_and_listed_keys() {
         let sid = SessionId::from_bytes([1; 16]);
-        let sealed = keys().seal(&sid, b"{\"secret\":1}".to_vec()).unwrap();
+        let lineage = sid.lineage();
+        let sealed = keys().seal(&lineage, b"{\"secret\":1}".to_vec()).unwrap();
         assert_eq!(sealed[..2], [SEALED_V1, 2]);
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
-        assert_eq!(keys().open(&sid, &sealed).unwrap(), b"{\"secret\":1}");
-        // Another session's id: the AAD differs.
-        let other = SessionId::from_bytes([2; 16]);
+        assert_eq!(keys().open(&lineage, &sealed).unwrap(), b"{\"secret\":1}");
+        // A renewed id of the same lineage: still the same AAD.
+        let renewed = sid.next_generation();
+        assert_ne!(renewed, sid);
+        assert_eq!(
+            keys().open(&renewed.lineage(), &sealed).unwrap(),
+            b"{\"secret\":1}"
+        );
+        // Another lineage: the AAD differs.
+        let other = SessionId::from_bytes([2; 16]).lineage();
         assert!(keys().open(&other, &sealed).is_err());
         // A flipped bit anywhere fails.
         for i in 2..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 1;
-            assert!(keys().open(&sid, &bad).is_err(), "byte {i}");
+            assert!(keys().open(&lineage, &bad).is_err(), "byte {i}");
         }
         // Rotation: the old key still opens, an unlisted one does not.
         let old = PayloadKeys::new(PayloadKey::new(1, [8; 32]));
-        let by_old = old.seal(&sid, b"{}".to_vec()).unwrap();
-        assert_eq!(keys().open(&sid, &by_old).unwrap(), b"{}");
+        let by_old = old.seal(&lineage, b"{}".to_vec()).unwrap();
+        assert_eq!(keys().open(&lineage, &by_old).unwrap(), b"{}");
         let unknown = PayloadKeys::new(PayloadKey::new(3, [8; 32]));
-        assert!(unknown.open(&sid, &by_old).is_err());
+        assert!(unknown.open(&lineage, &by_old).is_err());
         // Truncation never panics.
         for n in 0..sealed.len() {
-            let _ = keys().open(&sid, &sealed[..n]);
+            let _ = keys().open(&lineage, &sealed[..n]);
         }
     }
 
@@ -966,29 +1064,70 @@ mod tests {
 
     #[test]
     fn verdict_names_match_the_script() {
-        for v in [
-            Verdict::Rotated,
-            Verdict::Current,
-            Verdict::Grace,
-            Verdict::Ahead,
-            Verdict::Reused,
-            Verdict::Revoked,
-            Verdict::Expired,
-            Verdict::IdleTimeout,
-        ] {
+        let script = include_str!("redis/advance.lua");
+        for v in Verdict::ALL {
             assert_eq!(parse_verdict(v.as_str().as_bytes()).unwrap(), v);
-            assert!(include_str!("redis/advance.lua").contains(&format!("'{}'", v.as_str())));
+            // The script never answers `unknown`: a foreign id is absent.
+            assert_eq!(
+                script.contains(&format!("reply('{}')", v.as_str())),
+                v != Verdict::Unknown,
+                "{v:?}"
+            );
         }
         assert!(parse_verdict(b"nope").is_err());
     }
 
     #[test]
-    fn revocation_reason_round_trips_as_text() {
+    fn fields_round_trip_as_text() {
         assert_eq!(
             revoked_text(Some(RevocationReason::TokenReused)),
             "token_reused"
         );
         assert_eq!(revoked_text(None), "");
-        assert_eq!(join_retired(&[1, 22, 333]), "1,22,333");
+        let retired = vec![
+            Retirement {
+                from: 1,
+                to: 1,
+                at: 22,
+            },
+            Retirement {
+                from: 3,
+                to: u64::MAX,
+                at: u64::MAX,
+            },
+        ];
+        let text = encode_retired(&retired);
+        assert_eq!(text, format!("1-1@22,3-{0}@{0}", u64::MAX));
+        assert_eq!(decode_retired(&text).unwrap(), retired);
+        assert_eq!(decode_retired("").unwrap(), vec![]);
+        for bad in [
+            "1-2",
+            "1@2",
+            "a-1@2",
+            "1--2@3",
+            "1-2@3@4",
+            "-1-2@3",
+            "1-2@+3",
+            "1-2@3,",
+            ",1-2@3",
+            "1-2@3,,4-5@6",
+        ] {
+            assert!(decode_retired(bad).is_err(), "{bad}");
+        }
+
+        let first = SessionId::from_bytes([7; 16]);
+        let second = first.next_generation();
+        let record_ids = format!("{first},{second}");
+        assert_eq!(decode_ids(&record_ids).unwrap(), vec![first, second]);
+        let foreign = SessionId::from_bytes([8; 16]);
+        assert!(decode_ids(&format!("{first},{foreign}")).is_err());
+        assert!(decode_ids("").is_err());
+        assert!(decode_ids(&format!("{first},")).is_err());
+
+        let lineage = first.lineage();
+        assert_eq!(parse_lineage(&lineage.to_string()), Some(lineage));
+        assert_eq!(parse_lineage(&first.to_string()), None);
+        assert_eq!(parse_lineage("0707070707070707 "), None);
+        assert_eq!(parse_lineage("070707070707070G"), None);
     }
 }

@@ -1,121 +1,238 @@
 -- verify_and_advance: SessionRecord::advance (src/sequence.rs), applied
--- atomically to one session hash in one round trip.
+-- atomically to one lineage hash in one round trip.
 --
--- KEYS[1]  the session hash
--- ARGV[1]  presented counter       ARGV[2]  now (ms since the epoch)
--- ARGV[3]  grace depth K           ARGV[4]  grace window T (ms)
--- ARGV[5]  rotate: a(lways) n(ever) e(very n) i(min interval)
--- ARGV[6]  the rotate parameter    ARGV[7]  expiry slack (ms)
+-- KEYS[1]  the lineage hash
+-- ARGV[1]  the id the presented token carries (32 hex digits)
+-- ARGV[2]  presented counter c     ARGV[3]  now (ms since the epoch)
+-- ARGV[4]  grace depth K           ARGV[5]  grace window T (ms)
+-- ARGV[6]  rotate: a(lways) n(ever) e(very n) i(min interval)
+-- ARGV[7]  the rotate parameter    ARGV[8]  expiry slack (ms)
+-- ARGV[9]  the new id if this request moves the lineage (renewal,
+--          elevation), else ''
 --
--- Reply: false if there is no such session, else
--- { verdict, ctr, req, seen, rot, ret, rev, uid, created, meta }.
+-- Reply: false if there is no such lineage or ARGV[1] is not one of its
+-- ids, else { verdict, ids, uid, created, meta, ctr, pre, req, seen, iss,
+-- ret, rev }.
+--
+-- Fields: ids  the lineage's ids, comma-separated, oldest first, the
+--              current one (for which tokens are minted) last
+--         ctr  n, the live counter      pre  p, the highest presented
+--                                            counter ('' for none yet)
+--         req  requests accepted        seen last accepted request
+--         iss  when n was issued        ret  retirements, oldest first,
+--                                            'from-to@at' comma-separated
+--         rev  revocation reason ('' if live)
+--         ends, idle: the deadlines the rule needs of the meta.
 --
 -- Numbers are Lua doubles: exact for counters and ms timestamps below
 -- 2^53 (see docs/redis.md). Values that only move are written back as the
 -- decimal strings they came in as, so they stay exact whatever their size;
--- the two that are computed (ctr + 1, req + 1) are printed with %.0f.
+-- those that are computed (n + 1, c + 1, req + 1) are printed with %.0f.
 
 local key = KEYS[1]
-local f = redis.call('HMGET', key, 'ctr', 'req', 'seen', 'rot', 'ret', 'rev',
-  'ends', 'idle', 'sup', 'uid', 'created', 'meta')
-if not f[1] then
+local f = redis.call('HMGET', key, 'ids', 'uid', 'created', 'meta', 'ctr',
+  'pre', 'req', 'seen', 'iss', 'ret', 'rev', 'ends', 'idle')
+local present = false
+for i = 1, 13 do
+  if f[i] then
+    present = true
+  end
+end
+if not present then
   return false
 end
-local ctr, req, seen, rot = tonumber(f[1]), tonumber(f[2]), tonumber(f[3]), tonumber(f[4])
-local ends, idle = tonumber(f[7]), tonumber(f[8])
-if not (ctr and req and seen and rot and ends and idle and f[5] and f[10] and f[11] and f[12]) then
-  return redis.error_reply('CORRUPT session hash ' .. key .. ' lacks a field')
+local function corrupt(what)
+  return redis.error_reply('CORRUPT lineage hash ' .. key .. ' ' .. what)
 end
-local rev = f[6] or ''
+for i = 1, 13 do
+  if not f[i] then
+    return corrupt('lacks a field')
+  end
+end
+local ctr, req, seen, iss = tonumber(f[5]), tonumber(f[7]), tonumber(f[8]), tonumber(f[9])
+local ends, idle = tonumber(f[12]), tonumber(f[13])
+if not (ctr and req and seen and iss and ends and idle) then
+  return corrupt('has a field that is not a number')
+end
+local pre = nil
+if f[6] ~= '' then
+  pre = string.find(f[6], '^%d+$') and tonumber(f[6])
+  if not pre then
+    return corrupt('has a bad presented counter')
+  end
+end
+
+-- The lineage's ids; the presented one must be among them.
+local ids = f[1]
+local current = nil
+local member = false
+local count = 0
+for id in string.gmatch(ids, '[^,]+') do
+  if #id ~= 32 or string.find(id, '[^0-9a-f]') then
+    return corrupt('has a bad id list')
+  end
+  count = count + 1
+  current = id
+  if id == ARGV[1] then
+    member = true
+  end
+end
+if count == 0 or string.find(ids, ',,', 1, true) or string.sub(ids, 1, 1) == ','
+  or string.sub(ids, -1) == ',' then
+  return corrupt('has a bad id list')
+end
+if not member then
+  return false
+end
+
+-- Retirements: { from, to, at } as numbers, and the texts they came as.
+local retired = {}
+for entry in string.gmatch(f[10], '[^,]+') do
+  local from, to, at = string.match(entry, '^(%d+)-(%d+)@(%d+)$')
+  if not from then
+    return corrupt('has a bad retired list')
+  end
+  retired[#retired + 1] = { tonumber(from), tonumber(to), tonumber(at), entry }
+end
+local _, commas = string.gsub(f[10], ',', ',')
+if f[10] ~= '' and #retired ~= commas + 1 then
+  return corrupt('has a bad retired list')
+end
 
 local function reply(verdict)
-  return { verdict, f[1], f[2], f[3], f[4], f[5], rev, f[10], f[11], f[12] }
+  return { verdict, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11] }
 end
 
-local now = tonumber(ARGV[2])
-if rev ~= '' then
+local now = tonumber(ARGV[3])
+if f[11] ~= '' then
   return reply('revoked')
 end
 if now >= ends then
   return reply('expired')
 end
+-- seen.saturating_add(idle): doubles do not overflow.
 if now >= seen + idle then
   return reply('idle_timeout')
 end
-local presented = tonumber(ARGV[1])
-if presented > ctr then
+local c = tonumber(ARGV[2])
+if c > ctr then
   return reply('ahead')
 end
 
-local retired = {}
-for at in string.gmatch(f[5], '[^,]+') do
-  if not tonumber(at) then
-    return redis.error_reply('CORRUPT session hash ' .. key .. ' has a bad retired list')
-  end
-  retired[#retired + 1] = at
-end
-local depth, window = tonumber(ARGV[3]), tonumber(ARGV[4])
-local slack = tonumber(ARGV[7])
+local depth, window = tonumber(ARGV[4]), tonumber(ARGV[5])
+local slack = tonumber(ARGV[8])
+local new_id = ARGV[9]
 
--- The request is accepted: count it, move last_seen forward, renew the TTL
--- to the session's next deadline.
+-- The request is accepted: count it, move last_seen forward.
 local function accept()
   req = req + 1
-  f[2] = string.format('%.0f', req)
+  f[7] = string.format('%.0f', req)
   if now > seen then
     seen = now
-    f[3] = ARGV[2]
+    f[8] = ARGV[3]
   end
 end
+-- SequenceState::retire: forget what is older than the window, push, keep
+-- the last max(K, 1). `from_text`, `to_text` are exact decimal strings.
+local function retire(from_text, to_text)
+  local horizon = math.max(now - window, 0)
+  local kept = {}
+  for _, r in ipairs(retired) do
+    if r[3] >= horizon then
+      kept[#kept + 1] = r
+    end
+  end
+  kept[#kept + 1] = { tonumber(from_text), tonumber(to_text), now,
+    from_text .. '-' .. to_text .. '@' .. ARGV[3] }
+  local keep = math.max(depth, 1)
+  local texts = {}
+  for i = math.max(#kept - keep + 1, 1), #kept do
+    texts[#texts + 1] = kept[i][4]
+  end
+  f[10] = table.concat(texts, ',')
+end
+-- SessionRecord::issue: the next token, and the move to the new id if
+-- one is asked for, differs from the current one and shares the lineage.
+local function issue()
+  f[5] = string.format('%.0f', ctr + 1)
+  f[9] = ARGV[3]
+  if new_id ~= '' and new_id ~= current and #new_id == 32
+    and string.sub(new_id, 1, 16) == string.sub(current, 1, 16) then
+    f[1] = f[1] .. ',' .. new_id
+  end
+end
+-- Writes the sequence back and renews the TTL to the next deadline.
 local function store_and_expire()
-  redis.call('HSET', key, 'ctr', f[1], 'req', f[2], 'seen', f[3], 'rot', f[4], 'ret', f[5])
+  redis.call('HSET', key, 'ids', f[1], 'ctr', f[5], 'pre', f[6], 'req', f[7],
+    'seen', f[8], 'iss', f[9], 'ret', f[10])
   local purge = math.min(ends, seen + idle)
   local ttl = math.min(math.max(purge - now, 0) + slack, 1e12)
   redis.call('PEXPIRE', key, string.format('%.0f', math.max(ttl, 1)))
 end
 
-if presented < ctr then
-  local age = ctr - presented
-  local n = #retired
-  if age <= depth and age <= n then
-    local at = tonumber(retired[n - age + 1])
-    -- now.saturating_sub(at) <= window: a negative difference is <= too.
-    if now - at <= window then
+if c == ctr then
+  accept()
+  if pre ~= ctr then
+    -- First use of the live token: its predecessor is retired.
+    if pre then
+      retire(f[6], f[6])
+    end
+    f[6] = f[5]
+  end
+  local rotate
+  if new_id ~= '' or ARGV[6] == 'a' then
+    rotate = true
+  elseif ARGV[6] == 'n' then
+    rotate = false
+  elseif ARGV[6] == 'e' then
+    local every = tonumber(ARGV[7])
+    rotate = every <= 1 or math.fmod(req, every) == 0
+  else
+    rotate = math.max(now - iss, 0) >= tonumber(ARGV[7])
+  end
+  if not rotate then
+    store_and_expire()
+    return reply('current')
+  end
+  issue()
+  store_and_expire()
+  return reply('rotated')
+end
+
+if pre == c then
+  accept()
+  -- now.saturating_sub(issued_at) <= T: a negative difference is <= too.
+  if now - iss <= window then
+    store_and_expire()
+    return reply('pending')
+  end
+  -- The live token's response was lost: (c, n] is abandoned.
+  retire(string.format('%.0f', c + 1), f[5])
+  issue()
+  store_and_expire()
+  return reply('recovered')
+end
+
+-- retired_at(c): the newest retirement covering c.
+for i = #retired, 1, -1 do
+  local r = retired[i]
+  if r[1] <= c and c <= r[2] then
+    if now - r[3] <= window then
       accept()
+      if not pre or c > pre then
+        -- An abandoned token, in flight when a recovery skipped it: its
+        -- holder moved past p, which is retired; c is the new p.
+        if pre then
+          retire(f[6], f[6])
+        end
+        f[6] = ARGV[2]
+      end
       store_and_expire()
       return reply('grace')
     end
+    break
   end
-  rev = 'token_reused'
-  redis.call('HSET', key, 'rev', rev)
-  return reply('reused')
 end
-
-accept()
-local rotate
-if f[9] == '1' then
-  rotate = false
-elseif ARGV[5] == 'a' then
-  rotate = true
-elseif ARGV[5] == 'n' then
-  rotate = false
-elseif ARGV[5] == 'e' then
-  local every = tonumber(ARGV[6])
-  rotate = every <= 1 or math.fmod(req, every) == 0
-else
-  rotate = math.max(now - rot, 0) >= tonumber(ARGV[6])
-end
-if not rotate then
-  store_and_expire()
-  return reply('current')
-end
-f[1] = string.format('%.0f', ctr + 1)
-f[4] = ARGV[2]
-retired[#retired + 1] = ARGV[2]
-local keep = {}
-for i = math.max(#retired - depth + 1, 1), #retired do
-  keep[#keep + 1] = retired[i]
-end
-f[5] = table.concat(keep, ',')
-store_and_expire()
-return reply('rotated')
+f[11] = 'token_reused'
+redis.call('HSET', key, 'rev', f[11])
+return reply('reused')

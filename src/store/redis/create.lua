@@ -1,15 +1,22 @@
--- create: stores a new session hash unless the id is taken.
+-- create: stores a new lineage hash unless its key (the lineage) is taken.
 --
--- KEYS[1]  the session hash
--- ARGV     uid, created, ends, idle, sup, meta, ctr, req, seen, rot, ret,
---          rev, ttl (ms)
--- Reply: 1 if created, 0 if the id is taken.
+-- KEYS[1]  the lineage hash
+-- ARGV     ids, uid, created, meta, ends, idle, ctr, pre, req, seen, iss,
+--          ret, rev, ttl (ms)
+-- Reply: false if created; if the lineage is taken, the user id that owns
+-- it ('' if the hash has none), so the caller can drop the index entry it
+-- added for another user.
+local owner = redis.call('HGET', KEYS[1], 'uid')
+if owner then
+  return owner
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
+  return ''
 end
 redis.call('HSET', KEYS[1],
-  'uid', ARGV[1], 'created', ARGV[2], 'ends', ARGV[3], 'idle', ARGV[4],
-  'sup', ARGV[5], 'meta', ARGV[6], 'ctr', ARGV[7], 'req', ARGV[8],
-  'seen', ARGV[9], 'rot', ARGV[10], 'ret', ARGV[11], 'rev', ARGV[12])
-redis.call('PEXPIRE', KEYS[1], ARGV[13])
-return 1
+  'ids', ARGV[1], 'uid', ARGV[2], 'created', ARGV[3], 'meta', ARGV[4],
+  'ends', ARGV[5], 'idle', ARGV[6], 'ctr', ARGV[7], 'pre', ARGV[8],
+  'req', ARGV[9], 'seen', ARGV[10], 'iss', ARGV[11], 'ret', ARGV[12],
+  'rev', ARGV[13])
+redis.call('PEXPIRE', KEYS[1], ARGV[14])
+return false

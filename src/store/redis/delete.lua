@@ -1,13 +1,21 @@
--- delete: removes a session hash, optionally only if it belongs to a user.
+-- delete: removes a lineage hash if the id is one of its ids, or if it
+-- belongs to a user.
 --
--- KEYS[1]  the session hash
--- ARGV[1]  '1' to require ARGV[2] as the owner, '0' for any owner
+-- KEYS[1]  the lineage hash
+-- ARGV[1]  'id' to require ARGV[2] among the lineage's ids,
+--          'owner' to require ARGV[2] as its user id
 -- Reply: the owner's user id if deleted, false otherwise.
-local uid = redis.call('HGET', KEYS[1], 'uid')
+local f = redis.call('HMGET', KEYS[1], 'uid', 'ids')
+local uid = f[1]
 if not uid then
   return false
 end
-if ARGV[1] == '1' and ARGV[2] ~= uid then
+if ARGV[1] == 'owner' then
+  if ARGV[2] ~= uid then
+    return false
+  end
+elseif not (f[2] and ARGV[2] ~= ''
+    and string.find(',' .. f[2] .. ',', ',' .. ARGV[2] .. ',', 1, true)) then
   return false
 end
 redis.call('DEL', KEYS[1])
