@@ -104,11 +104,13 @@ fn validate(c: &mut Criterion) {
                     for _ in 0..iters {
                         let i = pick.next(n);
                         let request = AdvanceRequest {
+                            session: f.ids[i],
                             presented: f.counters[i],
                             now_ms: now,
-                            grace_depth: 1,
+                            grace_depth: 16,
                             grace_window_ms: 10_000,
                             rotate: Rotate::Always,
+                            new_id: None,
                         };
                         let a = f
                             .store

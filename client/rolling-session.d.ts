@@ -80,9 +80,9 @@ export interface TelemetryDetail {
 
 export interface RefreshResult {
   ok: true;
-  /** The old session was retired by `POST {prefix}/refresh/confirm`. */
+  /** `POST {prefix}/refresh/confirm` validated the renewed cookie (idempotent; requests still in flight with the old cookie stay within its grace). */
   confirmed: boolean;
-  /** Requests of this tab that were in flight when the new credentials arrived, awaited before confirming. */
+  /** Requests of this tab that were in flight before the refresh, awaited so that it presents the live token. */
   drained: number;
   /** Other tabs that had requests in flight and were awaited. */
   tabs: number;
@@ -117,7 +117,7 @@ export interface RollingSessionOptions {
   throttleMs?: number;
   /** Refresh this long before expiry once the server allows renewal. Default 5 min. */
   refreshLeadMs?: number;
-  /** Longest wait for requests in flight before confirming a refresh. Default 30 s. */
+  /** Longest wait for requests in flight before a refresh. Default 30 s. */
   drainTimeoutMs?: number;
   /** Longest wait for `onAutoSave`. Default 5 s. */
   autoSaveTimeoutMs?: number;
@@ -192,7 +192,7 @@ export declare class RollingSession extends EventTarget {
   fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
   /** GET status now; a session error ends the session everywhere. */
   check(source?: string): Promise<SessionStatus | null>;
-  /** Two-phase refresh: new credentials, wait for requests in flight (all tabs), confirm. */
+  /** Refresh: wait for requests in flight (all tabs), renew (retried for a while on 409 `token_not_live`), confirm. */
   refresh(): Promise<RefreshResult | null>;
   /** Auto-save, POST logoutUrl, end the session in every tab. */
   logout(): Promise<void>;

@@ -6,7 +6,8 @@
 
 const MIN = 60000;
 const SESSION_ERRORS = ['missing_token', 'malformed_token', 'session_not_found', 'session_expired',
-  'idle_timeout', 'token_reused', 'session_revoked', 'context_mismatch', 'token_ahead'];
+  'idle_timeout', 'token_reused', 'session_revoked', 'session_evicted', 'session_tampered', 'context_mismatch',
+  'token_ahead'];
 const now = () => performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -99,7 +100,7 @@ export class RollingSession extends EventTarget {
     return r?.ok ? r.data : null;
   }
 
-  /** Two-phase refresh: new credentials, drain the requests in flight, confirm. */
+  /** Refresh: let requests in flight land (all tabs), renew, confirm. */
   refresh() {
     return (this._refreshing ??= this._refresh().finally(() => (this._refreshing = null)));
   }
@@ -121,8 +122,7 @@ export class RollingSession extends EventTarget {
   }
 
   async call(method, path, body, source = path) {
-    // The app's requests in flight land first: one that starts while older ones
-    // wait for a connection would push their tokens out of grace.
+    // The app's requests in flight land first: this one must not retire their tokens.
     await Promise.race([Promise.allSettled([...this._pending]), sleep(3000)]);
     const t0 = now();
     let res, mid, data = null;
@@ -137,7 +137,7 @@ export class RollingSession extends EventTarget {
     } catch (e) {
       if (!res) return void this._emit('error', { source, error: String(e) });
     }
-    if (res.status === 401 && isSessionError(data?.error)) this._end(data.error, source);
+    if (res.status === 401) this._end(data?.error || 'unauthorized', source); // only sessions get 401 here
     return { ok: res.ok, status: res.status, data, mid };
   }
 
@@ -267,7 +267,7 @@ export class RollingSession extends EventTarget {
   }
 
   _activity(t) {
-    this._plan(); // a deadline passed while timers slept (background tab) ends the session first
+    this._plan(); // a deadline passed while timers slept (background tab) ends it first
     this.lastActivity = t;
     this._plan();
   }
@@ -297,7 +297,7 @@ export class RollingSession extends EventTarget {
     }
     if (!this.leader) return;
     if (this.idleAt != null && this.status) {
-      // Keep the server's idle clock in step with real activity when nothing else talks to it.
+      // Keep the server's idle clock in step with activity when nothing else talks to it.
       const keepAt = this.idleAt - Math.min(MIN, this.status.idle_timeout_ms / 4);
       this._later('keep', keepAt - t, () => this.lastActivity > this.lastContact && this.check('keepalive'));
     }
@@ -320,7 +320,7 @@ export class RollingSession extends EventTarget {
       this._post({ t: 'tel', d: { sent: body, advice: d } });
       if (d.refresh) this.refresh();
       else if (d.refresh_in_ms != null) this._later('advice', d.refresh_in_ms, () => this.refresh());
-      // Sample often while something is odd, less often while all is calm or the user is away.
+      // Sample often while something is odd, less often when calm or idle.
       this._telMs = d.anomaly_score > 0.5 || d.refresh ? this.o.telemetryMinMs : Math.min(this.o.telemetryMaxMs, this._telMs * 1.5);
     }
     if (r?.status === 404 || r?.status === 405) return; // the server takes no telemetry
@@ -331,10 +331,17 @@ export class RollingSession extends EventTarget {
 
   async _refresh() {
     if (this.state !== 'active') return null;
-    // Requests in flight (any tab) land first: an answer sent before the refresh
-    // but arriving after it would put the old session's cookie back.
-    const tabs = await this._drainAll([...this._pending]);
-    const r = await this.call('POST', '/refresh', undefined, 'refresh');
+    // Requests in flight (any tab) land first: one may carry the live token
+    // renewal needs. 409 token_not_live: retry soon.
+    let tabs = 0, drained = 0, r;
+    for (let i = 0; ; i++) {
+      const mine = [...this._pending];
+      drained += mine.length;
+      tabs += await this._drainAll(mine);
+      r = await this.call('POST', '/refresh', undefined, 'refresh');
+      if (r?.data?.error !== 'token_not_live' || i > 6 || this.state !== 'active') break;
+      await sleep(250 << i);
+    }
     if (!r?.ok) {
       const wait = r?.data?.retry_after_ms;
       this._emit('refresh', { ok: false, status: r?.status, error: r?.data?.error, retryAfterMs: wait });
@@ -342,19 +349,18 @@ export class RollingSession extends EventTarget {
       this._plan();
       return null;
     }
-    // Requests sent before this answer carry the old cookie; confirm after them.
+    // Earlier requests' answers carry older times.
     this._applied = this._seq;
-    const inflight = [...this._pending];
     this._applyStatus(r.data, r.mid);
-    const more = await this._drainAll(inflight);
+    // Confirm only validates the new cookie; old ones in flight keep their grace.
     const c = await this.call('POST', '/refresh/confirm', undefined, 'confirm');
-    const result = { ok: true, confirmed: !!c?.ok, drained: inflight.length, tabs: tabs + more, status: r.data };
+    const result = { ok: true, confirmed: !!c?.ok, drained, tabs, status: r.data };
     if (!c?.ok) result.error = c?.data?.error;
     this._emit('refresh', result);
     return result;
   }
 
-  // Waits for `mine` and other tabs' requests in flight; resolves to the number of busy tabs.
+  // Waits for `mine` and other tabs' requests in flight; resolves to how many tabs were busy.
   async _drainAll(mine) {
     const d = (this._drain = { id: Math.random().toString(36).slice(2), left: 0, tabs: 0 });
     const others = new Promise((done) => (d.done = done));

@@ -20,16 +20,25 @@
 //!    SQLite's write lock first, so two processes sharing the file cannot
 //!    both rotate;
 //! 4. index sessions by user for `list_by_user` and `delete_by_user`;
-//! 5. run `rolling_session::store::conformance::run` from a test
+//! 5. make `create_limited` one transaction too: read the user's sessions,
+//!    apply [`SessionLimit::evictions`] (the one limit rule), revoke the
+//!    evicted ones ([`RevocationReason::Evicted`], keeping their rows),
+//!    insert the new one, commit; so parallel logins of one user never
+//!    exceed the limit;
+//! 6. store the meta whole, its `seal` included (the session manager
+//!    checks that seal on every record it reads; the store never looks
+//!    inside);
+//! 7. run `rolling_session::store::conformance::run` from a test
 //!    (`tests/store_custom.rs` runs this very file).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rolling_session::store::{Advance, conformance};
+use rolling_session::store::{Advance, Created, SessionLimit, conformance};
 use rolling_session::{
-    AdvanceRequest, SequenceState, SessionId, SessionMeta, SessionRecord, SessionStore, StoreError,
+    AdvanceRequest, RevocationReason, SequenceState, SessionId, SessionMeta, SessionRecord,
+    SessionStore, StoreError,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
@@ -163,31 +172,80 @@ fn select(conn: &Connection, id: &SessionId) -> Result<Option<SessionRecord>, St
     Ok(record.filter(|r| r.has_id(id)))
 }
 
+/// Inserts a new row; a taken lineage key is a conflict.
+fn insert(conn: &Connection, r: &SessionRecord) -> Result<(), StoreError> {
+    let inserted = conn.execute(
+        "INSERT INTO sessions (lineage, ids, user_id, created_at, meta, sequence, purge_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            &lineage(&r.id)[..],
+            encode_ids(r),
+            r.user_id,
+            i64::try_from(r.created_at).map_err(StoreError::corrupt)?,
+            json(&r.meta)?,
+            json(&r.sequence)?,
+            clamp(r.purge_at()),
+        ],
+    );
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+            Err(StoreError::Conflict)
+        }
+        Err(e) => Err(db(e)),
+    }
+}
+
+/// Every stored session of a user.
+fn select_user(conn: &Connection, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+    let mut stmt = conn
+        .prepare(&format!("{SELECT} WHERE user_id = ?1"))
+        .map_err(db)?;
+    let rows = stmt
+        .query_map(params![user_id], read_row)
+        .map_err(db)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db)?;
+    rows.into_iter().map(decode).collect()
+}
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
         let r = record.clone();
+        self.call(move |conn| insert(conn, &r)).await
+    }
+
+    async fn create_limited(
+        &self,
+        record: &SessionRecord,
+        limit: &SessionLimit,
+    ) -> Result<Created, StoreError> {
+        let (r, limit) = (record.clone(), *limit);
         self.call(move |conn| {
-            let inserted = conn.execute(
-                "INSERT INTO sessions (lineage, ids, user_id, created_at, meta, sequence, purge_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    &lineage(&r.id)[..],
-                    encode_ids(&r),
-                    r.user_id,
-                    i64::try_from(r.created_at).map_err(StoreError::corrupt)?,
-                    json(&r.meta)?,
-                    json(&r.sequence)?,
-                    clamp(r.purge_at()),
-                ],
-            );
-            match inserted {
-                Ok(_) => Ok(()),
-                Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
-                    Err(StoreError::Conflict)
-                }
-                Err(e) => Err(db(e)),
+            // One transaction, the write lock taken first: two logins of
+            // one user (in this process or another sharing the file)
+            // never count at the same time.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            let evicted = limit.evictions(&select_user(&tx, &r.user_id)?)?;
+            // Inserted first, so a taken lineage key evicts nothing (the
+            // transaction rolls back when dropped).
+            insert(&tx, &r)?;
+            for id in &evicted {
+                let mut old = select(&tx, id)?.ok_or(StoreError::NotFound)?;
+                old.sequence
+                    .revoked
+                    .get_or_insert(RevocationReason::Evicted);
+                tx.execute(
+                    "UPDATE sessions SET sequence = ?1 WHERE lineage = ?2",
+                    params![json(&old.sequence)?, &lineage(id)[..]],
+                )
+                .map_err(db)?;
             }
+            tx.commit().map_err(db)?;
+            Ok(Created::evicting(evicted))
         })
         .await
     }
@@ -276,18 +334,7 @@ impl SessionStore for SqliteStore {
 
     async fn list_by_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
         let user_id = user_id.to_owned();
-        self.call(move |conn| {
-            let mut stmt = conn
-                .prepare(&format!("{SELECT} WHERE user_id = ?1"))
-                .map_err(db)?;
-            let rows = stmt
-                .query_map(params![user_id], read_row)
-                .map_err(db)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db)?;
-            rows.into_iter().map(decode).collect()
-        })
-        .await
+        self.call(move |conn| select_user(conn, &user_id)).await
     }
 
     async fn delete_by_user(&self, user_id: &str) -> Result<u64, StoreError> {

@@ -21,8 +21,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use rolling_session::http::{CookieConfig, Rejection, SessionHandle, SessionLayer, TokenTransport};
 use rolling_session::{
-    Config, EventSink, KeyRing, Session, SessionEvent, SessionId, SessionManager, Token, TokenKey,
-    TracingSink,
+    Config, EventSink, KeyRing, LineageKey, Session, SessionEvent, SessionManager, Token, TokenKey,
+    TracingSink, Verdict,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -46,9 +46,10 @@ impl EventSink for DemoEvents {
 struct Demo {
     manager: SessionManager,
     events: Arc<DemoEvents>,
-    /// The first token of each session, kept only for the "stolen cookie"
-    /// button. A real service never keeps tokens.
-    first_tokens: Arc<Mutex<HashMap<SessionId, Token>>>,
+    /// The first token of each session lineage (login to logout, across
+    /// renewals), kept only for the "stolen cookie" button. A real service
+    /// never keeps tokens.
+    first_tokens: Arc<Mutex<HashMap<LineageKey, Token>>>,
 }
 
 #[derive(Deserialize)]
@@ -74,14 +75,14 @@ async fn login(
         .manager
         .keys()
         .mint(&session.id(), session.record().sequence.counter);
-    demo.remember(session.id(), first);
+    demo.remember(session.id().lineage(), first);
     let mut body = serde_json::to_value(demo.manager.status(&session)).unwrap_or_default();
     body["user"] = json!(session.user_id());
     Ok(Json(body).into_response())
 }
 
 impl Demo {
-    fn remember(&self, id: SessionId, token: Token) {
+    fn remember(&self, id: LineageKey, token: Token) {
         let mut tokens = self.first_tokens.lock().unwrap_or_else(|e| e.into_inner());
         if tokens.len() > 10_000 {
             tokens.clear();
@@ -105,7 +106,7 @@ async fn replay(State(demo): State<Demo>, session: Session) -> Response {
         .first_tokens
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .get(&session.id())
+        .get(&session.id().lineage())
         .cloned();
     let Some(stolen) = stolen else {
         return (
@@ -116,11 +117,26 @@ async fn replay(State(demo): State<Demo>, session: Session) -> Response {
     };
     match demo.manager.validate_session(stolen.expose()).await {
         Err(e) => Rejection::from(&e).into_response(),
-        Ok(_) => (
+        // Served, and never handed a token: a request in flight looks like
+        // this until the grace window (10 s) after the victim moved past it.
+        Ok(v) if matches!(v.verdict, Verdict::Grace | Verdict::Pending) => (
             StatusCode::CONFLICT,
             Json(json!({
                 "error": "within_grace",
-                "message": "the copied token is still within its grace window; make a request and try again in a few seconds"
+                "verdict": v.verdict.as_str(),
+                "message": "the copied token is still within its grace window (served, but handed no token); make a request and try again in a few seconds"
+            })),
+        )
+            .into_response(),
+        // The victim was silent for longer than the grace window since its
+        // last token was issued: the copy took the session over, and the
+        // victim's next request will reveal it.
+        Ok(v) => (
+            StatusCode::CONFLICT,
+            Json(json!({
+                "error": "copy_took_over",
+                "verdict": v.verdict.as_str(),
+                "message": "the victim was idle, so the copy was taken for a lost response and handed a fresh token; the victim's next request reveals the theft"
             })),
         )
             .into_response(),
@@ -148,18 +164,18 @@ async fn page() -> Html<&'static str> {
     Html(include_str!("demo/index.html"))
 }
 
-/// The secure defaults, with three changes so the demo can be tried in a
+/// The secure defaults, with changes only so the demo can be tried in a
 /// minute: telemetry accepted up to 20 times a second per session (the
-/// default is one report per 2.5 s), renewal allowed at any time rather than
-/// only in the last hour, and a grace depth of 6, the number of
-/// connections a browser opens to one HTTP/1.1 origin, so bursts of
-/// parallel requests never look like theft.
+/// default is one report per 2.5 s), and renewal allowed at any time (and
+/// a thousand times) rather than only in the last hour. The token settings
+/// (grace window, floor and depth) are the library's defaults: bursts of
+/// parallel requests, lost responses and refreshes with requests in flight
+/// need nothing more.
 fn demo_config() -> Config {
     let mut config = Config::default();
     config.drift.min_sample_interval_ms = 50;
     config.renewal_threshold = config.expiration_time;
     config.max_renewals = 1_000;
-    config.token.grace_depth = 6;
     config
 }
 

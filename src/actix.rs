@@ -179,9 +179,11 @@ where
         );
         let (token, info) = self.exchange.inspect(&head);
         let (service, exchange) = (self.service.clone(), self.exchange.clone());
+        let (method, path) = (req.method().as_str().to_owned(), req.path().to_owned());
         Box::pin(async move {
-            let handle = exchange.begin(token, info).await;
+            let handle = exchange.begin_at(token, info, &method, &path).await;
             if exchange.is_required()
+                && !handle.is_deferred()
                 && let Err(rejection) = handle.require()
             {
                 let mut res = response(exchange.rejection_response(&rejection));

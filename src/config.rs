@@ -107,8 +107,8 @@ impl Config {
         if self.max_concurrent_sessions == 0 {
             return Err(ConfigError("max_concurrent_sessions must be at least 1"));
         }
-        if self.token.grace_depth == 0 || self.token.grace_depth > 64 {
-            return Err(ConfigError("token.grace_depth must be between 1 and 64"));
+        if self.token.grace_depth == 0 || self.token.grace_depth > 256 {
+            return Err(ConfigError("token.grace_depth must be between 1 and 256"));
         }
         if self.token.grace_min.is_zero() || self.token.grace_min > self.token.grace_window {
             return Err(ConfigError(
@@ -169,8 +169,10 @@ pub struct TokenGrace {
     #[serde(with = "humantime_serde")]
     pub grace_min: Duration,
     /// K: at most this many retirements are remembered (each rotation
-    /// retires one token); a token retired before them is treated as
-    /// retired too long ago. Default 16, at most 64.
+    /// retires one token, and retirements older than the window are
+    /// forgotten anyway); a token retired before them is treated as retired
+    /// too long ago. Default 64 (64 rotations while one request is in
+    /// flight), at most 256.
     pub grace_depth: u32,
 }
 
@@ -179,7 +181,7 @@ impl Default for TokenGrace {
         Self {
             grace_window: Duration::from_secs(10),
             grace_min: Duration::from_secs(2),
-            grace_depth: 16,
+            grace_depth: 64,
         }
     }
 }
@@ -234,7 +236,7 @@ mod tests {
         assert_eq!(c.renewal_threshold, Duration::from_secs(3600));
         assert_eq!((c.max_renewals, c.max_concurrent_sessions), (10, 5));
         assert_eq!(c.token.grace_window, Duration::from_secs(10));
-        assert_eq!(c.token.grace_depth, 16);
+        assert_eq!(c.token.grace_depth, 64);
         assert_eq!(c.token.grace_min, Duration::from_secs(2));
         assert_eq!(c.rotation, Rotation::EveryRequest);
         c.validate().unwrap();

@@ -38,6 +38,30 @@ pub enum TokenError {
     BadTag,
 }
 
+/// Why a stored record's [`RecordSeal`](crate::store::RecordSeal) does not
+/// check ([`KeyRing::verify_record`](crate::KeyRing::verify_record)). The
+/// manager answers each with [`ErrorKind::RecordTampered`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordSealError {
+    /// The record carries no seal: not written by a manager of this
+    /// version, or the seal was removed.
+    #[error("the stored session record is not sealed")]
+    Missing,
+    /// Sealed under a key this server does not list (retired too early,
+    /// or another deployment's).
+    #[error(
+        "the stored session record is sealed under key {key_id}, which this server does not list"
+    )]
+    UnknownKey {
+        /// The key id in the seal.
+        key_id: u8,
+    },
+    /// The seal does not match the record: a bound field was rewritten.
+    #[error("the stored session record does not match its seal")]
+    Mismatch,
+}
+
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What went wrong in a [`SessionStore`](crate::SessionStore). Each
@@ -54,9 +78,19 @@ pub enum StoreError {
     /// The store cannot be reached or did not answer in time.
     #[error("session store unavailable")]
     Unavailable(#[source] BoxError),
-    /// The store answered with data this crate cannot read.
+    /// The store answered with data this crate cannot read. For a
+    /// session's record, the manager answers it as
+    /// [`ErrorKind::RecordTampered`]: a record this crate did not write.
     #[error("session store returned corrupt data")]
     Corrupt(#[source] BoxError),
+    /// [`create_limited`](crate::SessionStore::create_limited) refused the
+    /// session: the user already has `max` live sessions and the policy
+    /// refuses new ones.
+    #[error("the user already has {max} live sessions")]
+    SessionLimit {
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl StoreError {
@@ -93,6 +127,16 @@ pub enum ErrorKind {
     TokenReused,
     /// The session was revoked earlier.
     SessionRevoked,
+    /// A newer login of the same user took the session's place under the
+    /// per-user session limit.
+    SessionEvicted,
+    /// The session's stored record failed its integrity check (its
+    /// [`RecordSeal`](crate::store::RecordSeal) is missing or does not
+    /// match, or the store returned data this crate did not write):
+    /// someone with write access to the store changed it. Refused, fail
+    /// closed; an audit event ([`SessionEvent::RecordTampered`](crate::SessionEvent::RecordTampered))
+    /// names the session.
+    RecordTampered,
     /// The token's counter is ahead of the server's: a forgery or a bug.
     /// The session is not revoked.
     TokenAhead,
@@ -145,6 +189,8 @@ impl ErrorKind {
             Self::IdleTimeout => "idle_timeout",
             Self::TokenReused => "token_reused",
             Self::SessionRevoked => "session_revoked",
+            Self::SessionEvicted => "session_evicted",
+            Self::RecordTampered => "session_tampered",
             Self::TokenAhead => "token_ahead",
             Self::ContextMismatch { .. } => "context_mismatch",
             Self::RenewalTooEarly { .. } => "renewal_too_early",
@@ -176,6 +222,12 @@ impl fmt::Display for ErrorKind {
                 "an old session token was used again; the session is revoked because its credential was copied",
             ),
             Self::SessionRevoked => f.write_str("the session was revoked; log in again"),
+            Self::SessionEvicted => f.write_str(
+                "a newer login took this session's place (too many sessions for this user); log in again",
+            ),
+            Self::RecordTampered => f.write_str(
+                "the session's stored record failed its integrity check; log in again",
+            ),
             Self::TokenAhead => f.write_str("the session token was never issued by this server"),
             Self::ContextMismatch { fields } => write!(
                 f,
@@ -221,6 +273,13 @@ pub struct Error {
 impl Error {
     pub(crate) fn new(kind: ErrorKind) -> Self {
         Self { kind, source: None }
+    }
+
+    pub(crate) fn with_source(kind: ErrorKind, source: StoreError) -> Self {
+        Self {
+            kind,
+            source: Some(source),
+        }
     }
 
     /// What went wrong.
@@ -274,6 +333,7 @@ impl From<StoreError> for Error {
         let kind = match e {
             StoreError::NotFound => ErrorKind::UnknownSession,
             StoreError::Unavailable(_) => ErrorKind::StoreUnavailable,
+            StoreError::SessionLimit { max } => ErrorKind::SessionLimit { max },
             _ => ErrorKind::Store,
         };
         Self {

@@ -24,7 +24,10 @@ pub enum TerminationReason {
     /// Replaced by a new session id. No longer emitted: renewal and
     /// elevation continue the lineage under a new id without ending it.
     Replaced,
-    /// Evicted to respect the per-user session limit.
+    /// Evicted to respect the per-user session limit: a newer login of
+    /// the same user took its place. The record stays, revoked
+    /// ([`RevocationReason::Evicted`](crate::RevocationReason::Evicted)),
+    /// so the session's next request is answered `session_evicted`.
     Evicted,
     /// Ended because the request context changed.
     ContextMismatch,
@@ -115,6 +118,15 @@ pub enum SessionEvent {
         /// The action taken (`DriftConfig::anomaly_action`).
         action: AnomalyAction,
     },
+    /// A stored record failed its integrity check (its seal is missing or
+    /// does not match, or the store returned data this crate did not
+    /// write): someone with write access to the store changed it. The
+    /// request was refused (`session_tampered`). No user id: the stored
+    /// one cannot be trusted.
+    RecordTampered {
+        /// The session id the request named.
+        session_id: SessionId,
+    },
 }
 
 impl SessionEvent {
@@ -129,6 +141,7 @@ impl SessionEvent {
             Self::TheftDetected { .. } => "theft_detected",
             Self::ContextMismatch { .. } => "context_mismatch",
             Self::Anomaly { .. } => "anomaly",
+            Self::RecordTampered { .. } => "record_tampered",
         }
     }
 }
@@ -141,8 +154,9 @@ pub trait EventSink: Send + Sync + 'static {
     fn emit(&self, event: &SessionEvent);
 }
 
-/// Writes events through `tracing`: rotations at `TRACE`, theft and
-/// anomalies at `WARN`, the rest at `INFO`.
+/// Writes events through `tracing`: rotations at `TRACE`, theft,
+/// anomalies, context mismatches and tampered records at `WARN`, the rest
+/// at `INFO`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingSink;
 
@@ -153,7 +167,8 @@ impl EventSink for TracingSink {
             SessionEvent::Rotated { .. } => tracing::trace!(target: T, ?event),
             SessionEvent::TheftDetected { .. }
             | SessionEvent::Anomaly { .. }
-            | SessionEvent::ContextMismatch { .. } => tracing::warn!(target: T, ?event),
+            | SessionEvent::ContextMismatch { .. }
+            | SessionEvent::RecordTampered { .. } => tracing::warn!(target: T, ?event),
             _ => tracing::info!(target: T, ?event),
         }
     }

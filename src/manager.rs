@@ -8,11 +8,11 @@ use serde::Serialize;
 use crate::clock::{Clock, SystemClock, as_ms};
 use crate::config::{Config, MismatchAction, Rotation, SessionLimitPolicy};
 use crate::drift::{AnomalyAction, DriftAdvice, DriftPredictor, SampleContext, TelemetrySample};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, StoreError};
 use crate::events::{EventSink, SessionEvent, TerminationReason, TracingSink};
-use crate::sequence::{AdvanceRequest, Rotate, SequenceState, Verdict};
+use crate::sequence::{AdvanceRequest, RevocationReason, Rotate, SequenceState, Verdict};
 use crate::session::{SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord};
-use crate::store::{MemoryStore, SessionStore};
+use crate::store::{MemoryStore, SessionLimit, SessionStore};
 use crate::telemetry::DriftRegistry;
 use crate::token::{KeyRing, Token, VerifiedToken};
 
@@ -311,8 +311,90 @@ impl SessionManager {
         self.inner.events.emit(&event);
     }
 
+    /// Counts a record that failed its integrity check, reports it
+    /// ([`SessionEvent::RecordTampered`], metric
+    /// `rolling_session_records_tampered_total`), and returns the refusal.
+    fn tampered(&self, session_id: SessionId, source: StoreError) -> Error {
+        // The audit event below says which session; this says why.
+        tracing::warn!(
+            %session_id,
+            error = %source,
+            cause = ?std::error::Error::source(&source).map(ToString::to_string),
+            "a stored session record failed its integrity check"
+        );
+        metrics::counter!("rolling_session_records_tampered_total").increment(1);
+        self.emit(SessionEvent::RecordTampered { session_id });
+        Error::with_source(ErrorKind::RecordTampered, source)
+    }
+
+    /// A store error while reading the record of `id`: data this crate
+    /// did not write is a tampered record (401, fail closed), not a server
+    /// error.
+    fn read_failed(&self, id: &SessionId, e: StoreError) -> Error {
+        match e {
+            StoreError::Corrupt(_) => self.tampered(*id, e),
+            e => e.into(),
+        }
+    }
+
+    /// Checks the seal of a record read from the store for a request on
+    /// `id`.
+    fn check_seal(&self, id: &SessionId, record: &SessionRecord) -> Result<(), Error> {
+        self.inner
+            .keys
+            .verify_record(record)
+            .map_err(|e| self.tampered(*id, StoreError::corrupt(e)))
+    }
+
+    /// Loads the record `id` belongs to and checks its seal.
+    async fn load_checked(&self, id: &SessionId) -> Result<Option<SessionRecord>, Error> {
+        let record = match self.inner.store.load(id).await {
+            Ok(r) => r,
+            Err(e) => return Err(self.read_failed(id, e)),
+        };
+        if let Some(r) = &record {
+            self.check_seal(id, r)?;
+        }
+        Ok(record)
+    }
+
+    /// Moves a record sealed under an older key onto the current one, so
+    /// that the older key can be retired: called by the request that
+    /// issued the session's next token (no other request can be writing
+    /// the session's meta for a renewal or an elevation at that moment,
+    /// as those need the token this request just replaced). Reads the
+    /// record afresh, so it writes back nothing older. Best effort: a
+    /// failure only leaves it for the next such request.
+    async fn reseal(&self, id: &SessionId) {
+        match self.load_checked(id).await {
+            Ok(Some(mut fresh)) => {
+                if let Err(e) = self.write_meta(&mut fresh).await {
+                    tracing::debug!(session_id = %id, error = %e, "resealing a record failed");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(session_id = %id, error = %e, "resealing a record failed"),
+        }
+    }
+
+    /// Seals the record's meta under the current key and writes it.
+    async fn write_meta(&self, record: &mut SessionRecord) -> Result<(), Error> {
+        record.meta.seal = Some(self.inner.keys.seal_record(record));
+        self.inner
+            .store
+            .update_meta(&record.id, &record.meta)
+            .await?;
+        Ok(())
+    }
+
     /// Creates a session for an authenticated user (always a fresh id:
-    /// fixation protection), enforcing the per-user session limit.
+    /// fixation protection), enforcing the per-user session limit in the
+    /// same atomic store step
+    /// ([`SessionStore::create_limited`]): however many logins of one user
+    /// run in parallel, at most `max_concurrent_sessions` are live.
+    /// Sessions evicted to make room are revoked (their next request gets
+    /// `session_evicted`) and reported as
+    /// [`SessionEvent::Terminated`] with [`TerminationReason::Evicted`].
     pub async fn create_session(
         &self,
         user_id: impl Into<String>,
@@ -321,7 +403,11 @@ impl SessionManager {
         let user_id = user_id.into();
         let cfg = &self.inner.config;
         let now = self.now_ms();
-        self.make_room_for(&user_id, now).await?;
+        let limit = SessionLimit {
+            max: cfg.max_concurrent_sessions,
+            evict_oldest: cfg.on_session_limit == SessionLimitPolicy::EvictOldest,
+            now_ms: now,
+        };
         let record = SessionRecord {
             id: SessionId::generate(),
             previous_ids: Vec::new(),
@@ -336,6 +422,7 @@ impl SessionManager {
                 renewals: 0,
                 flags: SessionFlags::default(),
                 previous_permissions: Vec::new(),
+                seal: None,
             },
             sequence: SequenceState::new(now),
         };
@@ -343,14 +430,22 @@ impl SessionManager {
         let mut attempts = 0;
         // A fresh id's lineage key (its first 8 bytes) may, very rarely,
         // be taken: draw again.
-        loop {
-            match self.inner.store.create(&record).await {
-                Err(crate::StoreError::Conflict) if attempts < 3 => {
+        let created = loop {
+            record.meta.seal = Some(self.inner.keys.seal_record(&record));
+            match self.inner.store.create_limited(&record, &limit).await {
+                Err(StoreError::Conflict) if attempts < 3 => {
                     attempts += 1;
                     record.id = SessionId::generate();
                 }
                 other => break other?,
             }
+        };
+        for session_id in created.evicted {
+            self.inner.drift.forget(&session_id);
+            self.emit(SessionEvent::Terminated {
+                session_id,
+                reason: TerminationReason::Evicted,
+            });
         }
         self.emit(SessionEvent::Created {
             session_id: record.id,
@@ -364,30 +459,6 @@ impl SessionManager {
             token: self.inner.keys.mint(&record.id, record.sequence.counter),
             session: Session { record, now_ms },
         }
-    }
-
-    async fn make_room_for(&self, user_id: &str, now: u64) -> Result<(), Error> {
-        let max = self.inner.config.max_concurrent_sessions;
-        let mut live: Vec<SessionRecord> = self
-            .inner
-            .store
-            .list_by_user(user_id)
-            .await?
-            .into_iter()
-            .filter(|r| !r.is_dead(now))
-            .collect();
-        if live.len() < max {
-            return Ok(());
-        }
-        if self.inner.config.on_session_limit == SessionLimitPolicy::Refuse {
-            return Err(ErrorKind::SessionLimit { max }.into());
-        }
-        live.sort_by_key(|r| r.created_at);
-        for old in &live[..=live.len() - max] {
-            self.terminate_id(&old.id, TerminationReason::Evicted)
-                .await?;
-        }
-        Ok(())
     }
 
     /// Validates a token as a request with an unsafe method and no context:
@@ -431,11 +502,15 @@ impl SessionManager {
             rotate,
             new_id,
         };
-        let advance = self
+        let advance = match self
             .inner
             .store
             .verify_and_advance(&verified.session_id, &request)
-            .await?;
+            .await
+        {
+            Ok(advance) => advance,
+            Err(e) => return Err(self.read_failed(&verified.session_id, e)),
+        };
         let Some(advance) = advance else {
             metrics::counter!("rolling_session_requests_total", "verdict" => "unknown")
                 .increment(1);
@@ -445,6 +520,20 @@ impl SessionManager {
         metrics::counter!("rolling_session_requests_total", "verdict" => verdict.as_str())
             .increment(1);
         let mut record = advance.record;
+        // Nothing of the record is used before its seal checks: not even
+        // the user id of a theft report.
+        self.check_seal(&verified.session_id, &record)?;
+        if verdict.is_accepted() && now >= record.meta.ends_at() {
+            // The store accepted a request its own (sealed) record says
+            // is past the session's end: the deadline it decided on was
+            // rewritten.
+            return Err(self.tampered(
+                verified.session_id,
+                StoreError::corrupt(
+                    "the store accepted a request after the sealed end of the session",
+                ),
+            ));
+        }
         if !verdict.is_accepted() {
             // Boxed: the refusal path is rare and its future is large.
             Box::pin(self.refuse_unless_accepted(&verified, verdict, &record, context)).await?;
@@ -456,9 +545,12 @@ impl SessionManager {
             });
             self.inner.keys.mint(&record.id, record.sequence.counter)
         });
-        if verified.session_id != record.id {
+        if verified.session_id != record.id && new_id != Some(record.id) {
             // A token of an earlier id, within its grace: it keeps the
             // permissions it had, never those an elevation granted since.
+            // (Not the request that just moved the lineage to `new_id`:
+            // its record is the session's own, written back by renewal
+            // and elevation.)
             let previous = record.previous_ids.last() == Some(&verified.session_id);
             let meta = &mut record.meta;
             meta.permissions = if previous {
@@ -478,6 +570,11 @@ impl SessionManager {
             }
             None => record,
         };
+        if next_token.is_some()
+            && record.meta.seal.map(|s| s.key_id()) != Some(self.inner.keys.current().id())
+        {
+            Box::pin(self.reseal(&record.id)).await;
+        }
         Ok(Validated {
             session: Session {
                 record,
@@ -498,7 +595,10 @@ impl SessionManager {
         let kind = match verdict {
             Verdict::Ahead => ErrorKind::TokenAhead,
             Verdict::Unknown => ErrorKind::UnknownSession,
-            Verdict::Revoked => ErrorKind::SessionRevoked,
+            Verdict::Revoked => match record.sequence.revoked {
+                Some(RevocationReason::Evicted) => ErrorKind::SessionEvicted,
+                _ => ErrorKind::SessionRevoked,
+            },
             Verdict::Reused => {
                 self.inner.drift.forget(&record.id);
                 self.emit(SessionEvent::TheftDetected {
@@ -579,10 +679,7 @@ impl SessionManager {
             MismatchAction::Allow => {
                 if !record.meta.flags.context_mismatch {
                     record.meta.flags.context_mismatch = true;
-                    self.inner
-                        .store
-                        .update_meta(&record.id, &record.meta)
-                        .await?;
+                    self.write_meta(&mut record).await?;
                 }
                 Ok(record)
             }
@@ -636,13 +733,23 @@ impl SessionManager {
     /// nothing. A token whose successor's response was lost renews (the
     /// recovery case of the rule).
     pub async fn renew_session(&self, token: &str) -> Result<NewSession, Error> {
+        self.renew_with(token, Rotate::Always).await
+    }
+
+    /// [`renew_session`](Self::renew_session) with a token this request
+    /// was just issued and has not delivered (a renewal inside a handler):
+    /// the token is replaced, never used, so a lost response leaves the
+    /// client with the token it presented, which the rule recovers.
+    pub(crate) async fn renew_session_undelivered(&self, token: &str) -> Result<NewSession, Error> {
+        self.renew_with(token, Rotate::ReplaceUndelivered).await
+    }
+
+    async fn renew_with(&self, token: &str, rotate: Rotate) -> Result<NewSession, Error> {
         let verified = self.inner.keys.verify(token)?;
         let cfg = &self.inner.config;
         let now = self.now_ms();
         let current = self
-            .inner
-            .store
-            .load(&verified.session_id)
+            .load_checked(&verified.session_id)
             .await?
             .ok_or(ErrorKind::UnknownSession)?;
         if current.meta.renewals >= cfg.max_renewals {
@@ -661,7 +768,7 @@ impl SessionManager {
             .into());
         }
         let (from, renewed) = self
-            .move_to_new_id(token, &current, |meta| {
+            .move_to_new_id(token, &current, rotate, |meta| {
                 meta.expires_at = now
                     .saturating_add(as_ms(cfg.expiration_time))
                     .min(meta.absolute_expires_at);
@@ -683,12 +790,11 @@ impl SessionManager {
         &self,
         token: &str,
         current: &SessionRecord,
+        rotate: Rotate,
         change: impl FnOnce(&mut SessionMeta),
     ) -> Result<(SessionId, NewSession), Error> {
         let new_id = current.id.next_generation();
-        let validated = self
-            .check(token, Rotate::Always, None, Some(new_id))
-            .await?;
+        let validated = self.check(token, rotate, None, Some(new_id)).await?;
         let Some(token) = validated.next_token else {
             return Err(ErrorKind::NotLive.into());
         };
@@ -699,10 +805,7 @@ impl SessionManager {
         }
         let from = record.previous_ids.last().copied().unwrap_or(record.id);
         change(&mut record.meta);
-        self.inner
-            .store
-            .update_meta(&record.id, &record.meta)
-            .await?;
+        self.write_meta(&mut record).await?;
         // Same client, same clock: its drift state moves to the new id.
         self.inner.drift.rename(&from, record.id);
         let now_ms = validated.session.now_ms;
@@ -764,6 +867,8 @@ impl SessionManager {
     }
 
     /// The user's live sessions (not expired, idle, revoked or superseded).
+    /// A record that fails its integrity check is left out and reported
+    /// ([`SessionEvent::RecordTampered`]).
     pub async fn active_sessions(&self, user_id: &str) -> Result<Vec<Session>, Error> {
         let now = self.now_ms();
         let mut sessions: Vec<Session> = self
@@ -772,6 +877,7 @@ impl SessionManager {
             .list_by_user(user_id)
             .await?
             .into_iter()
+            .filter(|r| self.check_seal(&r.id, r).is_ok() && r.user_id == user_id)
             .filter(|r| !r.is_dead(now))
             .map(|record| Session {
                 record,
@@ -785,12 +891,17 @@ impl SessionManager {
     /// Ends every session of the user (log out everywhere); returns how
     /// many were ended.
     pub async fn terminate_all_user_sessions(&self, user_id: &str) -> Result<u64, Error> {
+        // Tampered records are deleted too (and reported): their ids are
+        // only used for the events.
         let ids: Vec<SessionId> = self
             .inner
             .store
             .list_by_user(user_id)
             .await?
             .iter()
+            .inspect(|r| {
+                let _ = self.check_seal(&r.id, r);
+            })
             .map(|r| r.id)
             .collect();
         let n = self.inner.store.delete_by_user(user_id).await?;
@@ -812,10 +923,7 @@ impl SessionManager {
     ) -> Result<Session, Error> {
         let mut session = self.check(token, Rotate::Never, None, None).await?.session;
         session.record.meta.context.merge(update);
-        self.inner
-            .store
-            .update_meta(&session.record.id, &session.record.meta)
-            .await?;
+        self.write_meta(&mut session.record).await?;
         Ok(session)
     }
 
@@ -830,15 +938,34 @@ impl SessionManager {
         token: &str,
         permissions: Vec<String>,
     ) -> Result<NewSession, Error> {
+        self.elevate_with(token, permissions, Rotate::Always).await
+    }
+
+    /// [`set_session_permissions`](Self::set_session_permissions) with a
+    /// token this request was just issued and has not delivered (see
+    /// [`renew_session_undelivered`](Self::renew_session_undelivered)).
+    pub(crate) async fn set_session_permissions_undelivered(
+        &self,
+        token: &str,
+        permissions: Vec<String>,
+    ) -> Result<NewSession, Error> {
+        self.elevate_with(token, permissions, Rotate::ReplaceUndelivered)
+            .await
+    }
+
+    async fn elevate_with(
+        &self,
+        token: &str,
+        permissions: Vec<String>,
+        rotate: Rotate,
+    ) -> Result<NewSession, Error> {
         let verified = self.inner.keys.verify(token)?;
         let current = self
-            .inner
-            .store
-            .load(&verified.session_id)
+            .load_checked(&verified.session_id)
             .await?
             .ok_or(ErrorKind::UnknownSession)?;
         let (_, elevated) = self
-            .move_to_new_id(token, &current, |meta| {
+            .move_to_new_id(token, &current, rotate, |meta| {
                 meta.previous_permissions = std::mem::replace(&mut meta.permissions, permissions);
                 meta.flags.elevated = true;
             })
@@ -949,12 +1076,9 @@ impl SessionManager {
         if !record.meta.flags.anomaly {
             // Re-read: the request's copy may predate a renewal or elevation
             // whose metadata must not be overwritten.
-            if let Some(mut fresh) = self.inner.store.load(&record.id).await? {
+            if let Some(mut fresh) = self.load_checked(&record.id).await? {
                 fresh.meta.flags.anomaly = true;
-                self.inner
-                    .store
-                    .update_meta(&record.id, &fresh.meta)
-                    .await?;
+                self.write_meta(&mut fresh).await?;
             }
         }
         Ok(advice)

@@ -15,13 +15,14 @@
 //! |----------------------------------------|---------|--------|
 //! | `c > n`                                | [`Verdict::Ahead`]: refused, nothing changes | 401, cookie kept |
 //! | `c == n`                               | [`Verdict::Rotated`] / [`Verdict::Current`] | the next token / none |
-//! | `c == p < n`, `n` issued `<= T` ago     | [`Verdict::Pending`]: a burst or a retry while `n` is in flight | no token |
-//! | `c == p < n`, `n` issued `> T` ago      | [`Verdict::Recovered`]: `n`'s response was lost; `(p, n]` abandoned | a fresh token |
+//! | `c == p < n`, `n` issued `<= 2T` ago    | [`Verdict::Pending`]: a burst or a retry while `n` is in flight | no token |
+//! | `c == p < n`, `n` issued `> 2T` ago     | [`Verdict::Recovered`]: `n`'s response was lost; `(p, n]` abandoned | a fresh token |
 //! | `c < n` otherwise, retired `<= T` ago   | [`Verdict::Grace`]: in flight when its successor was first used | no token |
-//! | `c < n` otherwise                      | [`Verdict::Reused`]: two holders, the lineage is revoked | 401 |
+//! | `c < n` otherwise (abandoned ones too)  | [`Verdict::Reused`]: two holders, the lineage is revoked | 401 |
 //!
 //! A counter is *retired* when a newer counter is first presented (the
-//! holder moved past it) or when a recovery abandons it. Grace answers
+//! holder moved past it). Abandoned counters are never retired: nobody
+//! honest holds one, so presenting one is theft at once. Grace answers
 //! never carry a token: a copy within its grace is served but can never
 //! move forward, and the honest client's cookie jar can never be rolled
 //! back, because every token travels in exactly one response.
@@ -37,6 +38,11 @@ use crate::session::{SessionId, SessionRecord};
 pub enum RevocationReason {
     /// A token was used after its grace: the credential was copied.
     TokenReused,
+    /// A newer login of the same user took the session's place under the
+    /// per-user session limit (`on_session_limit = "evict_oldest"`). The
+    /// record is kept, revoked, until it would have been purged, so the
+    /// session's next request learns why (`session_evicted`).
+    Evicted,
 }
 
 /// The token sequence of a session lineage: the only state a request
@@ -63,7 +69,7 @@ pub struct SequenceState {
 }
 
 /// Counters `from..=to` stopped being usable at `at`: the holder presented
-/// a newer one, or a recovery abandoned them.
+/// a newer one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retirement {
     /// The first counter retired.
@@ -120,6 +126,11 @@ pub enum Rotate {
     /// Rotate when at least this many ms passed since the live token was
     /// issued.
     MinInterval(u64),
+    /// The presented token is the live one and was issued by this same
+    /// request, never delivered (a renewal or elevation inside a handler):
+    /// replace it by the next one instead of using it. The server sets this
+    /// only for tokens it has not sent, never from client input.
+    ReplaceUndelivered,
 }
 
 /// One request's input to `verify_and_advance`.
@@ -156,10 +167,10 @@ pub enum Verdict {
     /// The live token: accepted, no rotation on this request.
     Current,
     /// `p` again while the token issued for it may still be in flight (a
-    /// burst, a quick retry): accepted, no new token.
+    /// burst, a retry within 2T of its issue): accepted, no new token.
     Pending,
-    /// `p` again long after its successor was issued, and the successor was
-    /// never presented: its response was lost. Accepted; a fresh token is
+    /// `p` again more than 2T after its successor was issued, and the
+    /// successor was never presented: its response was lost. Accepted; a fresh token is
     /// issued and the unused ones are abandoned.
     Recovered,
     /// A retired token within the grace (a request in flight when the
@@ -256,6 +267,19 @@ impl SessionRecord {
         if c > live {
             return Verdict::Ahead;
         }
+        if req.rotate == Rotate::ReplaceUndelivered {
+            // Renewal or elevation inside a handler, with the token this
+            // same request was just issued: it never reached the client,
+            // so it is replaced rather than used (using it would retire
+            // the client's token, and a lost response would then leave the
+            // client holding a token past its grace). Anything else means
+            // another request moved the session on: nothing changes.
+            if c != live || self.sequence.presented == Some(live) {
+                return Verdict::Pending;
+            }
+            self.issue(now, req);
+            return Verdict::Rotated;
+        }
         if c == live {
             self.accept(now);
             let seq = &mut self.sequence;
@@ -272,6 +296,7 @@ impl SessionRecord {
                     Rotate::Never => false,
                     Rotate::EveryN(n) => n <= 1 || seq.requests.is_multiple_of(n),
                     Rotate::MinInterval(ms) => now.saturating_sub(seq.issued_at) >= ms,
+                    Rotate::ReplaceUndelivered => unreachable!("handled above"),
                 };
             if !rotate {
                 return Verdict::Current;
@@ -281,27 +306,23 @@ impl SessionRecord {
         }
         if self.sequence.presented == Some(c) {
             self.accept(now);
-            if now.saturating_sub(self.sequence.issued_at) <= req.grace_window_ms {
+            // The live token's response may still be on its way for T
+            // (response leg), and a request sent just before it arrived
+            // travels for up to T more (request leg): wait 2T.
+            if now.saturating_sub(self.sequence.issued_at) <= req.grace_window_ms.saturating_mul(2)
+            {
                 return Verdict::Pending;
             }
-            self.sequence.retire(c + 1, live, now, req);
+            // `p+1..=n` are abandoned: no retirement is recorded for them,
+            // so presenting one later is theft at once. Nobody honest holds
+            // one: its response would have arrived within T of its issue,
+            // and every request sent with `p` before that within 2T.
             self.issue(now, req);
             return Verdict::Recovered;
         }
         match self.sequence.retired_at(c) {
             Some(at) if now.saturating_sub(at) <= req.grace_window_ms => {
                 self.accept(now);
-                let seq = &mut self.sequence;
-                if seq.presented.is_none_or(|p| c > p) {
-                    // An abandoned token, in flight when a recovery skipped
-                    // it: its holder has moved past `p` as surely as if it
-                    // had presented the live token. Whoever presents `p`
-                    // again is now behind, never owed a new token.
-                    if let Some(p) = seq.presented {
-                        seq.retire(p, p, now, req);
-                    }
-                    seq.presented = Some(c);
-                }
                 Verdict::Grace
             }
             _ => {
@@ -359,6 +380,7 @@ mod tests {
                 idle_timeout_ms: HOUR / 2,
                 renewals: 0,
                 flags: Default::default(),
+                seal: None,
             },
             sequence: SequenceState::new(now),
         }
@@ -401,11 +423,13 @@ mod tests {
     fn a_lost_response_is_recovered_after_any_pause() {
         let mut r = record(0);
         assert_eq!(r.advance(&req(0, 1)), Verdict::Rotated);
-        // Token 1's response was lost; the client comes back much later.
-        assert_eq!(r.advance(&req(0, 1 + T + 1)), Verdict::Recovered);
+        // Token 1's response was lost; the client comes back later. For
+        // 2T it may still be on its way: served without a token.
+        assert_eq!(r.advance(&req(0, 1 + 2 * T)), Verdict::Pending);
+        assert_eq!(r.advance(&req(0, 2 + 2 * T)), Verdict::Recovered);
         assert_eq!(r.sequence.counter, 2);
         // Token 1 was abandoned: presenting it later is theft.
-        assert_eq!(r.advance(&req(2, 1 + T + 2)), Verdict::Rotated);
+        assert_eq!(r.advance(&req(2, 3 + 2 * T)), Verdict::Rotated);
         assert_eq!(r.advance(&req(1, 3 * T)), Verdict::Reused);
     }
 
@@ -428,6 +452,34 @@ mod tests {
         assert_eq!(r.sequence.counter, 2);
         // The victim's token 1 was abandoned by the thief's recovery.
         assert_eq!(r.advance(&req(1, 200_000)), Verdict::Reused);
+    }
+
+    #[test]
+    fn an_undelivered_token_is_replaced_not_used() {
+        let mut r = record(0);
+        assert_eq!(r.advance(&req(0, 1)), Verdict::Rotated); // 1 issued, not sent yet
+        let next = id().next_generation();
+        let elevate = AdvanceRequest {
+            new_id: Some(next),
+            rotate: Rotate::ReplaceUndelivered,
+            ..req(1, 2)
+        };
+        assert_eq!(r.advance(&elevate), Verdict::Rotated);
+        assert_eq!((r.sequence.counter, r.sequence.presented), (2, Some(0)));
+        assert_eq!(r.id, next);
+        // The response was lost: the client's token 0 is still `p` and
+        // recovers after any pause; token 1 never existed for anyone.
+        assert_eq!(r.advance(&req(0, 1 + 3 * T)), Verdict::Recovered);
+        // Replacing a token that is no longer the live one changes nothing.
+        let before = r.clone();
+        assert_eq!(
+            r.advance(&AdvanceRequest {
+                rotate: Rotate::ReplaceUndelivered,
+                ..req(2, 5 * T)
+            }),
+            Verdict::Pending
+        );
+        assert_eq!(r, before);
     }
 
     #[test]

@@ -181,12 +181,101 @@ pub struct SessionMeta {
     pub renewals: u32,
     /// Flags raised during the session's life.
     pub flags: SessionFlags,
+    /// The manager's MAC over what identifies and limits the session
+    /// ([`RecordSeal`]): set whenever the manager creates a record or
+    /// writes its meta, checked on every record it reads. Stores keep it
+    /// as part of the meta and never look inside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<RecordSeal>,
 }
 
 impl SessionMeta {
     /// When the session ends at the latest, whatever its activity.
     pub fn ends_at(&self) -> u64 {
         self.expires_at.min(self.absolute_expires_at)
+    }
+}
+
+/// The manager's MAC over a record: HMAC-SHA256 (truncated to 128 bits)
+/// under a subkey of the [`KeyRing`](crate::KeyRing) key with id
+/// [`key_id`](Self::key_id), over the lineage key, the user id, the
+/// creation time, the lifetimes, the idle timeout, the renewal count, the
+/// permissions (current and previous), the context and the flags:
+/// everything that says whose session it is, what it may do, where it may
+/// be used from, and how long it lives. Only the token sequence (and the
+/// list of ids, which the sequence rule moves) is left out: stores move it
+/// atomically without the key.
+///
+/// A store with write access can therefore not make a session another
+/// user's, grant it permissions or extend it: the manager refuses any
+/// record whose seal does not match (`session_tampered`).
+/// `docs/security.md` has the threat model.
+///
+/// Stored inside [`SessionMeta`] as `"<key id>.<32 hex digits>"`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RecordSeal {
+    key_id: u8,
+    mac: [u8; 16],
+}
+
+impl RecordSeal {
+    /// A seal from its parts (for stores that keep them apart; the manager
+    /// computes seals with [`KeyRing::seal_record`](crate::KeyRing::seal_record)).
+    pub const fn from_parts(key_id: u8, mac: [u8; 16]) -> Self {
+        Self { key_id, mac }
+    }
+
+    /// The id of the key that sealed the record.
+    pub const fn key_id(&self) -> u8 {
+        self.key_id
+    }
+
+    /// The 16 bytes of the MAC.
+    pub const fn mac(&self) -> &[u8; 16] {
+        &self.mac
+    }
+
+    /// Parses the `"<key id>.<32 hex digits>"` form that `Display` writes.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (id, hex) = s.split_once('.')?;
+        if id.is_empty() || id.len() > 3 || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if hex.len() != 32 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        let key_id = id.parse().ok()?;
+        let mut mac = [0u8; 16];
+        for (i, byte) in mac.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Self { key_id, mac })
+    }
+}
+
+impl fmt::Display for RecordSeal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.", self.key_id)?;
+        self.mac.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for RecordSeal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecordSeal({self})")
+    }
+}
+
+impl Serialize for RecordSeal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RecordSeal {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&s).ok_or_else(|| serde::de::Error::custom("expected <key id>.<32 hex digits>"))
     }
 }
 
@@ -270,6 +359,31 @@ mod tests {
         assert_eq!(SessionId::parse_hex(&"é".repeat(16)), None);
         let json = serde_json::to_string(&a).unwrap();
         assert_eq!(serde_json::from_str::<SessionId>(&json).unwrap(), a);
+    }
+
+    #[test]
+    fn record_seals_round_trip_as_text() {
+        let seal = RecordSeal::from_parts(7, [0xab; 16]);
+        let text = seal.to_string();
+        assert_eq!(text, format!("7.{}", "ab".repeat(16)));
+        assert_eq!(RecordSeal::parse(&text), Some(seal));
+        let json = serde_json::to_string(&seal).unwrap();
+        assert_eq!(serde_json::from_str::<RecordSeal>(&json).unwrap(), seal);
+        for bad in [
+            "",
+            ".",
+            "7",
+            "7.",
+            "256.abababababababababababababababab",
+            "-1.abababababababababababababababab",
+            "7.ABABABABABABABABABABABABABABABAB",
+            "7.abababababababababababababababa",
+            "7.abababababababababababababababab0",
+            "7.abababababababababababababababé",
+            "1234.abababababababababababababababab",
+        ] {
+            assert_eq!(RecordSeal::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

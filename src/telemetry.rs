@@ -1,6 +1,13 @@
 //! The manager's memory of each session's telemetry: one [`SessionDrift`]
-//! per session that reports, the grace window its round trips sized, and
-//! when it last reported.
+//! per session lineage that reports, the grace window its round trips
+//! sized, and when it last reported.
+//!
+//! The state is keyed by the [`LineageKey`]: renewal and elevation move a
+//! session to a new id of the same lineage, and the client (and its clock)
+//! stay the same. Every id of the lineage, a predecessor's included, finds
+//! the same state, so a token of an earlier id is judged with the same
+//! window T as the live one (the sequence rule keeps one sequence per
+//! lineage).
 //!
 //! The state lives on the node that received the reports, not in the
 //! store: it is advice, not a credential, and a node that has none falls
@@ -15,7 +22,7 @@ use crate::drift::{
     DriftAdvice, DriftConfig, DriftPredictor, SampleContext, SessionDrift, TelemetryError,
     TelemetrySample,
 };
-use crate::session::SessionId;
+use crate::session::{LineageKey, SessionId};
 
 /// One session's drift state.
 #[derive(Debug)]
@@ -29,7 +36,7 @@ struct Tracked {
 #[derive(Debug)]
 pub(crate) struct DriftRegistry {
     predictor: DriftPredictor,
-    sessions: DashMap<SessionId, Tracked>,
+    sessions: DashMap<LineageKey, Tracked>,
     /// Mirrors `sessions.len()` without locking every shard, so requests of
     /// a service whose clients send no telemetry skip the map entirely.
     tracked: AtomicUsize,
@@ -54,7 +61,7 @@ impl DriftRegistry {
         if self.tracked.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        self.sessions.get(id).map(|t| t.grace_window_ms)
+        self.sessions.get(&id.lineage()).map(|t| t.grace_window_ms)
     }
 
     /// Feeds one report to the predictor. A rejected report changes nothing.
@@ -66,7 +73,7 @@ impl DriftRegistry {
         now_ms: u64,
     ) -> Result<DriftAdvice, TelemetryError> {
         let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
-        match self.sessions.entry(id) {
+        match self.sessions.entry(id.lineage()) {
             Entry::Occupied(mut slot) => {
                 let tracked = slot.get_mut();
                 let advice = self
@@ -91,18 +98,23 @@ impl DriftRegistry {
     }
 
     /// Carries a session's state over to the id that replaces it (renewal,
-    /// elevation): the client and its clock are the same.
+    /// elevation): the client and its clock are the same. Within a lineage
+    /// (the case for renewal and elevation) the state is already shared.
     pub(crate) fn rename(&self, from: &SessionId, to: SessionId) {
-        if let Some((_, tracked)) = self.sessions.remove(from)
-            && self.sessions.insert(to, tracked).is_some()
+        if from.lineage() == to.lineage() {
+            return;
+        }
+        if let Some((_, tracked)) = self.sessions.remove(&from.lineage())
+            && self.sessions.insert(to.lineage(), tracked).is_some()
         {
             self.tracked.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
-    /// Drops a session's state.
+    /// Drops the state of the session (lineage) `id` is an id of.
     pub(crate) fn forget(&self, id: &SessionId) {
-        if self.tracked.load(Ordering::Relaxed) > 0 && self.sessions.remove(id).is_some() {
+        if self.tracked.load(Ordering::Relaxed) > 0 && self.sessions.remove(&id.lineage()).is_some()
+        {
             self.tracked.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -173,6 +185,29 @@ mod tests {
         assert_eq!(registry.forget_silent(now + 1), 1);
         assert_eq!(registry.grace_window_ms(&b), None);
         registry.forget(&b);
+        assert_eq!(registry.len(), 0);
+    }
+
+    #[test]
+    fn every_id_of_a_lineage_shares_its_state() {
+        let registry = DriftRegistry::new(DriftConfig::default());
+        let first = SessionId::generate();
+        let renewed = first.next_generation();
+        let now = 1_700_000_000_000_u64;
+        registry
+            .ingest(first, &sample(now as i64, 1), ctx(), now)
+            .unwrap();
+        registry.rename(&first, renewed);
+        let window = registry.grace_window_ms(&renewed);
+        assert!(window.is_some());
+        assert_eq!(
+            registry.grace_window_ms(&first),
+            window,
+            "a predecessor's window"
+        );
+        assert_eq!(registry.len(), 1);
+        registry.forget(&first);
+        assert_eq!(registry.grace_window_ms(&renewed), None);
         assert_eq!(registry.len(), 0);
     }
 }

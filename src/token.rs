@@ -27,8 +27,10 @@ use ring::hkdf;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::error::TokenError;
-use crate::session::SessionId;
+use crate::error::{RecordSealError, TokenError};
+use crate::session::{
+    RecordSeal, SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord,
+};
 
 /// The format version written in the first byte of every token.
 pub const TOKEN_VERSION: u8 = 1;
@@ -76,8 +78,10 @@ pub struct VerifiedToken {
 
 /// A server secret with its key id.
 ///
-/// The 32 secret bytes never print; two subkeys (one for the tag, one for
-/// sealing the counter) are derived from them with HKDF-SHA256.
+/// The 32 secret bytes never print; three subkeys are derived from them
+/// with HKDF-SHA256: one for the token tag, one for sealing the token's
+/// counter, and one for the [`RecordSeal`] that binds a stored record
+/// (info `tag`, `seal` and `record`).
 #[derive(Clone)]
 pub struct TokenKey {
     id: u8,
@@ -85,6 +89,7 @@ pub struct TokenKey {
     /// per token).
     mac: Hmac<Sha256>,
     seal: Hmac<Sha256>,
+    record: Hmac<Sha256>,
 }
 
 impl TokenKey {
@@ -96,6 +101,7 @@ impl TokenKey {
             id,
             mac: derive(&prk, b"tag"),
             seal: derive(&prk, b"seal"),
+            record: derive(&prk, b"record"),
         }
     }
 
@@ -122,6 +128,83 @@ impl TokenKey {
         tag
     }
 
+    /// The MAC of a [`RecordSeal`]: HMAC-SHA256 under the `record` subkey
+    /// over a length-prefixed encoding of the bound fields, truncated to
+    /// 128 bits.
+    fn record_mac(&self, record: &SessionRecord) -> [u8; TAG_BYTES] {
+        // Every field named, so that a new field must be classified here:
+        // bound, or deliberately left to the store.
+        let SessionMeta {
+            context,
+            permissions,
+            previous_permissions,
+            expires_at,
+            absolute_expires_at,
+            idle_timeout_ms,
+            renewals,
+            flags,
+            seal: _,
+        } = &record.meta;
+        let SessionContext {
+            ip,
+            user_agent,
+            device_id,
+            location,
+        } = context;
+        let SessionFlags {
+            elevated,
+            context_mismatch,
+            anomaly,
+        } = *flags;
+        let mut mac = self.record.clone();
+        mac.update(RECORD_LABEL);
+        mac.update(&[self.id]);
+        mac.update(record.lineage().as_bytes());
+        bytes_field(&mut mac, record.user_id.as_bytes());
+        for n in [
+            record.created_at,
+            *expires_at,
+            *absolute_expires_at,
+            *idle_timeout_ms,
+        ] {
+            mac.update(&n.to_be_bytes());
+        }
+        mac.update(&renewals.to_be_bytes());
+        for list in [permissions, previous_permissions] {
+            mac.update(&(list.len() as u64).to_be_bytes());
+            for p in list {
+                bytes_field(&mut mac, p.as_bytes());
+            }
+        }
+        match ip {
+            None => mac.update(&[0]),
+            Some(std::net::IpAddr::V4(v4)) => {
+                mac.update(&[4]);
+                mac.update(&v4.octets());
+            }
+            Some(std::net::IpAddr::V6(v6)) => {
+                mac.update(&[6]);
+                mac.update(&v6.octets());
+            }
+        }
+        for field in [user_agent, device_id, location] {
+            match field {
+                None => mac.update(&[0]),
+                Some(text) => {
+                    mac.update(&[1]);
+                    bytes_field(&mut mac, text.as_bytes());
+                }
+            }
+        }
+        mac.update(&[u8::from(elevated)
+            | u8::from(context_mismatch) << 1
+            | u8::from(anomaly) << 2]);
+        let full = mac.finalize().into_bytes();
+        let mut out = [0u8; TAG_BYTES];
+        out.copy_from_slice(&full[..TAG_BYTES]);
+        out
+    }
+
     fn keystream(&self, tag: &[u8; TAG_BYTES]) -> u64 {
         let mut mac = self.seal.clone();
         mac.update(tag);
@@ -130,6 +213,16 @@ impl TokenKey {
         ks.copy_from_slice(&full[..8]);
         u64::from_be_bytes(ks)
     }
+}
+
+/// The first input of every record MAC: the construction and its version.
+const RECORD_LABEL: &[u8] = b"rolling-session/record/v1";
+
+/// A variable-length field: its length (8 bytes, big-endian), then its
+/// bytes, so that no two field lists encode alike.
+fn bytes_field(mac: &mut Hmac<Sha256>, bytes: &[u8]) {
+    mac.update(&(bytes.len() as u64).to_be_bytes());
+    mac.update(bytes);
 }
 
 /// HKDF output length for [`derive`]: one SHA-256 block.
@@ -161,11 +254,18 @@ impl fmt::Debug for TokenKey {
     }
 }
 
-/// The keys a node mints and accepts tokens with.
+/// The keys a node mints and accepts tokens with, and seals and checks
+/// stored records with.
 ///
-/// The current key mints; every listed key verifies. To rotate: add the new
-/// key as current and keep the old one listed until every session has
-/// rolled onto the new key (one request each), then drop it.
+/// The current key mints and seals; every listed key verifies. To rotate:
+/// add the new key as current and keep the old one listed until every
+/// session has rolled onto the new key, then drop it. A token rolls on the
+/// session's next request; a record's [`RecordSeal`] is renewed whenever
+/// the manager writes the session's meta (renewal, elevation, a context
+/// update, a flag), so keep a retired key listed for the absolute lifetime
+/// (`absolute_timeout`) after the rotation: a record still sealed under a
+/// key that is no longer listed is refused (`session_tampered`), and its
+/// user has to log in again.
 ///
 /// ```
 /// use rolling_session::{KeyRing, SessionId, TokenKey};
@@ -233,6 +333,27 @@ impl KeyRing {
         raw[18..26].copy_from_slice(&sealed.to_be_bytes());
         raw[26..].copy_from_slice(&tag);
         Token(URL_SAFE_NO_PAD.encode(raw))
+    }
+
+    /// The seal of `record` under the current key: what the manager stores
+    /// in [`SessionMeta::seal`] whenever it creates a record or writes its
+    /// meta.
+    pub fn seal_record(&self, record: &SessionRecord) -> RecordSeal {
+        RecordSeal::from_parts(self.current.id, self.current.record_mac(record))
+    }
+
+    /// Checks the seal stored in `record.meta.seal` against the record, in
+    /// constant time, under the listed key it names.
+    pub fn verify_record(&self, record: &SessionRecord) -> Result<(), RecordSealError> {
+        let seal = record.meta.seal.ok_or(RecordSealError::Missing)?;
+        let key = self.key(seal.key_id()).ok_or(RecordSealError::UnknownKey {
+            key_id: seal.key_id(),
+        })?;
+        if key.record_mac(record).ct_eq(seal.mac()).into() {
+            Ok(())
+        } else {
+            Err(RecordSealError::Mismatch)
+        }
     }
 
     /// Checks a presented token and opens its counter.
@@ -407,6 +528,154 @@ mod tests {
         assert_eq!(format!("{t:?}"), "Token(REDACTED)");
         let dbg = format!("{key:?} {:?}", KeyRing::new(key.clone()));
         assert!(dbg.contains("REDACTED") && !dbg.contains("171") && !dbg.contains("ab"));
+    }
+
+    fn sealed_record() -> SessionRecord {
+        let mut r = SessionRecord {
+            id: SessionId::from_bytes([1; 16]),
+            previous_ids: vec![],
+            user_id: "alice".into(),
+            created_at: 1_000,
+            meta: SessionMeta {
+                context: SessionContext::default(),
+                permissions: vec![],
+                previous_permissions: vec![],
+                expires_at: 2_000,
+                absolute_expires_at: 3_000,
+                idle_timeout_ms: 500,
+                renewals: 1,
+                flags: SessionFlags::default(),
+                seal: None,
+            },
+            sequence: crate::sequence::SequenceState::new(1_000),
+        };
+        r.meta.permissions = vec!["read".into(), "write".into()];
+        r.meta.previous_permissions = vec!["read".into()];
+        r.meta.context.ip = Some("192.0.2.1".parse().unwrap());
+        r.meta.context.user_agent = Some("ua".into());
+        r.meta.seal = Some(ring().seal_record(&r));
+        r
+    }
+
+    /// Every bound field, changed in turn, breaks the seal; the sequence
+    /// and the ids do not.
+    #[test]
+    fn record_seals_bind_identity_lifetime_permissions_and_context() {
+        let ring = ring();
+        let r = sealed_record();
+        assert_eq!(ring.verify_record(&r), Ok(()));
+        let changes: Vec<(&str, fn(&mut SessionRecord))> = vec![
+            ("user", |r| r.user_id.push('x')),
+            ("user prefix", |r| r.user_id.pop().map(drop).unwrap_or(())),
+            ("lineage", |r| r.id = SessionId::from_bytes([9; 16])),
+            ("created", |r| r.created_at += 1),
+            ("expires", |r| r.meta.expires_at += 1),
+            ("absolute", |r| r.meta.absolute_expires_at += 1),
+            ("idle", |r| r.meta.idle_timeout_ms += 1),
+            ("renewals", |r| r.meta.renewals += 1),
+            ("permission", |r| r.meta.permissions.push("admin".into())),
+            ("permission moved", |r| {
+                let p = r.meta.permissions.pop().unwrap();
+                r.meta.previous_permissions.push(p);
+            }),
+            ("permissions joined", |r| {
+                r.meta.permissions = vec!["readwrite".into()];
+            }),
+            ("previous", |r| r.meta.previous_permissions.clear()),
+            ("ip", |r| {
+                r.meta.context.ip = Some("192.0.2.2".parse().unwrap())
+            }),
+            ("ip gone", |r| r.meta.context.ip = None),
+            ("ua", |r| r.meta.context.user_agent = Some("ub".into())),
+            ("device", |r| r.meta.context.device_id = Some(String::new())),
+            ("location", |r| r.meta.context.location = Some("x".into())),
+            ("flag", |r| r.meta.flags.context_mismatch = true),
+            ("key id", |r| {
+                let s = r.meta.seal.unwrap();
+                r.meta.seal = Some(RecordSeal::from_parts(1, {
+                    let mut m = *s.mac();
+                    m[0] ^= 1;
+                    m
+                }));
+            }),
+        ];
+        for (what, change) in changes {
+            let mut bad = r.clone();
+            change(&mut bad);
+            assert_eq!(
+                ring.verify_record(&bad),
+                Err(RecordSealError::Mismatch),
+                "{what}"
+            );
+        }
+        let mut moved = r.clone();
+        moved.sequence.counter = 99;
+        moved.sequence.revoked = None;
+        moved.previous_ids.push(moved.id);
+        moved.id = moved.id.next_generation();
+        assert_eq!(ring.verify_record(&moved), Ok(()), "the sequence is free");
+
+        let mut missing = r.clone();
+        missing.meta.seal = None;
+        assert_eq!(ring.verify_record(&missing), Err(RecordSealError::Missing));
+        let other = KeyRing::new(TokenKey::new(1, &[43; 32]));
+        assert_eq!(other.verify_record(&r), Err(RecordSealError::Mismatch));
+        let unlisted = KeyRing::new(TokenKey::new(2, &[42; 32]));
+        assert_eq!(
+            unlisted.verify_record(&r),
+            Err(RecordSealError::UnknownKey { key_id: 1 })
+        );
+        // Rotation: the old key still verifies what it sealed; the new one
+        // seals under its id.
+        let rotated =
+            KeyRing::new(TokenKey::new(2, &[44; 32])).with_accepted(TokenKey::new(1, &[42; 32]));
+        assert_eq!(rotated.verify_record(&r), Ok(()));
+        let mut resealed = r.clone();
+        resealed.meta.seal = Some(rotated.seal_record(&resealed));
+        assert_eq!(resealed.meta.seal.unwrap().key_id(), 2);
+        assert_eq!(rotated.verify_record(&resealed), Ok(()));
+        assert!(ring.verify_record(&resealed).is_err());
+    }
+
+    /// The record MAC, recomputed with an independent HMAC (`ring`'s) from
+    /// the documented encoding.
+    #[test]
+    fn record_seals_match_the_documented_encoding() {
+        use ring::hmac as rh;
+        let prk =
+            hkdf::Salt::new(hkdf::HKDF_SHA256, b"rolling-session token v1").extract(&[42; 32]);
+        let key = rh::Key::from(prk.expand(&[b"record"], rh::HMAC_SHA256).unwrap());
+        let r = sealed_record();
+        let m = &r.meta;
+        let mut msg = b"rolling-session/record/v1".to_vec();
+        msg.push(1);
+        msg.extend_from_slice(r.lineage().as_bytes());
+        let field = |msg: &mut Vec<u8>, b: &[u8]| {
+            msg.extend_from_slice(&(b.len() as u64).to_be_bytes());
+            msg.extend_from_slice(b);
+        };
+        field(&mut msg, r.user_id.as_bytes());
+        for n in [
+            r.created_at,
+            m.expires_at,
+            m.absolute_expires_at,
+            m.idle_timeout_ms,
+        ] {
+            msg.extend_from_slice(&n.to_be_bytes());
+        }
+        msg.extend_from_slice(&m.renewals.to_be_bytes());
+        for list in [&m.permissions, &m.previous_permissions] {
+            msg.extend_from_slice(&(list.len() as u64).to_be_bytes());
+            for p in list {
+                field(&mut msg, p.as_bytes());
+            }
+        }
+        msg.extend_from_slice(&[4, 192, 0, 2, 1]);
+        msg.push(1);
+        field(&mut msg, b"ua");
+        msg.extend_from_slice(&[0, 0, 0]);
+        let tag = rh::sign(&key, &msg);
+        assert_eq!(m.seal.unwrap().mac()[..], tag.as_ref()[..TAG_BYTES]);
     }
 
     proptest! {

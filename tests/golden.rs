@@ -84,6 +84,40 @@ fn skew_envelope_equals_highs_linprog() {
     );
 }
 
+/// The predictor's skew estimator keeps a *cumulative* envelope (every point since the last
+/// clock step, hull only). On every trace short enough to fit the fixture's window, it must
+/// solve the same linear programme as HiGHS.
+#[test]
+fn cumulative_envelope_equals_highs_linprog() {
+    let fixture: SkewFixture = load("skew_lp.json");
+    let mut checked = 0;
+    for (i, trace) in fixture.traces.iter().enumerate() {
+        if trace.t.len() > trace.window {
+            continue;
+        }
+        let mut env = LowerEnvelope::cumulative(trace.window);
+        for (&t, &d) in trace.t.iter().zip(&trace.d) {
+            assert!(env.push(t, d), "trace {i}: rejected point");
+        }
+        assert_eq!(env.len(), trace.t.len());
+        let line = env
+            .line()
+            .unwrap_or_else(|| panic!("trace {i}: no estimate"));
+        let objective = env.len() as f64 * line.at(env.mean_t().unwrap_or(f64::NAN));
+        assert!(close(line.slope, trace.alpha, 1e-9), "trace {i}: slope");
+        assert!(
+            close(line.intercept, trace.beta, 1e-9),
+            "trace {i}: intercept"
+        );
+        assert!(
+            close(objective, trace.objective, 1e-9),
+            "trace {i}: objective"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 60, "{checked} traces");
+}
+
 #[derive(Deserialize)]
 struct KalmanFixture {
     cases: Vec<KalmanCase>,

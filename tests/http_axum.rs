@@ -72,9 +72,9 @@ async fn status_refresh_confirm_logout() {
 }
 
 #[tokio::test]
-async fn stale_response_after_refresh_converges() {
+async fn refresh_racing_a_response_in_flight_is_refused_then_retried() {
     let (base, clock) = server().await;
-    common::stale_response_after_refresh_converges(base, &clock).await;
+    common::refresh_racing_a_response_in_flight_is_refused_then_retried(base, &clock).await;
 }
 
 #[tokio::test]

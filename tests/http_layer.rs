@@ -3,18 +3,19 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use rolling_session::http::{
-    Rejection, RejectionFormat, SessionHandle, SessionLayer, TokenTransport,
+    Rejection, RejectionFormat, SessionHandle, SessionLayer, SessionRoute, TokenTransport,
 };
 use rolling_session::store::Advance;
 use rolling_session::{
-    AdvanceRequest, KeyRing, MemoryStore, SessionId, SessionManager, SessionMeta, SessionRecord,
-    SessionStore, StoreError, TokenKey,
+    AdvanceRequest, Config, KeyRing, ManualClock, MemoryStore, SessionId, SessionManager,
+    SessionMeta, SessionRecord, SessionStore, StoreError, TokenKey,
 };
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -235,4 +236,97 @@ async fn store_outage_fails_closed_with_503_and_recovers() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(body(res).await, "hello alice");
+}
+
+fn cookie_of<B>(res: &Response<B>) -> Option<String> {
+    res.headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+}
+
+/// `POST /session/refresh` is not validated by the layer first (that
+/// would rotate the token twice in one request, leaving the client a
+/// retired token if the answer were lost): the renewal validates and
+/// rotates it once, in require mode too. A refresh refused before the
+/// token was checked (too early) is validated like any other request.
+#[tokio::test]
+async fn the_refresh_route_is_validated_by_its_renewal_even_in_require_mode() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let config = Config {
+        idle_timeout: Duration::from_secs(2 * 3600),
+        renewal_threshold: Duration::from_secs(7 * 3600),
+        ..Config::default()
+    };
+    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
+        .config(config)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let open = ServiceBuilder::new()
+        .layer(SessionLayer::new(manager.clone()))
+        .service_fn(app_handler);
+    let layer = SessionLayer::new(manager).require();
+    let exchange = layer.exchange().clone();
+    let guarded = ServiceBuilder::new()
+        .layer(layer)
+        .service_fn(move |req: Request<Body>| {
+            let exchange = exchange.clone();
+            async move {
+                if req.uri().path() != "/session/refresh" {
+                    return app_handler(req).await;
+                }
+                let handle = req.extensions().get::<SessionHandle>().unwrap().clone();
+                let answer = exchange.respond(SessionRoute::Refresh, &handle, &[]).await;
+                let mut res = Response::new(Full::new(answer.body));
+                *res.status_mut() = answer.status;
+                Ok(res)
+            }
+        });
+    let post = |cookie: Option<&str>| {
+        let mut b = Request::post("/session/refresh");
+        if let Some(c) = cookie {
+            b = b.header("cookie", c);
+        }
+        b.body(Full::default()).unwrap()
+    };
+    let res = open.oneshot(get("/login", None)).await.unwrap();
+    let mut cookie = cookie_of(&res).unwrap();
+
+    // Too early: refused, and the request is validated (and rotated) as usual.
+    let res = guarded.clone().oneshot(post(Some(&cookie))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let next = cookie_of(&res).expect("validated and rotated");
+    assert!(body(res).await.contains("renewal_too_early"));
+    assert_ne!(next, cookie);
+    cookie = next;
+
+    clock.advance(Duration::from_secs(3600 + 60));
+    let res = guarded.clone().oneshot(post(Some(&cookie))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let renewed = cookie_of(&res).expect("the renewed token");
+    let json: serde_json::Value = serde_json::from_str(&body(res).await).unwrap();
+    assert_eq!(json["renewals"], 1);
+    // The answer is lost: the client still holds the token it refreshed
+    // with, which the renewal used once. After the grace it recovers.
+    clock.advance(Duration::from_secs(21)); // past 2T: certainly a recovery
+    let res = guarded
+        .clone()
+        .oneshot(get("/me", Some(("cookie", &cookie))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let recovered = cookie_of(&res).expect("a fresh token");
+    assert_ne!(recovered, renewed);
+    assert_eq!(body(res).await, "hello alice");
+
+    for (cookie, reason) in [
+        (None, "missing_token"),
+        (Some("__Host-session=nope"), "malformed_token"),
+    ] {
+        let res = guarded.clone().oneshot(post(cookie)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(body(res).await.contains(reason));
+    }
 }

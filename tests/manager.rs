@@ -86,7 +86,8 @@ async fn replay_after_grace_revokes_and_kills_the_newest_token_with_both_context
     let stolen = login.token.clone();
     let newest = step(&f.manager, &step(&f.manager, &login.token).await).await;
 
-    // Within the grace (depth 1) the immediate predecessor still works...
+    // Token 0 was retired when token 1 was first used; past its grace it
+    // reveals a copy.
     f.clock.advance(Duration::from_secs(11));
     let info = RequestInfo {
         safe_method: false,
@@ -113,12 +114,14 @@ async fn replay_after_grace_revokes_and_kills_the_newest_token_with_both_context
                 request_context,
                 presented_counter,
                 live_counter,
+                lineage,
                 ..
             } => Some((
                 session_context,
                 request_context,
                 presented_counter,
                 live_counter,
+                lineage,
             )),
             _ => None,
         })
@@ -126,13 +129,18 @@ async fn replay_after_grace_revokes_and_kills_the_newest_token_with_both_context
     assert_eq!(theft.0.user_agent.as_deref(), Some("victim"));
     assert_eq!(theft.1.unwrap().user_agent.as_deref(), Some("thief"));
     assert_eq!((theft.2, theft.3), (0, 2));
+    assert_eq!(theft.4, [login.session.id()]);
 }
 
+/// A predecessor presented after its successor was used is in flight: it is
+/// accepted within the grace but never answered with a token (it must not
+/// be upgraded to the live one), and it moves nothing.
 #[tokio::test]
-async fn predecessor_within_grace_gets_the_live_token() {
+async fn predecessor_within_grace_is_accepted_without_a_token() {
     let f = fixture(Config::default());
     let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
     let next = step(&f.manager, &login.token).await;
+    let live = step(&f.manager, &next).await; // the holder moved past token 0
     f.clock.advance(Duration::from_secs(9));
     let v = f
         .manager
@@ -140,8 +148,61 @@ async fn predecessor_within_grace_gets_the_live_token() {
         .await
         .unwrap();
     assert_eq!(v.verdict, Verdict::Grace);
-    assert_eq!(v.next_token.as_ref(), Some(&next));
-    f.manager.validate_session(next.expose()).await.unwrap();
+    assert_eq!(v.next_token, None, "a grace answer never carries a token");
+    assert_eq!(v.session.record().sequence.counter, 2, "nothing moved");
+    let v = f.manager.validate_session(live.expose()).await.unwrap();
+    assert_eq!(v.verdict, Verdict::Rotated);
+}
+
+/// The last presented token again while its successor was never presented:
+/// a burst or a retry waits (no token) while the successor may still be on
+/// its way (2T), and after that the successor's response is taken as lost
+/// and a fresh token is issued.
+#[tokio::test]
+async fn a_retry_waits_while_the_answer_may_arrive_and_recovers_a_lost_one_after() {
+    let f = fixture(Config::default());
+    let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
+    let lost = step(&f.manager, &login.token).await; // its response never arrives
+    // For 2T (20 s) after its issue, the lost token may still be on its way.
+    for _ in 0..6 {
+        f.clock.advance(Duration::from_secs(3));
+        let v = f
+            .manager
+            .validate_session(login.token.expose())
+            .await
+            .unwrap();
+        assert_eq!((v.verdict, v.next_token), (Verdict::Pending, None));
+    }
+    f.clock.advance(Duration::from_secs(3));
+    let v = f
+        .manager
+        .validate_session(login.token.expose())
+        .await
+        .unwrap();
+    assert_eq!(v.verdict, Verdict::Recovered);
+    let fresh = v.next_token.expect("a recovery issues a token");
+    assert_ne!(fresh, lost);
+    assert_eq!(
+        f.manager
+            .validate_session(fresh.expose())
+            .await
+            .unwrap()
+            .verdict,
+        Verdict::Rotated
+    );
+    // The abandoned token is a copy from now on: theft once its grace ends.
+    f.clock.advance(Duration::from_secs(11));
+    assert_eq!(
+        kind(f.manager.validate_session(lost.expose()).await),
+        ErrorKind::TokenReused
+    );
+    let thefts = f
+        .events
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, SessionEvent::TheftDetected { .. }))
+        .count();
+    assert_eq!(thefts, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -241,7 +302,7 @@ async fn timeouts_idle_lifetime_and_absolute() {
 }
 
 #[tokio::test]
-async fn renewal_is_two_phase_windowed_limited_and_bounded_by_the_absolute_lifetime() {
+async fn renewal_is_windowed_limited_and_bounded_by_the_absolute_lifetime() {
     let config = Config {
         max_renewals: 2,
         idle_timeout: 10 * HOUR,
@@ -254,37 +315,52 @@ async fn renewal_is_two_phase_windowed_limited_and_bounded_by_the_absolute_lifet
         ErrorKind::RenewalTooEarly { allowed_in } => assert_eq!(allowed_in, 7 * HOUR),
         other => panic!("{other:?}"),
     }
+    // Nothing to confirm before a renewal.
+    assert_eq!(
+        kind(f.manager.confirm_renewal(login.token.expose()).await),
+        ErrorKind::NothingToConfirm
+    );
     f.clock.advance(7 * HOUR + MIN);
     let old = login.token;
     let renewed = f.manager.renew_session(old.expose()).await.unwrap();
     assert_ne!(renewed.session.id(), login.session.id());
+    assert_eq!(
+        renewed.session.id().lineage(),
+        login.session.id().lineage(),
+        "renewal continues the lineage"
+    );
+    assert_eq!(renewed.session.record().previous_ids, [login.session.id()]);
     assert_eq!(renewed.session.expires_in(), 8 * HOUR);
-    // Phase one: the old credentials still work but no longer rotate; the
-    // request is answered as the renewed session, with its live token.
+    assert!(f.events.events().contains(&SessionEvent::Renewed {
+        from: login.session.id(),
+        to: renewed.session.id(),
+        renewals: 1
+    }));
+    // A request in flight with the old token is accepted as the renewed
+    // session but handed no token: the client's jar keeps the renewed one.
     let v = f.manager.validate_session(old.expose()).await.unwrap();
-    assert_eq!(v.verdict, Verdict::Current);
+    assert_eq!((v.verdict, v.next_token), (Verdict::Pending, None));
     assert_eq!(v.session.id(), renewed.session.id());
     assert_eq!(
-        v.next_token.as_ref().map(|t| t.expose()),
-        Some(renewed.token.expose())
+        kind(
+            f.manager
+                .set_session_permissions(old.expose(), vec!["admin".into()])
+                .await
+        ),
+        ErrorKind::NotLive
     );
-    assert_eq!(
-        kind(f.manager.renew_session(old.expose()).await),
-        ErrorKind::AlreadySuperseded
-    );
-    // Phase two: confirming retires them.
-    f.manager
-        .confirm_renewal(renewed.token.expose())
-        .await
-        .unwrap();
-    assert_eq!(
-        kind(f.manager.validate_session(old.expose()).await),
-        ErrorKind::UnknownSession
-    );
-    assert_eq!(
-        kind(f.manager.confirm_renewal(renewed.token.expose()).await),
-        ErrorKind::NothingToConfirm
-    );
+    // Confirming validates the renewed token; it is idempotent.
+    for _ in 0..2 {
+        let s = f
+            .manager
+            .confirm_renewal(renewed.token.expose())
+            .await
+            .unwrap();
+        assert_eq!(s.id(), renewed.session.id());
+    }
+    // The old token is now a retired predecessor: accepted within its grace.
+    let v = f.manager.validate_session(old.expose()).await.unwrap();
+    assert_eq!((v.verdict, v.next_token), (Verdict::Grace, None));
 
     // Second renewal: capped by the absolute lifetime (20 h from creation).
     f.clock.advance(7 * HOUR + MIN);
@@ -301,6 +377,10 @@ async fn renewal_is_two_phase_windowed_limited_and_bounded_by_the_absolute_lifet
         second.session.expires_in(),
         20 * HOUR - (14 * HOUR + 2 * MIN)
     );
+    assert_eq!(
+        second.session.record().previous_ids,
+        [login.session.id(), renewed.session.id()]
+    );
     // Renewal limit reached (2), whatever the window says.
     f.clock.advance(5 * HOUR);
     assert_eq!(
@@ -309,26 +389,127 @@ async fn renewal_is_two_phase_windowed_limited_and_bounded_by_the_absolute_lifet
     );
 }
 
+/// Renewal is a rotation of the lineage: once the renewed token is in use,
+/// the old id's token is a predecessor like any other, theft after its
+/// grace, and theft revokes every id of the lineage.
 #[tokio::test]
-async fn unconfirmed_renewal_retires_old_credentials_after_the_grace() {
+async fn a_stale_token_of_the_old_id_after_renewal_revokes_the_whole_lineage() {
     let f = fixture(Config {
         idle_timeout: 8 * HOUR,
         ..Config::default()
     });
     let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
     f.clock.advance(7 * HOUR + MIN);
-    // Keep the session active along the way.
     let token = step(&f.manager, &login.token).await;
     let renewed = f.manager.renew_session(token.expose()).await.unwrap();
-    f.clock.advance(5 * MIN);
+    let live = step(&f.manager, &renewed.token).await;
+    f.clock.advance(Duration::from_secs(11));
     assert_eq!(
         kind(f.manager.validate_session(token.expose()).await),
-        ErrorKind::SessionExpired { absolute: false }
+        ErrorKind::TokenReused
     );
-    f.manager
-        .validate_session(renewed.token.expose())
+    for t in [&live, &renewed.token, &login.token] {
+        assert_eq!(
+            kind(f.manager.validate_session(t.expose()).await),
+            ErrorKind::SessionRevoked
+        );
+    }
+    let lineage = f
+        .events
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            SessionEvent::TheftDetected {
+                session_id,
+                lineage,
+                ..
+            } => Some((session_id, lineage)),
+            _ => None,
+        })
+        .expect("theft event");
+    assert_eq!(lineage.0, renewed.session.id());
+    assert_eq!(lineage.1, [login.session.id(), renewed.session.id()]);
+}
+
+/// Renewal needs the live token. A token whose successor is in flight or
+/// already in use gets `NotLive` (409 `token_not_live`) and nothing
+/// changes; the live token then renews.
+#[tokio::test]
+async fn renewal_with_a_token_that_is_not_live_is_refused_and_changes_nothing() {
+    let mut config = Config::default();
+    config.renewal_threshold = config.expiration_time;
+    let f = fixture(config);
+    let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
+    let t1 = step(&f.manager, &login.token).await;
+    let before = f.store.load(&login.session.id()).await.unwrap().unwrap();
+    // Token 0 while token 1's response is in flight (pending).
+    let e = f
+        .manager
+        .renew_session(login.token.expose())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::NotLive);
+    assert_eq!(e.reason(), "token_not_live");
+    let t2 = step(&f.manager, &t1).await;
+    // Token 0 within its grace, token 1 pending: neither renews.
+    for t in [&login.token, &t1] {
+        assert_eq!(
+            kind(f.manager.renew_session(t.expose()).await),
+            ErrorKind::NotLive
+        );
+        assert_eq!(
+            kind(
+                f.manager
+                    .set_session_permissions(t.expose(), vec!["admin".into()])
+                    .await
+            ),
+            ErrorKind::NotLive
+        );
+    }
+    let now = f.store.load(&login.session.id()).await.unwrap().unwrap();
+    assert_eq!(now.id, before.id);
+    assert!(now.previous_ids.is_empty());
+    assert_eq!(now.meta.renewals, 0);
+    assert!(now.meta.permissions.is_empty());
+    assert_eq!(now.sequence.counter, 2);
+    assert!(
+        !f.events
+            .events()
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Renewed { .. }))
+    );
+    let renewed = f.manager.renew_session(t2.expose()).await.unwrap();
+    assert_eq!(renewed.session.record().meta.renewals, 1);
+}
+
+/// The renewal's response is lost: the client keeps its old token, and
+/// once the renewed token can no longer be on its way (2T), its next
+/// request recovers into the renewed session.
+#[tokio::test]
+async fn a_lost_renewal_response_is_recovered_into_the_renewed_session() {
+    let mut config = Config::default();
+    config.renewal_threshold = config.expiration_time;
+    let f = fixture(config);
+    let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
+    f.clock.advance(MIN);
+    let lost = f.manager.renew_session(login.token.expose()).await.unwrap();
+    f.clock.advance(Duration::from_secs(21));
+    let v = f
+        .manager
+        .validate_session(login.token.expose())
         .await
         .unwrap();
+    assert_eq!(v.verdict, Verdict::Recovered);
+    assert_eq!(v.session.id(), lost.session.id());
+    assert_eq!(v.session.record().meta.renewals, 1);
+    assert_eq!(
+        v.session.expires_in(),
+        8 * HOUR - Duration::from_secs(21),
+        "the renewed lifetime"
+    );
+    let fresh = v.next_token.unwrap();
+    f.manager.validate_session(fresh.expose()).await.unwrap();
+    f.manager.confirm_renewal(fresh.expose()).await.unwrap();
 }
 
 #[tokio::test]
@@ -364,7 +545,7 @@ async fn per_user_limit_refuses_or_evicts_the_oldest() {
     assert_eq!(agents, ["b", "c"]);
     assert_eq!(
         kind(f.manager.validate_session(first.token.expose()).await),
-        ErrorKind::UnknownSession
+        ErrorKind::SessionEvicted
     );
     assert!(f.events.events().contains(&SessionEvent::Terminated {
         session_id: first.session.id(),
@@ -446,28 +627,47 @@ async fn elevation_moves_the_session_to_a_new_id() {
         .await
         .unwrap();
     assert_ne!(elevated.session.id(), login.session.id());
+    assert_eq!(
+        elevated.session.id().lineage(),
+        login.session.id().lineage()
+    );
     assert!(elevated.session.has_permission("admin:write"));
     assert!(elevated.session.flags().elevated);
-    // The old id never gains the new permissions and dies after the grace.
+    // A request in flight with the old token keeps the old permissions and
+    // gets no token.
     let old = f
         .manager
         .validate_session(login.token.expose())
         .await
         .unwrap();
+    assert_eq!((old.verdict, old.next_token), (Verdict::Pending, None));
     assert!(!old.session.has_permission("admin:write"));
-    f.clock.advance(Duration::from_secs(11));
-    assert!(
-        f.manager
-            .validate_session(login.token.expose())
-            .await
-            .is_err()
-    );
     let v = f
         .manager
         .validate_session(elevated.token.expose())
         .await
         .unwrap();
     assert!(v.session.has_permission("admin:write"));
+    let live = v.next_token.unwrap();
+    // Within its grace the old token never gains the new permissions...
+    f.clock.advance(Duration::from_secs(5));
+    let old = f
+        .manager
+        .validate_session(login.token.expose())
+        .await
+        .unwrap();
+    assert_eq!(old.verdict, Verdict::Grace);
+    assert!(!old.session.has_permission("admin:write"));
+    // ...and after it, it is theft: the elevated session dies with it.
+    f.clock.advance(Duration::from_secs(6));
+    assert_eq!(
+        kind(f.manager.validate_session(login.token.expose()).await),
+        ErrorKind::TokenReused
+    );
+    assert_eq!(
+        kind(f.manager.validate_session(live.expose()).await),
+        ErrorKind::SessionRevoked
+    );
 }
 
 #[tokio::test]

@@ -78,6 +78,7 @@ proptest! {
     fn ingest_never_panics(steps in proptest::collection::vec(step(), 1..80), start in any_i64(), action in 0u8..3) {
         let cfg = DriftConfig {
             anomaly_action: match action { 0 => AnomalyAction::Log, 1 => AnomalyAction::RequireRefresh, _ => AnomalyAction::Revoke },
+            forest_enabled: true,
             forest_min_train: 16,
             forest_retrain_every: 32,
             forest_trees: 10,

@@ -10,23 +10,25 @@
 //! likes.
 //!
 //! What the network may do is bounded by the protocol's assumptions
-//! (`docs/protocol.md`): a request arrives within `A` of being sent or never;
-//! a response is delivered within `A` of leaving or never; a token leaves in
-//! a response at most `D` after it was issued or is dropped (the layer's
-//! send deadline). Handlers may take any time.
+//! (`docs/protocol.md`): a request arrives within T of being sent or never
+//! (A1); a token leaves in a response at most `D` after it was issued or is
+//! dropped (the layer's send deadline), and a response is delivered within
+//! `T - D` of leaving or never (A2). Handlers may take any time.
 //!
 //! Properties checked in every reachable state:
 //! - **no false theft**: with no thief, no request is ever `Reused`, and the
 //!   jar never holds a token the server will refuse;
 //! - **no upgrade of a stale copy**: nobody is issued a token in answer to
-//!   a token older than one the other party has already presented;
+//!   a token older than one the other party has already presented, and the
+//!   thief is never issued one once the victim has presented a token newer
+//!   than the copy;
 //! - **no coexistence**: from any quiet state (nothing in flight), if the
 //!   two parties take turns (victim, thief, victim, or thief, victim,
-//!   thief), each after a pause longer than T, one of the three requests is
+//!   thief), each after a pause longer than 2T, one of the three requests is
 //!   refused: two holders cannot both keep the session.
 //!
 //! Time is kept relative (all stored times shifted so that "now" is fixed,
-//! and times older than T + 2 ticks clamped), so the state space is finite
+//! and times older than 2T + 2 ticks clamped), so the state space is finite
 //! without a bound on elapsed time: pauses of any length are covered.
 
 use std::collections::{HashSet, VecDeque};
@@ -38,12 +40,14 @@ use rolling_session::{
 const TICK: u64 = 1_000;
 /// The grace window T, in ticks.
 const T: u64 = 3;
-/// Longest transit of a request or a response, in ticks.
-const A: u8 = 1;
 /// The send deadline: a token leaves at most this many ticks after issue.
 const D: u8 = 1;
+/// Longest transit of a request, in ticks (assumption A1: T).
+const A_REQ: u8 = T as u8;
+/// Longest transit of a response, in ticks (assumption A2: T - D).
+const A_RESP: u8 = T as u8 - D;
 const NOW: u64 = 1_000_000;
-const FLOOR: u64 = NOW - (T + 2) * TICK;
+const FLOOR: u64 = NOW - (2 * T + 2) * TICK;
 
 const VICTIM: u8 = 0;
 const THIEF: u8 = 1;
@@ -75,6 +79,8 @@ struct State {
     msgs: Vec<Msg>,
     /// Highest counter each party had accepted.
     shown: [Option<u64>; 2],
+    /// The counter of the thief's copy.
+    copy: Option<u64>,
 }
 
 fn ids() -> Vec<SessionId> {
@@ -117,6 +123,7 @@ impl Model {
                 context: Default::default(),
                 permissions: vec![],
                 previous_permissions: vec![],
+                seal: None,
                 expires_at: u64::MAX / 2,
                 absolute_expires_at: u64::MAX / 2,
                 idle_timeout_ms: u64::MAX / 4,
@@ -160,6 +167,32 @@ impl Model {
     /// Presents `tok` at NOW; returns the verdict, the token issued (if
     /// any) and the new record projection.
     fn present(&self, s: &State, tok: Tok, renew: bool) -> (Verdict, Option<Tok>, State) {
+        self.present_with(s, tok, renew, Rotate::Always)
+    }
+
+    /// A request as the layer and a renewing handler make it: the layer
+    /// validates the client's token; a renewal then moves the lineage with
+    /// the token the layer just issued (undelivered, so replaced), or with
+    /// the client's own token if none was issued.
+    fn request(&self, s: &State, tok: Tok, renew: bool) -> (Verdict, Option<Tok>, State) {
+        let (v, issued, n) = self.present(s, tok, false);
+        if !renew || !v.is_accepted() {
+            return (v, issued, n);
+        }
+        let (_, renewed, n) = match issued {
+            Some(t) => self.present_with(&n, t, true, Rotate::ReplaceUndelivered),
+            None => self.present(&n, tok, true),
+        };
+        (v, renewed.or(issued), n)
+    }
+
+    fn present_with(
+        &self,
+        s: &State,
+        tok: Tok,
+        renew: bool,
+        rotate: Rotate,
+    ) -> (Verdict, Option<Tok>, State) {
         let mut r = self.record(s);
         let new_id = (renew && (s.seq.5 as usize) + 1 < self.ids.len())
             .then(|| self.ids[s.seq.5 as usize + 1]);
@@ -169,7 +202,7 @@ impl Model {
             now_ms: NOW,
             grace_depth: 16,
             grace_window_ms: T * TICK,
-            rotate: Rotate::Always,
+            rotate,
             new_id,
         });
         let mut next = s.clone();
@@ -224,6 +257,7 @@ impl Model {
             let mut n = s.clone();
             n.copied = true;
             n.jars[1] = s.jars[0];
+            n.copy = s.jars[0].map(|t| t.ctr);
             out.push(n);
         }
         for (i, m) in s.msgs.iter().enumerate() {
@@ -234,7 +268,7 @@ impl Model {
                     // Lost.
                     out.push(base.clone());
                     // Arrives.
-                    let (v, issued, mut n) = self.present(&base, tok, renew);
+                    let (v, issued, mut n) = self.request(&base, tok, renew);
                     if v == Verdict::Reused {
                         if self.thief {
                             report.thefts_detected += 1;
@@ -253,11 +287,16 @@ impl Model {
                     }
                     if v.is_accepted() {
                         let other = 1 - p as usize;
-                        if issued.is_some()
-                            && self.thief
-                            && s.copied
-                            && s.shown[other].is_some_and(|o| o > tok.ctr)
-                        {
+                        // Nobody is issued a token in answer to a token older
+                        // than one the other has presented, and the thief is
+                        // never issued one once the victim has presented a
+                        // token newer than the copy.
+                        let behind = s.shown[other].is_some_and(|o| o > tok.ctr);
+                        let past_copy = p == THIEF
+                            && s.shown[VICTIM as usize]
+                                .zip(s.copy)
+                                .is_some_and(|(v, c)| v > c);
+                        if issued.is_some() && self.thief && s.copied && (behind || past_copy) {
                             report.upgrades += 1;
                             report
                                 .example
@@ -289,7 +328,8 @@ impl Model {
         }
         // Time passes, once everything due has arrived or been lost.
         let due = s.msgs.iter().any(|m| match m {
-            Msg::Req(.., age) | Msg::Resp(.., age) => *age >= A,
+            Msg::Req(.., age) => *age >= A_REQ,
+            Msg::Resp(.., age) => *age >= A_RESP,
             Msg::Handling(..) => false,
         });
         if !due {
@@ -311,7 +351,7 @@ impl Model {
         let mut s = s.clone();
         for turn in 0..3 {
             let p = if turn % 2 == 0 { first } else { 1 - first };
-            for _ in 0..=T + 1 {
+            for _ in 0..=2 * T + 1 {
                 Self::tick(&mut s);
             }
             let Some(tok) = s.jars[p as usize] else {
@@ -341,6 +381,7 @@ impl Model {
                 copied: false,
                 msgs: vec![],
                 shown: [None; 2],
+                copy: None,
             })
         };
         let start = State {
@@ -351,6 +392,7 @@ impl Model {
             copied: false,
             msgs: vec![],
             shown: [None; 2],
+            copy: None,
         };
         let mut seen = HashSet::new();
         let mut queue = VecDeque::new();
@@ -372,7 +414,7 @@ impl Model {
             if !self.thief && s.msgs.is_empty() {
                 // The jar must still be good after any pause.
                 let mut quiet = s.clone();
-                for _ in 0..=T + 1 {
+                for _ in 0..=2 * T + 1 {
                     Self::tick(&mut quiet);
                 }
                 if let Some(tok) = quiet.jars[0] {
@@ -424,7 +466,7 @@ fn no_thief_coexists_or_is_upgraded() {
     };
     let report = model.explore(
         [
-            bound("MODEL_VICTIM_REQUESTS", 3),
+            bound("MODEL_VICTIM_REQUESTS", 2),
             bound("MODEL_THIEF_REQUESTS", 2),
         ],
         20_000_000,

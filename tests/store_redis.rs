@@ -45,6 +45,7 @@ fn record(user: &str, now: u64) -> SessionRecord {
             idle_timeout_ms: 10 * MIN,
             renewals: 0,
             flags: SessionFlags::default(),
+            seal: None,
         },
         sequence: SequenceState::new(now),
     }
@@ -261,16 +262,17 @@ async fn a_lineage_is_one_hash_under_its_lineage_key() {
     assert_eq!(a.verdict, Verdict::Rotated);
     let h = hash(&server, &key);
     assert_eq!(h["ret"], format!("0-0@{}", now + 2));
-    // The old id's token 1, long after 2 was issued: 2's response was lost,
-    // (1, 2] is abandoned and a fresh token issued.
+    // The old id's token 1, more than 2T after 2 was issued: 2's response
+    // was lost, (1, 2] is abandoned (no retirement: theft if presented)
+    // and a fresh token issued.
     let a = store
-        .verify_and_advance(&r.id, &req(r.id, 1, now + 20_000))
+        .verify_and_advance(&r.id, &req(r.id, 1, now + 30_000))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(a.verdict, Verdict::Recovered);
     let h = hash(&server, &key);
-    assert_eq!(h["ret"], format!("2-2@{}", now + 20_000));
+    assert_eq!(h["ret"], format!("0-0@{}", now + 2), "2 gets no retirement");
     assert_eq!((h["ctr"].as_str(), h["pre"].as_str()), ("3", "1"));
     // Revoked: a predecessor long after its grace.
     let a = store
@@ -582,4 +584,347 @@ async fn an_unreachable_redis_is_unavailable_within_the_timeout() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(store.load(&SessionId::generate()).await.unwrap(), None);
+}
+
+/// A manager on `store` with a known key, its events kept.
+fn manager_on(
+    store: RedisStore,
+    config: rolling_session::Config,
+) -> (
+    rolling_session::SessionManager,
+    Arc<rolling_session::MemorySink>,
+) {
+    let events = Arc::new(rolling_session::MemorySink::new());
+    let manager = rolling_session::SessionManager::builder(rolling_session::KeyRing::new(
+        rolling_session::TokenKey::new(1, &[0x11; 32]),
+    ))
+    .store(store)
+    .config(config)
+    .events(events.clone())
+    .build()
+    .unwrap();
+    (manager, events)
+}
+
+/// 16 logins of one user at once through the manager, limit 5, on one
+/// server and on the cluster (where the user's index and the sessions are
+/// in different slots): with eviction all succeed and exactly 11 are
+/// evicted (their tokens get `session_evicted`); with refusal exactly 5
+/// succeed. Issue 12 saw 16 live sessions here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_parallel_logins_never_exceed_the_limit_on_redis_and_the_cluster() {
+    use rolling_session::{Config, ErrorKind, SessionLimitPolicy};
+    let server = RedisServer::start();
+    let cluster = RedisCluster::start();
+    let single = RedisStore::connect(&server.url()).await.unwrap();
+    let clustered = RedisStore::builder()
+        .connect_cluster(cluster.urls())
+        .await
+        .unwrap();
+    for (name, store) in [("single", single), ("cluster", clustered)] {
+        for policy in [SessionLimitPolicy::EvictOldest, SessionLimitPolicy::Refuse] {
+            let config = Config {
+                max_concurrent_sessions: 5,
+                on_session_limit: policy,
+                ..Config::default()
+            };
+            let (manager, events) = manager_on(store.clone(), config);
+            let user = format!("racer-{name}-{policy:?}");
+            let logins: Vec<_> = (0..16)
+                .map(|_| {
+                    let (m, u) = (manager.clone(), user.clone());
+                    tokio::spawn(
+                        async move { m.create_session(u, SessionContext::default()).await },
+                    )
+                })
+                .collect();
+            let mut ok = Vec::new();
+            let mut refused = 0;
+            for t in logins {
+                match t.await.unwrap() {
+                    Ok(s) => ok.push(s),
+                    Err(e) if e.kind() == &ErrorKind::SessionLimit { max: 5 } => refused += 1,
+                    Err(e) => panic!("{name} {policy:?}: {e:?}"),
+                }
+            }
+            let live = manager.active_sessions(&user).await.unwrap();
+            assert_eq!(live.len(), 5, "{name} {policy:?}: live sessions");
+            let evicted = events
+                .events()
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        rolling_session::SessionEvent::Terminated {
+                            reason: rolling_session::TerminationReason::Evicted,
+                            ..
+                        }
+                    )
+                })
+                .count();
+            if policy == SessionLimitPolicy::EvictOldest {
+                assert_eq!((ok.len(), evicted), (16, 11), "{name}: logins, evictions");
+                let mut told = 0;
+                for s in &ok {
+                    if let Err(e) = manager.validate_session(s.token.expose()).await {
+                        assert_eq!(e.reason(), "session_evicted", "{name}");
+                        told += 1;
+                    }
+                }
+                assert_eq!(told, 11, "{name}: evicted tokens are told so");
+            } else {
+                assert_eq!((ok.len(), refused, evicted), (5, 11, 0), "{name}: refusals");
+            }
+        }
+    }
+}
+
+/// Someone with write access to Redis rewrites each field of a session's
+/// hash in turn (payload in clear and sealed with AES-256-GCM): the
+/// session is refused (401, `session_tampered` for everything the record
+/// seal or the payload seal binds) or, where the field is the sequence's,
+/// the rule answers as it would (a 401 of its own, or the session unchanged:
+/// same user, no more permissions, no longer life). Never a 500, never
+/// another user, never a longer session, never more permissions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewriting_any_stored_field_never_serves_a_changed_session() {
+    use rolling_session::http::Rejection;
+    use rolling_session::{Config, ErrorKind};
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+
+    // (field, rewrite of the current value, what the session must answer:
+    // a reason, or None for "served unchanged").
+    type Rewrite = fn(&[u8]) -> Vec<u8>;
+    let clear: Vec<(&str, Rewrite, Option<&str>)> = vec![
+        ("uid", |_| b"admin".to_vec(), Some("session_tampered")),
+        ("uid", |_| b"".to_vec(), Some("session_tampered")),
+        ("created", |v| bump(v, -1), Some("session_tampered")),
+        ("created", |_| b"soon".to_vec(), Some("session_tampered")),
+        ("ends", |v| bump(v, 3_600_000), Some("session_tampered")),
+        ("ends", |v| bump(v, -60_000), Some("session_tampered")),
+        ("idle", |v| bump(v, 86_400_000), Some("session_tampered")),
+        ("idle", |_| b"x".to_vec(), Some("session_tampered")),
+        (
+            "meta",
+            |v| edit_json(v, |j| j["permissions"] = serde_json::json!(["admin"])),
+            Some("session_tampered"),
+        ),
+        (
+            "meta",
+            |v| {
+                edit_json(v, |j| {
+                    j["previous_permissions"] = serde_json::json!(["admin"])
+                })
+            },
+            Some("session_tampered"),
+        ),
+        (
+            "meta",
+            |v| edit_json(v, |j| j["renewals"] = serde_json::json!(7)),
+            Some("session_tampered"),
+        ),
+        (
+            "meta",
+            |v| {
+                edit_json(v, |j| {
+                    j["absolute_expires_at"] = serde_json::json!(u64::MAX)
+                })
+            },
+            Some("session_tampered"),
+        ),
+        (
+            "meta",
+            |v| edit_json(v, |j| j["idle_timeout_ms"] = serde_json::json!(1)),
+            Some("session_tampered"),
+        ),
+        (
+            "meta",
+            |v| {
+                edit_json(v, |j| {
+                    j["context"]["user_agent"] = serde_json::json!("Evil/1.0")
+                })
+            },
+            Some("session_tampered"),
+        ),
+        (
+            "meta",
+            |v| edit_json(v, |j| j["flags"]["anomaly"] = serde_json::json!(true)),
+            Some("session_tampered"),
+        ),
+        (
+            "meta",
+            |v| {
+                edit_json(v, |j| {
+                    j.as_object_mut().unwrap().remove("seal");
+                })
+            },
+            Some("session_tampered"),
+        ),
+        ("meta", |_| b"{broken".to_vec(), Some("session_tampered")),
+        ("ctr", |v| bump(v, 5), Some("token_reused")),
+        ("ctr", |_| b"-1".to_vec(), Some("session_tampered")),
+        ("pre", |_| b"".to_vec(), None),
+        ("pre", |_| b"0".to_vec(), None),
+        ("req", |_| b"0".to_vec(), None),
+        ("iss", |_| b"0".to_vec(), None),
+        ("ret", |_| b"".to_vec(), None),
+        ("ret", |_| b"0-0@1".to_vec(), None),
+        ("rev", |_| b"token_reused".to_vec(), Some("session_revoked")),
+        ("rev", |_| b"evicted".to_vec(), Some("session_evicted")),
+        ("rev", |_| b"pending".to_vec(), Some("session_not_found")),
+        (
+            "rev",
+            |_| b"stolen_by_aliens".to_vec(),
+            Some("session_tampered"),
+        ),
+        ("seen", |_| b"0".to_vec(), Some("idle_timeout")),
+        (
+            "ids",
+            |v| [v, b",", &v[..16], b"0123456789abcdef"].concat(),
+            None,
+        ),
+        (
+            "ids",
+            |v| [&v[..16], b"0123456789abcdef"].concat(),
+            Some("session_not_found"),
+        ),
+        (
+            "ids",
+            |v| [b"0123456789abcdef0123456789abcdef,", v].concat(),
+            Some("session_tampered"),
+        ),
+    ];
+    fn bump(v: &[u8], by: i64) -> Vec<u8> {
+        let n: i64 = std::str::from_utf8(v).unwrap().parse().unwrap();
+        (n + by).to_string().into_bytes()
+    }
+    fn edit_json(v: &[u8], f: fn(&mut serde_json::Value)) -> Vec<u8> {
+        let mut j: serde_json::Value = serde_json::from_slice(v).unwrap();
+        f(&mut j);
+        serde_json::to_vec(&j).unwrap()
+    }
+    // Sealed payloads: any change to `meta` fails its AES-GCM tag.
+    let sealed: Vec<(&str, Rewrite, Option<&str>)> = vec![
+        (
+            "meta",
+            |v| {
+                let mut v = v.to_vec();
+                let i = v.len() / 2;
+                v[i] ^= 1;
+                v
+            },
+            Some("session_tampered"),
+        ),
+        (
+            "meta",
+            |v| v[..v.len() - 1].to_vec(),
+            Some("session_tampered"),
+        ),
+        (
+            "meta",
+            |_| {
+                br#"{"context":{},"permissions":["admin"],"expires_at":1,"absolute_expires_at":1,"idle_timeout_ms":1,"renewals":0,"flags":{}}"#.to_vec()
+            },
+            Some("session_tampered"),
+        ),
+        ("uid", |_| b"admin".to_vec(), Some("session_tampered")),
+        ("ctr", |v| bump(v, 5), Some("token_reused")),
+    ];
+    for (prefix, encrypted, cases) in [("clear:", false, clear), ("sealed:", true, sealed)] {
+        let mut builder = RedisStore::builder().key_prefix(prefix);
+        if encrypted {
+            builder = builder.encrypt(PayloadKeys::new(PayloadKey::new(1, [4; 32])));
+        }
+        let store = builder.connect(&server.url()).await.unwrap();
+        let (manager, events) = manager_on(store.clone(), Config::default());
+        for (field, rewrite, expected) in cases {
+            let what = format!("{prefix} {field}");
+            let ctx = SessionContext {
+                user_agent: Some("Browser/1.0".into()),
+                ..Default::default()
+            };
+            let login = manager.create_session("victim", ctx).await.unwrap();
+            // The session is elevated first, so "no more permissions" and
+            // "previous permissions" mean something.
+            let live = manager
+                .validate_session(login.token.expose())
+                .await
+                .unwrap()
+                .next_token
+                .unwrap();
+            let elevated = manager
+                .set_session_permissions(live.expose(), vec!["payroll:read".into()])
+                .await
+                .unwrap();
+            let before = store.load(&elevated.session.id()).await.unwrap().unwrap();
+            let key = store.session_key(&login.session.id());
+            let value: Vec<u8> = redis::cmd("HGET")
+                .arg(&key)
+                .arg(field)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let _: () = redis::cmd("HSET")
+                .arg(&key)
+                .arg(field)
+                .arg(rewrite(&value))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let got = manager.validate_session(elevated.token.expose()).await;
+            match (&got, expected) {
+                (Ok(v), None) => {
+                    // The same session: same user, no permission it did
+                    // not have (a token the rewrite made a predecessor's
+                    // gets the permissions from before the elevation), no
+                    // longer life.
+                    let (s, m) = (&v.session, &v.session.record().meta);
+                    assert_eq!(s.user_id(), "victim", "{what}");
+                    assert!(
+                        s.permissions().iter().all(|p| p == "payroll:read"),
+                        "{what}: {:?}",
+                        s.permissions()
+                    );
+                    assert_eq!(
+                        (m.expires_at, m.absolute_expires_at, m.idle_timeout_ms),
+                        (
+                            before.meta.expires_at,
+                            before.meta.absolute_expires_at,
+                            before.meta.idle_timeout_ms
+                        ),
+                        "{what}: same lifetime"
+                    );
+                    assert_eq!(s.record().created_at, before.created_at, "{what}");
+                    assert_eq!(s.record().lineage(), before.lineage(), "{what}");
+                }
+                (Err(e), Some(reason)) => {
+                    let rejection = Rejection::from(e);
+                    assert_eq!(
+                        (e.reason(), rejection.status.as_u16()),
+                        (reason, 401),
+                        "{what}: {e}"
+                    );
+                    if reason == "session_tampered" {
+                        assert_eq!(e.kind(), &ErrorKind::RecordTampered);
+                        assert!(
+                            events.events().iter().any(|ev| matches!(
+                                ev,
+                                rolling_session::SessionEvent::RecordTampered { session_id }
+                                    if *session_id == elevated.session.id()
+                            )),
+                            "{what}: an audit event"
+                        );
+                    }
+                }
+                (got, _) => panic!("{what}: expected {expected:?}, got {got:?}"),
+            }
+            // Nothing the rewrite did is ever served to another user.
+            assert!(
+                manager.active_sessions("admin").await.unwrap().is_empty(),
+                "{what}"
+            );
+        }
+    }
 }

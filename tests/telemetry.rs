@@ -8,7 +8,7 @@ use std::time::Duration;
 use rolling_session::drift::{AnomalyAction, TelemetrySample};
 use rolling_session::{
     Config, ErrorKind, KeyRing, ManualClock, MemorySink, SessionContext, SessionEvent,
-    SessionManager, TerminationReason, TokenKey,
+    SessionManager, TerminationReason, TokenKey, Verdict,
 };
 
 fn manager(config: Config) -> (SessionManager, ManualClock, Arc<MemorySink>) {
@@ -140,10 +140,11 @@ async fn anomaly_with_log_action_flags_the_session_and_keeps_it() {
 }
 
 /// Measured round trips of 300 ms size the grace window to 4 × 300 ms =
-/// 1.2 s: a replaced token presented 2 s later is theft, where the
-/// configured 10 s would have let it through.
+/// 1.2 s, which the operator's floor `token.grace_min` (2 s) raises to 2 s:
+/// a retired token presented 1.5 s later is still in flight, 3 s later it
+/// is theft, where the configured 10 s would still have let it through.
 #[tokio::test]
-async fn grace_window_is_sized_from_measured_round_trips() {
+async fn grace_window_is_sized_from_measured_round_trips_within_the_operator_bounds() {
     let (manager, clock, _) = manager(Config::default());
     let measured = manager
         .create_session("carol", SessionContext::default())
@@ -172,15 +173,63 @@ async fn grace_window_is_sized_from_measured_round_trips() {
     for (login, theft) in [(&measured, true), (&unmeasured, false)] {
         let first = login.token.clone();
         let next = manager.validate_session(first.expose()).await.unwrap();
-        assert!(next.next_token.is_some());
-        clock.advance(Duration::from_secs(2));
+        // The holder uses its next token: the first one is retired now.
+        manager
+            .validate_session(next.next_token.unwrap().expose())
+            .await
+            .unwrap();
+        clock.advance(Duration::from_millis(1_500));
+        let in_flight = manager.validate_session(first.expose()).await.unwrap();
+        assert_eq!(in_flight.verdict, Verdict::Grace, "never below grace_min");
+        clock.advance(Duration::from_millis(1_500));
         let replay = manager.validate_session(first.expose()).await;
         if theft {
             assert_eq!(replay.unwrap_err().kind(), &ErrorKind::TokenReused);
         } else {
-            replay.unwrap();
+            assert_eq!(replay.unwrap().verdict, Verdict::Grace);
         }
     }
+}
+
+/// A client cannot raise its window above the operator's ceiling: round
+/// trips of a minute size the predictor's window at 4 minutes, and `token.grace_window`
+/// (10 s) still bounds it.
+#[tokio::test]
+async fn slow_round_trips_never_raise_the_window_above_the_ceiling() {
+    let mut config = Config::default();
+    // The predictor itself would allow up to 5 minutes.
+    config.drift.grace_max_ms = 300_000;
+    let (manager, clock, _) = manager(config);
+    let login = manager
+        .create_session("gina", SessionContext::default())
+        .await
+        .unwrap();
+    let mut echo = None;
+    let mut sized = 0;
+    for i in 0..5u64 {
+        let advice = manager
+            .ingest_telemetry(&login.session, &sample(&manager, i, echo), None)
+            .await
+            .unwrap();
+        sized = advice.grace_window_ms;
+        // The echo comes back a minute after it was sent.
+        echo = Some(advice.server_timestamp + 10_000);
+        clock.advance(Duration::from_secs(70));
+    }
+    assert_eq!(sized, 240_000, "4 x the 60 s round trip");
+    let first = login.token.clone();
+    let next = manager.validate_session(first.expose()).await.unwrap();
+    manager
+        .validate_session(next.next_token.unwrap().expose())
+        .await
+        .unwrap();
+    clock.advance(Duration::from_millis(10_001));
+    let replay = manager.validate_session(first.expose()).await;
+    assert_eq!(
+        replay.unwrap_err().kind(),
+        &ErrorKind::TokenReused,
+        "the client's advice ({sized} ms) cannot stretch T past 10 s"
+    );
 }
 
 #[tokio::test]

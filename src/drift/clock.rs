@@ -74,6 +74,12 @@ pub struct LowerEnvelope {
     points: VecDeque<[f64; 2]>,
     hull: Vec<[f64; 2]>,
     sum_t: f64,
+    /// Cumulative mode ([`LowerEnvelope::cumulative`]): no raw points are kept, `count`
+    /// counts them.
+    #[serde(default)]
+    cumulative: bool,
+    #[serde(default)]
+    count: u64,
 }
 
 impl LowerEnvelope {
@@ -86,19 +92,61 @@ impl LowerEnvelope {
             points: VecDeque::new(),
             hull: Vec::new(),
             sum_t: 0.0,
+            cumulative: false,
+            count: 0,
         }
     }
 
-    /// Number of points in the window.
+    /// An envelope over *every* point pushed since the last [`clear`](Self::clear), keeping
+    /// only the lower hull (at most `max_hull` vertices, at least 2) and the count and sum of
+    /// the times. Without eviction a point under the hull can never reach it again, so this
+    /// solves Moon's linear programme over all the points in O(hull) memory — typically a
+    /// dozen vertices. If the hull ever outgrows `max_hull`, its oldest vertex is dropped
+    /// (the programme then loses that constraint).
+    #[must_use]
+    pub fn cumulative(max_hull: usize) -> Self {
+        Self {
+            cumulative: true,
+            ..Self::new(max_hull)
+        }
+    }
+
+    /// Whether this is a [`cumulative`](Self::cumulative) envelope.
+    #[must_use]
+    pub fn is_cumulative(&self) -> bool {
+        self.cumulative
+    }
+
+    /// Number of points in the window (all points since the last clear when cumulative).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.points.len()
+        if self.cumulative {
+            usize::try_from(self.count).unwrap_or(usize::MAX)
+        } else {
+            self.points.len()
+        }
     }
 
     /// Whether the window is empty.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.points.is_empty()
+        self.len() == 0
+    }
+
+    /// The vertices of the lower hull, oldest first.
+    #[must_use]
+    pub fn hull(&self) -> &[[f64; 2]] {
+        &self.hull
+    }
+
+    /// Time of the oldest point still represented (the first hull vertex when cumulative).
+    #[must_use]
+    pub fn first_t(&self) -> Option<f64> {
+        if self.cumulative {
+            self.hull.first().map(|p| p[0])
+        } else {
+            self.points.front().map(|p| p[0])
+        }
     }
 
     /// Maximum number of points kept.
@@ -116,7 +164,12 @@ impl LowerEnvelope {
     /// The most recent point, if any.
     #[must_use]
     pub fn last(&self) -> Option<[f64; 2]> {
-        self.points.back().copied()
+        if self.cumulative {
+            // The newest point is always the last vertex of the lower hull.
+            self.hull.last().copied()
+        } else {
+            self.points.back().copied()
+        }
     }
 
     /// Removes every point.
@@ -124,6 +177,7 @@ impl LowerEnvelope {
         self.points.clear();
         self.hull.clear();
         self.sum_t = 0.0;
+        self.count = 0;
     }
 
     /// Appends a point. Returns `false` (and changes nothing) when a coordinate is not finite or
@@ -132,8 +186,17 @@ impl LowerEnvelope {
         if !t.is_finite() || !d.is_finite() {
             return false;
         }
-        if self.points.back().is_some_and(|last| t <= last[0]) {
+        if self.last().is_some_and(|last| t <= last[0]) {
             return false;
+        }
+        if self.cumulative {
+            self.count = self.count.saturating_add(1);
+            self.sum_t += t;
+            Self::chain_push(&mut self.hull, [t, d]);
+            if self.hull.len() > self.capacity as usize {
+                self.hull.remove(0);
+            }
+            return true;
         }
         if self.points.len() >= self.capacity as usize {
             self.evict_front();
@@ -144,8 +207,15 @@ impl LowerEnvelope {
         true
     }
 
-    /// Keeps only the newest `keep` points.
+    /// Keeps only the newest `keep` points (a cumulative envelope keeps no raw points: it is
+    /// cleared unless `keep` covers all of them).
     pub fn retain_last(&mut self, keep: usize) {
+        if self.cumulative {
+            if keep < self.len() {
+                self.clear();
+            }
+            return;
+        }
         while self.points.len() > keep {
             self.points.pop_front();
         }
@@ -156,6 +226,43 @@ impl LowerEnvelope {
     /// drops points that are not finite or not increasing, and rebuilds the hull if needed.
     pub fn repair(&mut self, capacity: usize) {
         let capacity = capacity.clamp(2, u32::MAX as usize);
+        if self.cumulative {
+            self.capacity = capacity as u32;
+            self.points.clear();
+            let mut prev = f64::NEG_INFINITY;
+            let vertices: Vec<[f64; 2]> = std::mem::take(&mut self.hull)
+                .into_iter()
+                .filter(|p| {
+                    let ok = p[0].is_finite() && p[1].is_finite() && p[0] > prev;
+                    if ok {
+                        prev = p[0];
+                    }
+                    ok
+                })
+                .collect();
+            for p in vertices {
+                Self::chain_push(&mut self.hull, p);
+            }
+            if self.hull.len() > capacity {
+                self.hull.drain(..self.hull.len() - capacity);
+            }
+            let n = self.hull.len() as u64;
+            let (lo, hi) = match (self.hull.first(), self.hull.last()) {
+                (Some(a), Some(b)) => (a[0], b[0]),
+                _ => (0.0, 0.0),
+            };
+            let mean = if self.count > 0 {
+                self.sum_t / self.count as f64
+            } else {
+                f64::NAN
+            };
+            if self.count < n || !(lo..=hi).contains(&mean) {
+                // Not a state this code writes: fall back to the vertices alone.
+                self.count = n;
+                self.sum_t = self.hull.iter().map(|p| p[0]).sum();
+            }
+            return;
+        }
         let mut dirty = self.capacity as usize != capacity || self.hull.len() > self.points.len();
         self.capacity = capacity as u32;
         while self.points.len() > capacity {
@@ -222,10 +329,10 @@ impl LowerEnvelope {
     /// Mean `t` of the window.
     #[must_use]
     pub fn mean_t(&self) -> Option<f64> {
-        if self.points.is_empty() {
+        if self.is_empty() {
             None
         } else {
-            Some(self.sum_t / self.points.len() as f64)
+            Some(self.sum_t / self.len() as f64)
         }
     }
 
@@ -286,36 +393,73 @@ pub struct ClockSettings {
 /// What one report told about the clocks.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ClockObservation {
-    /// Offset plus minimum one-way delay (server minus client), in ms, at this report.
+    /// An upper bound on the offset (server minus client), in ms, at this report: the lowest
+    /// line under every point of the regime whose slope allows for the drift estimate's
+    /// uncertainty (see [`ClockTracker`]).
     pub skew_ms: f64,
     /// Rate of the server clock relative to the client's, in parts per million
-    /// (positive: the server clock runs faster).
+    /// (positive: the server clock runs faster), clamped to ±[`MAX_PLAUSIBLE_DRIFT`].
     pub drift_ppm: f64,
     /// How far this report's `d` lies above the envelope predicted before it (ms); 0 without
     /// a prediction.
     pub residual_ms: f64,
     /// A clock step was detected and the window restarted.
     pub step: bool,
-    /// Points in the window after this report.
+    /// Points in the regime after this report.
     pub points: usize,
+    /// The envelope's estimate of offset plus minimum one-way delay at this report (ms): the
+    /// value of Moon's line, which `skew_ms` bounds from above.
+    pub envelope_ms: f64,
 }
 
-/// Per-session skew and drift tracking on top of [`LowerEnvelope`] with step detection.
+/// The drift is widened by this many delay scales over the regime's span for the skew bound.
+pub const SLOPE_MARGIN: f64 = 2.0;
+
+/// Smallest delay scale (ms) assumed when widening the drift for the skew bound.
+pub const MIN_DELAY_SCALE_MS: f64 = 10.0;
+
+/// Per-session skew and drift tracking on top of a [cumulative](LowerEnvelope::cumulative)
+/// [`LowerEnvelope`] with step detection.
+///
+/// The envelope covers every report since the last clock step (its hull, at most `window`
+/// vertices), so the drift is Moon's estimate on all of the regime's samples — exactly what an
+/// offline fit of the same samples gives.
+///
+/// **Skew as an upper bound.** The LP line is tightest at the regime's mean time; extrapolated
+/// to the newest report with a slightly wrong slope it can dip below the true offset. Every
+/// sample satisfies `d_i ≥ offset(t_i)` (delays are not negative), so for any slope `α_hi` at
+/// least the true drift, `min_i (d_i + α_hi·(t_now − t_i))` is at least the true offset. The
+/// tracker takes `α_hi = α̂ + 2·s / span`, where `s` is the mean height of recent reports above
+/// the envelope (at least [`MIN_DELAY_SCALE_MS`]) and `span` the regime's length: the LP's
+/// slope error is of the order of the gap between the lowest delays over the span, which `s`
+/// exceeds. The bound tends to the LP line as the regime grows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClockTracker {
     origin: Option<i64>,
     envelope: LowerEnvelope,
     pending_high: u32,
+    /// The newest raw points, to re-base on after an upward step.
+    #[serde(default)]
+    recent: VecDeque<[f64; 2]>,
+    /// Mean height of reports above the envelope predicted before them (ms).
+    #[serde(default)]
+    delay_scale: f64,
+    /// Reports that contributed to `delay_scale` (its weights are 1/n up to 20).
+    #[serde(default)]
+    delay_samples: u32,
 }
 
 impl ClockTracker {
-    /// An empty tracker with a window of `window` points.
+    /// An empty tracker whose envelope keeps at most `window` hull vertices.
     #[must_use]
     pub fn new(window: usize) -> Self {
         Self {
             origin: None,
-            envelope: LowerEnvelope::new(window),
+            envelope: LowerEnvelope::cumulative(window),
             pending_high: 0,
+            recent: VecDeque::new(),
+            delay_scale: 0.0,
+            delay_samples: 0,
         }
     }
 
@@ -325,9 +469,28 @@ impl ClockTracker {
         &self.envelope
     }
 
+    /// Heap bytes held.
+    #[must_use]
+    pub fn heap_bytes(&self) -> usize {
+        self.envelope.heap_bytes() + self.recent.capacity() * std::mem::size_of::<[f64; 2]>()
+    }
+
     /// Restores invariants after deserialising untrusted state.
     pub fn repair(&mut self, window: usize) {
         self.envelope.repair(window);
+        while self.recent.len() > 64 {
+            self.recent.pop_front();
+        }
+        if !self
+            .recent
+            .iter()
+            .all(|p| p[0].is_finite() && p[1].is_finite())
+        {
+            self.recent.clear();
+        }
+        if !self.delay_scale.is_finite() || self.delay_scale < 0.0 {
+            self.delay_scale = 0.0;
+        }
     }
 
     /// Feeds one report: `client_ms` the client's send time, `server_ms` the server's arrival
@@ -346,6 +509,15 @@ impl ClockTracker {
             .map(|o| (i128::from(client_ms) - i128::from(o)) as f64);
         match (t, self.envelope.last()) {
             (Some(t), Some(last)) if t > last[0] => {
+                if let Some(line) = self.envelope.line() {
+                    // Height above the current envelope: the delay scale of the skew bound.
+                    let h = d - line.at(t);
+                    if h.is_finite() && h >= 0.0 {
+                        self.delay_samples = self.delay_samples.saturating_add(1);
+                        let w = 1.0 / f64::from(self.delay_samples.min(20));
+                        self.delay_scale += w * (h.min(1_000.0) - self.delay_scale);
+                    }
+                }
                 if let Some(pred) = self.predict(t) {
                     let r = d - pred;
                     residual = if r.is_finite() { r } else { 0.0 };
@@ -363,19 +535,29 @@ impl ClockTracker {
                 if step {
                     // The new regime: the reports that confirmed the step (for an upward step)
                     // and this one, re-based so that `t` starts near zero.
-                    let keep = self.pending_high.saturating_sub(1) as usize;
-                    self.envelope.retain_last(keep.min(self.envelope.len()));
+                    let keep =
+                        (self.pending_high.saturating_sub(1) as usize).min(self.recent.len());
                     self.pending_high = 0;
                     if keep == 0 {
-                        self.envelope.clear();
-                        self.origin = Some(client_ms);
-                        self.envelope.push(0.0, d);
+                        self.restart(client_ms, d);
                     } else {
-                        self.envelope.push(t, d);
+                        let kept: Vec<[f64; 2]> = self
+                            .recent
+                            .iter()
+                            .skip(self.recent.len() - keep)
+                            .copied()
+                            .collect();
+                        self.envelope.clear();
+                        self.recent.clear();
+                        self.delay_scale = 0.0;
+                        self.delay_samples = 0;
+                        for p in kept.into_iter().chain([[t, d]]) {
+                            self.push(p[0], p[1], settings);
+                        }
                     }
                     residual = 0.0;
                 } else {
-                    self.envelope.push(t, d);
+                    self.push(t, d, settings);
                 }
             }
             (Some(_), Some(_)) => {
@@ -386,6 +568,15 @@ impl ClockTracker {
             _ => self.restart(client_ms, d),
         }
         self.summarise(d, residual, step)
+    }
+
+    fn push(&mut self, t: f64, d: f64, settings: &ClockSettings) {
+        if self.envelope.push(t, d) {
+            self.recent.push_back([t, d]);
+            while self.recent.len() > settings.step_confirm.clamp(1, 64) as usize {
+                self.recent.pop_front();
+            }
+        }
     }
 
     /// Prediction of `d` at `t` for step detection: the envelope's value at the window's mean
@@ -405,23 +596,47 @@ impl ClockTracker {
 
     fn restart(&mut self, client_ms: i64, d: f64) {
         self.envelope.clear();
+        self.recent.clear();
         self.pending_high = 0;
+        self.delay_scale = 0.0;
+        self.delay_samples = 0;
         self.origin = Some(client_ms);
         self.envelope.push(0.0, d);
+        self.recent.push_back([0.0, d]);
     }
 
     fn summarise(&self, d: f64, residual: f64, step: bool) -> ClockObservation {
         let t_now = self.envelope.last().map_or(0.0, |p| p[0]);
-        let (skew, slope) = match self.envelope.line() {
-            Some(line) => (line.at(t_now), line.slope),
-            None => (self.envelope.min_d().unwrap_or(d), 0.0),
+        let (estimate, slope) = match (self.envelope.line(), self.envelope.mean_t()) {
+            (Some(line), Some(mean)) => {
+                let slope = line.slope.clamp(-MAX_PLAUSIBLE_DRIFT, MAX_PLAUSIBLE_DRIFT);
+                (line.at(mean) + slope * (t_now - mean), slope)
+            }
+            _ => (self.envelope.min_d().unwrap_or(d), 0.0),
         };
+        let span = t_now - self.envelope.first_t().unwrap_or(t_now);
+        let bound = if span > 0.0 {
+            let hi = slope + SLOPE_MARGIN * self.delay_scale.max(MIN_DELAY_SCALE_MS) / span;
+            self.envelope
+                .hull()
+                .iter()
+                .map(|p| p[1] + hi * (t_now - p[0]))
+                .fold(f64::INFINITY, f64::min)
+        } else {
+            self.envelope.min_d().unwrap_or(d)
+        };
+        let bound = if bound.is_finite() { bound } else { d };
         ClockObservation {
-            skew_ms: if skew.is_finite() { skew } else { d },
+            skew_ms: bound,
             drift_ppm: if slope.is_finite() { slope * 1e6 } else { 0.0 },
             residual_ms: residual,
             step,
             points: self.envelope.len(),
+            envelope_ms: if estimate.is_finite() {
+                estimate
+            } else {
+                bound
+            },
         }
     }
 }

@@ -295,6 +295,7 @@ fn state_stays_small_and_round_trips_through_serde() {
 #[test]
 fn forest_trains_from_the_reservoir() {
     let cfg = DriftConfig {
+        forest_enabled: true,
         forest_min_train: 64,
         forest_retrain_every: 200,
         ..DriftConfig::default()

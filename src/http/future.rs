@@ -53,9 +53,12 @@ where
     pub(crate) fn new(exchange: SessionExchange, service: S, request: Request<ReqBody>) -> Self {
         let (parts, body) = request.into_parts();
         let (token, info) = exchange.inspect_parts(&parts);
+        let method = parts.method.clone();
+        let path = parts.uri.path().to_owned();
         let request = Request::from_parts(parts, body);
         let begin = exchange.clone();
-        let validation: Validation = Box::pin(async move { begin.begin(token, info).await });
+        let validation: Validation =
+            Box::pin(async move { begin.begin_at(token, info, method.as_str(), &path).await });
         Self {
             exchange,
             state: State::Validating {
@@ -86,6 +89,7 @@ where
                     let handle = ready!(validation.as_mut().poll(cx));
                     let mut request = request.take().expect("polled after completion");
                     if this.exchange.is_required()
+                        && !handle.is_deferred()
                         && let Err(rejection) = handle.require()
                     {
                         let answer = this.exchange.rejection_response(&rejection);

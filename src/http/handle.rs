@@ -1,7 +1,7 @@
 //! The per-request session handle and the token exchange around a request.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
 
@@ -20,20 +20,58 @@ use super::transport::{EXPIRES_IN_HEADER, IDLE_EXPIRES_IN_HEADER};
 #[derive(Debug, Clone)]
 enum Presence {
     /// A valid session; `token` is the client's live token after this
-    /// request.
-    Active { session: Box<Session>, token: Token },
+    /// request, `held` the one it holds while the request is in flight
+    /// (the token it presented, or a login's first token).
+    Active {
+        session: Box<Session>,
+        token: Token,
+        held: Token,
+    },
     /// No token.
     Missing,
     /// A token that was refused, and why.
     Rejected(Rejection),
+    /// A token not validated yet: the refresh route, whose renewal is the
+    /// request's validation and its one rotation (see
+    /// [`SessionExchange::begin_at`]).
+    Deferred {
+        presented: Token,
+        request: Box<RequestInfo>,
+    },
 }
 
 /// What the response must do to the client's token.
 #[derive(Debug, Clone)]
 enum Write {
     Nothing,
-    Token(Token, Duration),
+    /// Send this token. `issued` is when the server issued it; `None` for a
+    /// new lineage's first token (login), which nothing can have
+    /// abandoned.
+    Token(Token, Duration, Option<Issued>),
     Clear,
+}
+
+/// When a token was issued: on the monotonic clock, and on the manager's
+/// clock (the one the sequence rule measures T with). A response leaving
+/// too late by either goes without the token.
+#[derive(Debug, Clone, Copy)]
+struct Issued {
+    at: Instant,
+    at_ms: u64,
+}
+
+impl Issued {
+    fn at(session: &Session) -> Self {
+        Self {
+            at: Instant::now(),
+            at_ms: session.observed_at_ms(),
+        }
+    }
+
+    fn older_than(&self, deadline: Duration, manager: &SessionManager) -> bool {
+        self.at.elapsed() > deadline
+            || manager.now_ms().saturating_sub(self.at_ms) > as_ms(deadline)
+    }
 }
 
 #[derive(Debug)]
@@ -83,33 +121,75 @@ impl SessionHandle {
             Presence::Active { session, .. } => Ok((**session).clone()),
             Presence::Missing => Err(Rejection::missing_token()),
             Presence::Rejected(r) => Err(r.clone()),
+            Presence::Deferred { .. } => Err(Rejection::not_validated()),
+        }
+    }
+
+    pub(crate) fn is_deferred(&self) -> bool {
+        matches!(self.lock().presence, Presence::Deferred { .. })
+    }
+
+    /// The live token, and whether this request issued it (so the client
+    /// does not hold it yet: renewal and elevation must replace it rather
+    /// than use it).
+    fn live_token_undelivered(&self) -> Result<(Token, bool), Rejection> {
+        match &self.lock().presence {
+            Presence::Active { token, held, .. } => {
+                Ok((token.clone(), token.expose() != held.expose()))
+            }
+            Presence::Deferred { presented, .. } => Ok((presented.clone(), false)),
+            Presence::Missing => Err(Rejection::missing_token()),
+            Presence::Rejected(r) => Err(r.clone()),
         }
     }
 
     fn live_token(&self) -> Result<Token, Rejection> {
         match &self.lock().presence {
             Presence::Active { token, .. } => Ok(token.clone()),
+            Presence::Deferred { presented, .. } => Ok(presented.clone()),
             Presence::Missing => Err(Rejection::missing_token()),
             Presence::Rejected(r) => Err(r.clone()),
         }
     }
 
-    fn activate(&self, session: Session, token: Token) {
+    /// The token for operations that do not rotate (confirm, analytics,
+    /// context updates): the one the client holds, never the one this
+    /// request was issued. Using the issued token would be its first use,
+    /// which retires the client's token on the server while the response
+    /// that carries its successor may still be lost or dropped as late; the
+    /// client would then hold a retired token, theft after the grace.
+    fn held_token(&self) -> Result<Token, Rejection> {
+        match &self.lock().presence {
+            Presence::Active { held, .. } => Ok(held.clone()),
+            Presence::Deferred { presented, .. } => Ok(presented.clone()),
+            Presence::Missing => Err(Rejection::missing_token()),
+            Presence::Rejected(r) => Err(r.clone()),
+        }
+    }
+
+    fn activate(&self, session: Session, token: Token, issued: Option<Issued>) {
         let max_age = session.expires_in();
         let mut state = self.lock();
-        state.write = Write::Token(token.clone(), max_age);
+        state.write = Write::Token(token.clone(), max_age, issued);
+        let held = match (&state.presence, issued) {
+            // Renewal, elevation: the client still holds what it presented.
+            (Presence::Active { held, .. }, Some(_)) => held.clone(),
+            (Presence::Deferred { presented, .. }, Some(_)) => presented.clone(),
+            _ => token.clone(),
+        };
         state.presence = Presence::Active {
             session: Box::new(session),
             token,
+            held,
         };
     }
 
+    /// Records a refusal that ended the session. The cookie is left alone:
+    /// see [`Rejection::ends_session`].
     fn reject(&self, e: &Error) -> Rejection {
         let r = Rejection::from(e);
         if r.ends_session() {
-            let mut state = self.lock();
-            state.write = Write::Clear;
-            state.presence = Presence::Rejected(r.clone());
+            self.lock().presence = Presence::Rejected(r.clone());
         }
         r
     }
@@ -129,7 +209,7 @@ impl SessionHandle {
             .create_session(user_id, self.context.clone())
             .await
             .map_err(|e| Rejection::from(&e))?;
-        self.activate(created.session.clone(), created.token);
+        self.activate(created.session.clone(), created.token, None);
         Ok(created.session)
     }
 
@@ -146,22 +226,50 @@ impl SessionHandle {
         Ok(())
     }
 
-    /// Two-phase renewal, phase one: the client receives the new session's
-    /// token; the old one keeps working until confirmed or the grace ends.
+    /// Renews the session (see [`SessionManager::renew_session`]): the
+    /// client receives the renewed token.
+    ///
+    /// On the refresh route the request was not validated first (see
+    /// [`SessionExchange::begin_at`]): the renewal is its validation, with
+    /// the token the client presented. If the renewal is refused before
+    /// the token was checked (too early, limits), the request is validated
+    /// then, like any other.
     pub async fn renew(&self) -> Result<Session, Rejection> {
-        let token = self.live_token()?;
-        let renewed = self
-            .manager
-            .renew_session(token.expose())
-            .await
-            .map_err(|e| self.reject(&e))?;
-        self.activate(renewed.session.clone(), renewed.token);
+        let (token, undelivered) = self.live_token_undelivered()?;
+        let renewal = if undelivered {
+            self.manager.renew_session_undelivered(token.expose()).await
+        } else {
+            self.manager.renew_session(token.expose()).await
+        };
+        let renewed = match renewal {
+            Ok(renewed) => renewed,
+            Err(e) => {
+                let refused = Rejection::from(&e);
+                let deferred = match &self.lock().presence {
+                    Presence::Deferred { request, .. } => Some((**request).clone()),
+                    _ => None,
+                };
+                if let Some(request) = deferred.filter(|_| !refused.ends_session()) {
+                    let (presence, write) = validate(&self.manager, token, &request).await;
+                    let mut state = self.lock();
+                    state.presence = presence;
+                    state.write = write;
+                    if let Presence::Rejected(r) = &state.presence {
+                        return Err(r.clone());
+                    }
+                    return Err(refused);
+                }
+                return Err(self.reject(&e));
+            }
+        };
+        let issued = Issued::at(&renewed.session);
+        self.activate(renewed.session.clone(), renewed.token, Some(issued));
         Ok(renewed.session)
     }
 
-    /// Two-phase renewal, phase two: retires the old credentials.
+    /// Confirms a renewal (see [`SessionManager::confirm_renewal`]).
     pub async fn confirm_renewal(&self) -> Result<Session, Rejection> {
-        let token = self.live_token()?;
+        let token = self.held_token()?;
         self.manager
             .confirm_renewal(token.expose())
             .await
@@ -171,19 +279,25 @@ impl SessionHandle {
     /// Sets the session's permissions; the session moves to a new id whose
     /// token the client receives (fixation protection).
     pub async fn set_permissions(&self, permissions: Vec<String>) -> Result<Session, Rejection> {
-        let token = self.live_token()?;
-        let elevated = self
-            .manager
-            .set_session_permissions(token.expose(), permissions)
-            .await
-            .map_err(|e| self.reject(&e))?;
-        self.activate(elevated.session.clone(), elevated.token);
+        let (token, undelivered) = self.live_token_undelivered()?;
+        let elevation = if undelivered {
+            self.manager
+                .set_session_permissions_undelivered(token.expose(), permissions)
+                .await
+        } else {
+            self.manager
+                .set_session_permissions(token.expose(), permissions)
+                .await
+        };
+        let elevated = elevation.map_err(|e| self.reject(&e))?;
+        let issued = Issued::at(&elevated.session);
+        self.activate(elevated.session.clone(), elevated.token, Some(issued));
         Ok(elevated.session)
     }
 
     /// Updates the recorded context with the fields set in `update`.
     pub async fn update_context(&self, update: SessionContext) -> Result<Session, Rejection> {
-        let token = self.live_token()?;
+        let token = self.held_token()?;
         self.manager
             .update_session_context(token.expose(), update)
             .await
@@ -192,7 +306,7 @@ impl SessionHandle {
 
     /// Usage statistics of the session.
     pub async fn analytics(&self) -> Result<SessionAnalytics, Rejection> {
-        let token = self.live_token()?;
+        let token = self.held_token()?;
         self.manager
             .session_analytics(token.expose())
             .await
@@ -225,6 +339,36 @@ impl SessionHandle {
     }
 }
 
+/// Validates `presented` as one request: the handle's state after it.
+async fn validate(
+    manager: &SessionManager,
+    presented: Token,
+    request: &RequestInfo,
+) -> (Presence, Write) {
+    match manager.validate(presented.expose(), request).await {
+        Ok(v) => {
+            let max_age = v.session.expires_in();
+            let issued = Issued::at(&v.session);
+            let write = v
+                .next_token
+                .clone()
+                .map_or(Write::Nothing, |t| Write::Token(t, max_age, Some(issued)));
+            let token = v.next_token.unwrap_or_else(|| presented.clone());
+            (
+                Presence::Active {
+                    session: Box::new(v.session),
+                    token,
+                    held: presented,
+                },
+                write,
+            )
+        }
+        // Never clear the cookie on a refusal: the jar may already hold a
+        // newer token than the one refused.
+        Err(e) => (Presence::Rejected(Rejection::from(&e)), Write::Nothing),
+    }
+}
+
 impl SessionExchange {
     /// Validates the request's token (if any) and returns the handle for
     /// the request. Never fails: a refusal is recorded in the handle.
@@ -233,38 +377,57 @@ impl SessionExchange {
         let context = request.context.clone().unwrap_or_default();
         let (presence, write) = match token {
             None => (Presence::Missing, Write::Nothing),
-            Some(presented) => match manager.validate(&presented, &request).await {
-                Ok(v) => {
-                    let max_age = v.session.expires_in();
-                    let write = v
-                        .next_token
-                        .clone()
-                        .map_or(Write::Nothing, |t| Write::Token(t, max_age));
-                    let token = v.next_token.unwrap_or_else(|| Token::presented(presented));
-                    (
-                        Presence::Active {
-                            session: Box::new(v.session),
-                            token,
-                        },
-                        write,
-                    )
-                }
-                Err(e) => {
-                    let r = Rejection::from(&e);
-                    let write = if r.ends_session() {
-                        Write::Clear
-                    } else {
-                        Write::Nothing
-                    };
-                    (Presence::Rejected(r), write)
-                }
-            },
+            Some(presented) => validate(&manager, Token::presented(presented), &request).await,
         };
         SessionHandle {
             manager,
             context,
             state: Arc::new(Mutex::new(State { presence, write })),
         }
+    }
+
+    /// [`begin`](Self::begin) for a request to `method` `path`. A request
+    /// to the refresh route (`POST {prefix}/refresh`) is not validated
+    /// here: its renewal validates the presented token and rotates it, once.
+    /// Validating first would rotate it twice in one request (the layer's
+    /// rotation, then the renewal's use of the token it just issued), which
+    /// retires the token the client holds: were the response then lost, or
+    /// dropped as late, the client would be left with a retired token,
+    /// theft after the grace. With one rotation it holds the last
+    /// presented token, which the sequence rule recovers.
+    pub async fn begin_at(
+        &self,
+        token: Option<String>,
+        request: RequestInfo,
+        method: &str,
+        path: &str,
+    ) -> SessionHandle {
+        match token {
+            Some(presented) if self.is_refresh(method, path) => SessionHandle {
+                manager: self.manager().clone(),
+                context: request.context.clone().unwrap_or_default(),
+                state: Arc::new(Mutex::new(State {
+                    presence: Presence::Deferred {
+                        presented: Token::presented(presented),
+                        request: Box::new(request),
+                    },
+                    write: Write::Nothing,
+                })),
+            },
+            token => self.begin(token, request).await,
+        }
+    }
+
+    fn is_refresh(&self, method: &str, path: &str) -> bool {
+        method == "POST" && path.strip_prefix(self.prefix()) == Some("/refresh")
+    }
+
+    /// How long after its issue a token may still leave in a response: half
+    /// of `token.grace_min`, on the monotonic clock and on the manager's
+    /// clock alike. A later response goes without its token (see
+    /// `docs/protocol.md`, late responses).
+    pub fn token_send_deadline(&self) -> Duration {
+        self.manager().config().token.grace_min / 2
     }
 
     /// The headers to add to the response: the next token (or its
@@ -275,7 +438,15 @@ impl SessionExchange {
         let mut headers = Vec::with_capacity(4);
         let carried = match &state.write {
             Write::Nothing => None,
-            Write::Token(token, max_age) => self.token_transport().write(token, *max_age),
+            Write::Token(_, _, Some(issued))
+                if issued.older_than(self.token_send_deadline(), self.manager()) =>
+            {
+                // Too late to be sure this token is still the one to hold:
+                // the client recovers on its next request instead.
+                metrics::counter!("rolling_session_late_tokens_dropped_total").increment(1);
+                None
+            }
+            Write::Token(token, max_age, _) => self.token_transport().write(token, *max_age),
             Write::Clear => self.token_transport().clear(),
         };
         if let Some(h) = carried {

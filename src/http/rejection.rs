@@ -39,6 +39,17 @@ impl Rejection {
         )
     }
 
+    /// A route reached the session of a request whose validation was
+    /// deferred to the refresh route's renewal (see
+    /// [`SessionExchange::begin_at`](super::SessionExchange::begin_at)).
+    pub fn not_validated() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "session_not_validated",
+            "only the refresh route may handle a request whose session was not validated".into(),
+        )
+    }
+
     /// A refusal with no hint.
     pub fn new(status: StatusCode, reason: &'static str, message: String) -> Self {
         Self {
@@ -55,8 +66,11 @@ impl Rejection {
         Bytes::from(serde_json::to_vec(self).unwrap_or_default())
     }
 
-    /// Whether the client's token is dead for good, so the cookie should
-    /// be dropped.
+    /// Whether the session is over for this client (a 401). The cookie is
+    /// still never cleared on a refusal: the refused token may be an old
+    /// one from a late or retried request while the jar already holds a
+    /// newer token (or a new login's), which clearing would destroy. Only
+    /// logout removes the cookie.
     pub fn ends_session(&self) -> bool {
         self.status == StatusCode::UNAUTHORIZED
     }
@@ -79,7 +93,7 @@ impl From<&Error> for Rejection {
             ErrorKind::InvalidTelemetry(_) => StatusCode::BAD_REQUEST,
             ErrorKind::Store => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::RenewalTooEarly { .. }
-            | ErrorKind::AlreadySuperseded
+            | ErrorKind::NotLive
             | ErrorKind::NothingToConfirm
             | ErrorKind::SessionLimit { .. } => StatusCode::CONFLICT,
             ErrorKind::RenewalLimit { .. } | ErrorKind::RenewalPastAbsolute => {

@@ -8,8 +8,11 @@
 //! [`verify_and_advance`](SessionStore::verify_and_advance) applies
 //! [`SessionRecord::advance`] exactly (case by case, and in a long seeded
 //! random differential walk against a local copy), atomically under
-//! concurrent requests, expiry verdicts at their exact boundaries, the
-//! per-user index, the errors, and numbers up to the documented limits.
+//! concurrent requests (racing rotations, renewals and elevations), expiry
+//! verdicts at their exact boundaries, the per-user index, creation under
+//! the per-user limit ([`create_limited`](SessionStore::create_limited):
+//! the rule, and 16 parallel logins of one user under both policies), the
+//! errors, and numbers up to the documented limits.
 //! It panics with a message naming the failed check, like `assert!`.
 //!
 //! Every check uses fresh random session ids and user ids, so the suite
@@ -37,12 +40,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::SessionStore;
+use super::{SessionLimit, SessionStore};
 use crate::error::StoreError;
 use crate::sequence::{
     AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict,
 };
-use crate::session::{SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord};
+use crate::session::{
+    RecordSeal, SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord,
+};
 
 const SEC: u64 = 1_000;
 const MIN: u64 = 60 * SEC;
@@ -59,8 +64,11 @@ pub async fn run(store: Arc<dyn SessionStore>) {
     expiry(&*store).await;
     user_index(&*store).await;
     large_numbers(&*store).await;
+    create_limited(&*store).await;
     concurrent_requests_are_atomic(store.clone()).await;
+    concurrent_elevations_move_the_lineage_once(store.clone()).await;
     concurrent_meta_updates_never_move_the_sequence(store.clone()).await;
+    concurrent_creates_respect_the_limit(store.clone()).await;
     differential(&*store, 0x5EED_F00D, 400).await;
 }
 
@@ -112,6 +120,8 @@ fn sample(user: &str, now: u64) -> SessionRecord {
                 context_mismatch: false,
                 anomaly: true,
             },
+            // Stores never check it, but must keep it.
+            seal: Some(RecordSeal::from_parts(3, [0x5a; 16])),
         },
         sequence: SequenceState::new(now),
     }
@@ -557,19 +567,16 @@ pub async fn sequence_rule(store: &dyn SessionStore) {
         (request(id, 1, now + 2_000), Verdict::Rotated),
         // Retired when 1 was first presented.
         (request(id, 0, now + 3_000), Verdict::Grace),
-        // p again, exactly T after n was issued.
-        (request(id, 1, now + 2_000 + t), Verdict::Pending),
+        // p again, exactly 2T after n was issued.
+        (request(id, 1, now + 2_000 + 2 * t), Verdict::Pending),
         // One ms later: n's response was lost.
-        (request(id, 1, now + 2_001 + t), Verdict::Recovered),
-        // Abandoned by the recovery, within the grace: its holder moved
-        // past p = 1, so 2 is presented now, and 1 retired.
-        (request(id, 2, now + 2_002 + t), Verdict::Grace),
-        (request(id, 2, now + 2_002 + t), Verdict::Pending),
-        (request(id, 1, now + 2_002 + t), Verdict::Grace),
-        (request(id, 3, now + 2_003 + t), Verdict::Rotated),
-        // K = 1: 1 was forgotten when 2 was retired.
-        (request(id, 1, now + 2_004 + t), Verdict::Reused),
-        (request(id, 4, now + 2_005 + t), Verdict::Revoked),
+        (request(id, 1, now + 2_001 + 2 * t), Verdict::Recovered),
+        // The live token (3) is used: p = 1 retired.
+        (request(id, 3, now + 2_002 + 2 * t), Verdict::Rotated),
+        (request(id, 1, now + 2_003 + 2 * t), Verdict::Grace),
+        // 2 was abandoned by the recovery: theft at once.
+        (request(id, 2, now + 2_004 + 2 * t), Verdict::Reused),
+        (request(id, 4, now + 2_005 + 2 * t), Verdict::Revoked),
     ];
     for (req, want) in cases {
         expect(store, &mut r, req, want, check).await;
@@ -702,7 +709,7 @@ pub async fn sequence_rule(store: &dyn SessionStore) {
         &mut r,
         AdvanceRequest {
             new_id: Some(moved),
-            ..with(id, Rotate::Never, now + 103 + t, presented)
+            ..with(id, Rotate::Never, now + 103 + 2 * t, presented)
         },
         Verdict::Recovered,
         check,
@@ -907,12 +914,13 @@ pub async fn large_numbers(store: &dyn SessionStore) {
         (request(id, big + 7, now + 3), Verdict::Ahead),
         (request(id, big + 1, now + 3), Verdict::Rotated),
         (request(id, big, now + 4), Verdict::Grace),
-        (request(id, big + 1, now + 4 + t), Verdict::Recovered),
-        (request(id, big + 2, now + 5 + t), Verdict::Grace),
+        (request(id, big + 1, now + 4 + 2 * t), Verdict::Recovered),
+        (request(id, big + 3, now + 5 + 2 * t), Verdict::Rotated),
+        (request(id, big + 1, now + 6 + 2 * t), Verdict::Grace),
     ] {
         expect(store, &mut r, req, want, check).await;
     }
-    assert_eq!(r.sequence.counter, big + 3);
+    assert_eq!(r.sequence.counter, big + 4);
     assert_eq!(
         load(store, &r.id).await.as_ref(),
         Some(&r),
@@ -1060,6 +1068,321 @@ pub async fn concurrent_requests_are_atomic(store: Arc<dyn SessionStore>) {
         workers * per_worker,
         "{check}: every accepted request was counted"
     );
+}
+
+fn limit(max: usize, evict_oldest: bool, now_ms: u64) -> SessionLimit {
+    SessionLimit {
+        max,
+        evict_oldest,
+        now_ms,
+    }
+}
+
+/// The user's live sessions at `now` (as the limit counts them).
+async fn live(store: &dyn SessionStore, user: &str, now: u64) -> Vec<SessionRecord> {
+    store
+        .list_by_user(user)
+        .await
+        .unwrap_or_else(|e| panic!("list_by_user failed: {e:?}"))
+        .into_iter()
+        .filter(|r| !r.is_dead(now))
+        .collect()
+}
+
+/// [`SessionStore::create_limited`], one call at a time: below the limit
+/// it creates; at the limit it refuses (writing nothing) or evicts the
+/// oldest live session (by creation time; reported by its current id,
+/// kept revoked as [`RevocationReason::Evicted`]); dead sessions (revoked,
+/// expired, idle) do not count; a taken lineage key is a conflict that
+/// evicts nothing; other users are untouched.
+pub async fn create_limited(store: &dyn SessionStore) {
+    let check = "create_limited";
+    let now = wall_ms();
+    let user = fresh_user(check);
+    let other = fresh_user(check);
+    let bystander = sample(&other, now);
+    create(store, &bystander).await;
+
+    // Two dead sessions first: revoked, and past its lifetime.
+    let mut revoked = sample(&user, now - 5 * SEC);
+    revoked.sequence.revoked = Some(RevocationReason::TokenReused);
+    create(store, &revoked).await;
+    let mut expired = sample(&user, now - 5 * SEC);
+    expired.meta.expires_at = now - SEC;
+    create(store, &expired).await;
+
+    // Three live ones, created in this order.
+    let mut mine = Vec::new();
+    for age in [3, 2, 1] {
+        let r = sample(&user, now - age * SEC);
+        let created = store
+            .create_limited(&r, &limit(3, false, now))
+            .await
+            .unwrap_or_else(|e| panic!("{check}: below the limit: {e:?}"));
+        assert!(
+            created.evicted.is_empty(),
+            "{check}: below the limit nothing is evicted (dead sessions do not count)"
+        );
+        assert_eq!(
+            load(store, &r.id).await.as_ref(),
+            Some(&r),
+            "{check}: created"
+        );
+        mine.push(r);
+    }
+    // Refused at the limit: nothing written.
+    let refused = sample(&user, now);
+    assert!(
+        matches!(
+            store.create_limited(&refused, &limit(3, false, now)).await,
+            Err(StoreError::SessionLimit { max: 3 })
+        ),
+        "{check}: the fourth live session is refused with SessionLimit"
+    );
+    assert_eq!(
+        load(store, &refused.id).await,
+        None,
+        "{check}: refused is not stored"
+    );
+    assert_eq!(
+        live(store, &user, now).await.len(),
+        3,
+        "{check}: after a refusal"
+    );
+
+    // The oldest is renewed (its current id changes), then evicted.
+    let old_id = mine[0].id;
+    let renewed = AdvanceRequest {
+        new_id: Some(old_id.next_generation()),
+        ..request(old_id, 0, now)
+    };
+    step(store, &mut mine[0], &renewed, check).await;
+    let newcomer = sample(&user, now);
+    let created = store
+        .create_limited(&newcomer, &limit(3, true, now))
+        .await
+        .unwrap_or_else(|e| panic!("{check}: evicting: {e:?}"));
+    assert_eq!(
+        created.evicted,
+        vec![mine[0].id],
+        "{check}: the oldest live session is evicted, named by its current id"
+    );
+    let tombstone = load(store, &old_id)
+        .await
+        .unwrap_or_else(|| panic!("{check}: an evicted session is kept until its purge time"));
+    assert_eq!(
+        tombstone.sequence.revoked,
+        Some(RevocationReason::Evicted),
+        "{check}: an evicted session is revoked as Evicted"
+    );
+    let mut expected = mine[0].clone();
+    expected.sequence.revoked = Some(RevocationReason::Evicted);
+    assert_eq!(
+        tombstone, expected,
+        "{check}: eviction changes nothing else"
+    );
+    let req = request(mine[0].id, mine[0].sequence.counter, now + 1);
+    let a = store
+        .verify_and_advance(&mine[0].id, &req)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: {e:?}"))
+        .unwrap_or_else(|| panic!("{check}: the evicted session is gone"));
+    assert_eq!(
+        a.verdict,
+        Verdict::Revoked,
+        "{check}: an evicted session is revoked"
+    );
+    let ids = |records: Vec<SessionRecord>| records.iter().map(|r| r.id).collect::<BTreeSet<_>>();
+    assert_eq!(
+        ids(live(store, &user, now).await),
+        ids(vec![mine[1].clone(), mine[2].clone(), newcomer.clone()]),
+        "{check}: the live sessions after an eviction"
+    );
+
+    // Two over the limit (a smaller limit now): the two oldest go.
+    let last = sample(&user, now + 1);
+    let created = store
+        .create_limited(&last, &limit(2, true, now + 1))
+        .await
+        .unwrap_or_else(|e| panic!("{check}: evicting two: {e:?}"));
+    assert_eq!(
+        created.evicted,
+        vec![mine[1].id, mine[2].id],
+        "{check}: as many of the oldest as needed, oldest first"
+    );
+    assert_eq!(
+        ids(live(store, &user, now + 1).await),
+        ids(vec![newcomer.clone(), last.clone()]),
+        "{check}: the limit holds"
+    );
+
+    // A taken lineage key: a conflict that evicts nothing.
+    let mut twin = sample(&user, now + 2);
+    twin.id = foreign_id(&last);
+    assert!(
+        matches!(
+            store.create_limited(&twin, &limit(2, true, now + 2)).await,
+            Err(StoreError::Conflict)
+        ),
+        "{check}: a taken lineage key is a Conflict"
+    );
+    assert_eq!(
+        ids(live(store, &user, now + 2).await),
+        ids(vec![newcomer, last]),
+        "{check}: a conflict evicts nothing"
+    );
+    assert_eq!(
+        load(store, &bystander.id).await.as_ref(),
+        Some(&bystander),
+        "{check}: another user's session is untouched"
+    );
+    assert_eq!(
+        live(store, &other, now).await.len(),
+        1,
+        "{check}: another user's sessions are untouched"
+    );
+}
+
+/// 16 logins of one user at once with a limit of 5, under each policy,
+/// twice (the second wave finds the user at the limit): never more than 5
+/// live; with eviction every login succeeds and exactly 11 sessions per
+/// wave are evicted, each once, each kept revoked; with refusal exactly 5
+/// logins succeed in all and 27 are refused.
+pub async fn concurrent_creates_respect_the_limit(store: Arc<dyn SessionStore>) {
+    let check = "concurrent_creates_respect_the_limit";
+    const LOGINS: usize = 16;
+    const MAX: usize = 5;
+    for evict_oldest in [true, false] {
+        let user = fresh_user(check);
+        let mut created_ids = BTreeSet::new();
+        let mut evicted_ids = Vec::new();
+        let mut refused = 0;
+        for wave in 0..2u64 {
+            let now = wall_ms();
+            let tasks: Vec<_> = (0..LOGINS)
+                .map(|i| {
+                    let store = store.clone();
+                    let r = sample(&user, now + wave * 100 + i as u64 % 3);
+                    tokio::spawn(async move {
+                        let out = store
+                            .create_limited(&r, &limit(MAX, evict_oldest, now + wave * 100))
+                            .await;
+                        (r.id, out)
+                    })
+                })
+                .collect();
+            for t in tasks {
+                let (id, out) = t.await.unwrap_or_else(|e| panic!("{check}: task: {e}"));
+                match out {
+                    Ok(created) => {
+                        created_ids.insert(id);
+                        evicted_ids.extend(created.evicted);
+                    }
+                    Err(StoreError::SessionLimit { max: MAX }) if !evict_oldest => refused += 1,
+                    Err(e) => panic!("{check} (evict {evict_oldest}): create_limited: {e:?}"),
+                }
+            }
+            let live_now = live(&*store, &user, now + wave * 100).await;
+            assert_eq!(
+                live_now.len(),
+                MAX,
+                "{check} (evict {evict_oldest}): after wave {wave}, exactly the limit is live"
+            );
+        }
+        let unique: BTreeSet<_> = evicted_ids.iter().copied().collect();
+        if evict_oldest {
+            assert_eq!(
+                (created_ids.len(), evicted_ids.len(), unique.len()),
+                (2 * LOGINS, 2 * LOGINS - MAX, 2 * LOGINS - MAX),
+                "{check}: every login succeeds, 16 - 5 evicted in the first wave and 16 in the second, each once"
+            );
+            assert!(
+                unique.is_subset(&created_ids),
+                "{check}: only sessions of this user are evicted"
+            );
+            for id in &unique {
+                let r = load(&*store, id)
+                    .await
+                    .unwrap_or_else(|| panic!("{check}: an evicted session is kept"));
+                assert_eq!(
+                    r.sequence.revoked,
+                    Some(RevocationReason::Evicted),
+                    "{check}: evicted sessions are revoked"
+                );
+            }
+        } else {
+            assert_eq!(
+                (created_ids.len(), refused, evicted_ids.len()),
+                (MAX, 2 * LOGINS - MAX, 0),
+                "{check}: with refusal, exactly 5 logins succeed and 11 + 16 are refused"
+            );
+        }
+    }
+}
+
+/// 16 elevations of one live token at once (a new id each, then the new
+/// permissions written by the winner, as the manager does): exactly one
+/// moves the lineage, the others are pending and never see a new id, and
+/// the stored permissions are the winner's.
+pub async fn concurrent_elevations_move_the_lineage_once(store: Arc<dyn SessionStore>) {
+    let check = "concurrent_elevations";
+    let now = wall_ms();
+    let r = sample(&fresh_user(check), now);
+    create(&*store, &r).await;
+    let tasks: Vec<_> = (0..16u64)
+        .map(|i| {
+            let (store, id, mut meta) = (store.clone(), r.id, r.meta.clone());
+            tokio::spawn(async move {
+                let new_id = id.next_generation();
+                let req = AdvanceRequest {
+                    grace_window_ms: MIN,
+                    new_id: Some(new_id),
+                    ..request(id, 0, now + 1 + i)
+                };
+                let a = store
+                    .verify_and_advance(&id, &req)
+                    .await
+                    .expect("verify_and_advance")
+                    .expect("the session");
+                let won = a.verdict == Verdict::Rotated && a.record.id == new_id;
+                if won {
+                    meta.previous_permissions = std::mem::take(&mut meta.permissions);
+                    meta.permissions = vec![format!("elevated-{i}")];
+                    store
+                        .update_meta(&new_id, &meta)
+                        .await
+                        .expect("update_meta by the winner");
+                }
+                (won, a, meta)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (won, a, meta) = t.await.unwrap_or_else(|e| panic!("{check}: task: {e}"));
+        if won {
+            winners.push((a.record.id, meta));
+        } else {
+            assert_eq!(a.verdict, Verdict::Pending, "{check}: a loser is pending");
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "{check}: exactly one elevation moves the lineage"
+    );
+    let (winner, meta) = winners.pop().expect("one winner");
+    let stored = load(&*store, &r.id).await.expect("stored");
+    assert_eq!(
+        (
+            stored.id,
+            stored.previous_ids.clone(),
+            stored.sequence.counter
+        ),
+        (winner, vec![r.id], 1),
+        "{check}: one new id, one new token"
+    );
+    assert_eq!(stored.meta, meta, "{check}: the winner's permissions");
 }
 
 /// `update_meta` racing requests: the sequence counts every request and
@@ -1210,10 +1533,11 @@ pub async fn differential(store: &dyn SessionStore, seed: u64, steps: u64) {
             4 => Some(rng.pick(&ids)),
             _ => None,
         };
-        let rotate = match rng.below(6) {
+        let rotate = match rng.below(7) {
             0 | 1 => Rotate::Always,
             2 => Rotate::Never,
             3 => Rotate::EveryN(rng.below(4)),
+            4 => Rotate::ReplaceUndelivered,
             _ => Rotate::MinInterval(rng.below(3 * SEC)),
         };
         let req = AdvanceRequest {

@@ -6,9 +6,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{Advance, SessionStore};
+use super::{Advance, Created, SessionLimit, SessionStore};
 use crate::error::StoreError;
-use crate::sequence::AdvanceRequest;
+use crate::sequence::{AdvanceRequest, RevocationReason};
 use crate::session::{LineageKey, SessionId, SessionMeta, SessionRecord};
 
 /// Sessions in process memory: the default store for one node.
@@ -22,6 +22,14 @@ use crate::session::{LineageKey, SessionId, SessionMeta, SessionRecord};
 /// Session ids are already uniformly random, so a shard is picked from the
 /// id's bytes with no hashing, and the maps use a cheap hasher
 /// (`IdHasher`) on those bytes.
+///
+/// A user's sessions are spread over the shards, so creating a session
+/// under the per-user limit ([`create_limited`](SessionStore::create_limited))
+/// first takes a per-user lock (one of a fixed set of stripes, picked by a
+/// hash of the user id), then visits the shards one at a time: no other
+/// operation takes a stripe, and none holds two shard locks at once, so
+/// the lock order cannot deadlock, and two logins of one user never count
+/// at the same time.
 ///
 /// ```
 /// # tokio_test_block_on(async {
@@ -38,6 +46,10 @@ use crate::session::{LineageKey, SessionId, SessionMeta, SessionRecord};
 #[derive(Debug)]
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
+    /// Per-user locks for `create_limited`, striped by a hash of the user
+    /// id; always taken before any shard lock.
+    users: Box<[Mutex<()>]>,
+    user_hasher: std::hash::RandomState,
 }
 
 type LineageMap<V> = HashMap<LineageKey, V, KeyHasherBuilder>;
@@ -91,6 +103,8 @@ impl MemoryStore {
         let n = shards.max(1).next_power_of_two();
         Self {
             shards: (0..n).map(|_| Mutex::new(Shard::default())).collect(),
+            users: (0..USER_STRIPES).map(|_| Mutex::new(())).collect(),
+            user_hasher: std::hash::RandomState::new(),
         }
     }
 
@@ -104,22 +118,7 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn shard(&self, key: &LineageKey) -> MutexGuard<'_, Shard> {
-        let n = u64::from_le_bytes(*key.as_bytes());
-        let idx = (n as usize) & (self.shards.len() - 1);
-        lock(&self.shards[idx])
-    }
-}
-
-/// A poisoned shard only means another thread panicked while holding it;
-/// every operation leaves the maps consistent, so carry on.
-fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-#[async_trait]
-impl SessionStore for MemoryStore {
-    async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+    fn create_sync(&self, record: &SessionRecord) -> Result<(), StoreError> {
         let key = record.lineage();
         let mut shard = self.shard(&key);
         if shard.sessions.contains_key(&key) {
@@ -132,6 +131,67 @@ impl SessionStore for MemoryStore {
             .push(key);
         shard.sessions.insert(key, Box::new(record.clone()));
         Ok(())
+    }
+
+    fn list_sync(&self, user_id: &str) -> Vec<SessionRecord> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            if let Some(ids) = shard.by_user.get(user_id) {
+                out.extend(
+                    ids.iter()
+                        .filter_map(|id| shard.sessions.get(id).map(|r| SessionRecord::clone(r))),
+                );
+            }
+        }
+        out
+    }
+
+    fn user_lock(&self, user_id: &str) -> MutexGuard<'_, ()> {
+        let stripe = self.user_hasher.hash_one(user_id) as usize % self.users.len();
+        self.users[stripe].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn shard(&self, key: &LineageKey) -> MutexGuard<'_, Shard> {
+        let n = u64::from_le_bytes(*key.as_bytes());
+        let idx = (n as usize) & (self.shards.len() - 1);
+        lock(&self.shards[idx])
+    }
+}
+
+/// Stripes of per-user locks: logins of two users wait for each other only
+/// when their ids hash to the same stripe, and only for one scan.
+const USER_STRIPES: usize = 64;
+
+/// A poisoned shard only means another thread panicked while holding it;
+/// every operation leaves the maps consistent, so carry on.
+fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        self.create_sync(record)
+    }
+
+    async fn create_limited(
+        &self,
+        record: &SessionRecord,
+        limit: &SessionLimit,
+    ) -> Result<Created, StoreError> {
+        // The per-user lock first, then shard locks one at a time, never
+        // two at once (see the type's documentation). No await below: the
+        // whole step runs under the user's lock.
+        let _user = self.user_lock(&record.user_id);
+        let evicted = limit.evictions(&self.list_sync(&record.user_id))?;
+        self.create_sync(record)?;
+        for id in &evicted {
+            if let Some(r) = self.shard(&id.lineage()).record_mut(id) {
+                r.sequence.revoked.get_or_insert(RevocationReason::Evicted);
+            }
+        }
+        Ok(Created { evicted })
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
@@ -169,17 +229,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn list_by_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
-        let mut out = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = lock(shard);
-            if let Some(ids) = shard.by_user.get(user_id) {
-                out.extend(
-                    ids.iter()
-                        .filter_map(|id| shard.sessions.get(id).map(|r| SessionRecord::clone(r))),
-                );
-            }
-        }
-        Ok(out)
+        Ok(self.list_sync(user_id))
     }
 
     async fn delete_by_user(&self, user_id: &str) -> Result<u64, StoreError> {

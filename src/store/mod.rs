@@ -16,14 +16,23 @@
 //! Every store must apply [`SessionRecord::advance`] atomically in
 //! [`verify_and_advance`](SessionStore::verify_and_advance): read, decide
 //! and write as one step, so two requests with the same token can never
-//! both rotate. The conformance suite (feature `test-util`) checks this and
-//! the rest of the contract for any store.
+//! both rotate; and [`SessionLimit::evictions`] atomically in
+//! [`create_limited`](SessionStore::create_limited), so parallel logins of
+//! one user can never hold more than the limit. The conformance suite
+//! (feature `test-util`) checks this and the rest of the contract for any
+//! store.
+//!
+//! Stores never check a record's [`RecordSeal`]: it travels inside
+//! [`SessionMeta`] and the manager checks it on every record it reads.
 
 use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::sequence::{AdvanceRequest, Verdict};
 use crate::session::{SessionId, SessionMeta, SessionRecord};
+
+pub use crate::error::RecordSealError;
+pub use crate::session::RecordSeal;
 
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
@@ -47,6 +56,65 @@ pub struct Advance {
     pub record: SessionRecord,
 }
 
+/// The per-user session limit that
+/// [`SessionStore::create_limited`] enforces in the same atomic step as
+/// the creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimit {
+    /// Live sessions allowed per user, the new one included (at least 1).
+    pub max: usize,
+    /// At the limit, evict the user's oldest live sessions (`true`) or
+    /// refuse the new one with [`StoreError::SessionLimit`] (`false`).
+    pub evict_oldest: bool,
+    /// The time the liveness of the user's sessions is judged at
+    /// ([`SessionRecord::is_dead`]), ms since the epoch.
+    pub now_ms: u64,
+}
+
+impl SessionLimit {
+    /// The rule, for stores that can read a user's sessions and write
+    /// inside one lock or transaction: given every stored session of the
+    /// user, the ids of those to evict so the new session fits (oldest
+    /// first: by creation time, then lineage key), or
+    /// [`StoreError::SessionLimit`]. Dead sessions do not count.
+    pub fn evictions<'a>(
+        &self,
+        sessions: impl IntoIterator<Item = &'a SessionRecord>,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut live: Vec<&SessionRecord> = sessions
+            .into_iter()
+            .filter(|r| !r.is_dead(self.now_ms))
+            .collect();
+        let max = self.max.max(1);
+        if live.len() < max {
+            return Ok(Vec::new());
+        }
+        if !self.evict_oldest {
+            return Err(StoreError::SessionLimit { max: self.max });
+        }
+        live.sort_by_key(|r| (r.created_at, r.lineage()));
+        Ok(live[..=live.len() - max].iter().map(|r| r.id).collect())
+    }
+}
+
+/// What [`SessionStore::create_limited`] did besides creating the session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Created {
+    /// The current ids of the sessions evicted to make room, oldest first.
+    /// Each is kept, revoked with
+    /// [`RevocationReason::Evicted`](crate::RevocationReason::Evicted),
+    /// until its purge time.
+    pub evicted: Vec<SessionId>,
+}
+
+impl Created {
+    /// A creation that evicted `evicted`.
+    pub fn evicting(evicted: Vec<SessionId>) -> Self {
+        Self { evicted }
+    }
+}
+
 /// Storage for sessions. Implement it to keep sessions in your own
 /// database; run `rolling_session::store::conformance` (feature
 /// `test-util`) against your implementation to prove it.
@@ -55,6 +123,41 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Stores a new session. Fails with [`StoreError::Conflict`] if its
     /// lineage key is taken.
     async fn create(&self, record: &SessionRecord) -> Result<(), StoreError>;
+
+    /// Stores a new session under the per-user limit, in one atomic step:
+    /// counts the user's live sessions ([`SessionRecord::is_dead`] at
+    /// `limit.now_ms` excluded) and, at the limit, either refuses with
+    /// [`StoreError::SessionLimit`] (nothing is written) or revokes the
+    /// oldest ones with
+    /// [`RevocationReason::Evicted`](crate::RevocationReason::Evicted)
+    /// (keeping them until their purge time, like any revoked session) and
+    /// returns their ids. However many logins of one user run in parallel,
+    /// the user never has more than `limit.max` live sessions.
+    /// [`SessionLimit::evictions`] is the rule. Fails with
+    /// [`StoreError::Conflict`] if the lineage key is taken, without
+    /// evicting anything.
+    ///
+    /// The session manager creates every session through this method.
+    ///
+    /// The default implementation is **not atomic**: it lists the user's
+    /// sessions, deletes those to evict (without a tombstone: their next
+    /// request gets `session_not_found`), then creates. It exists so that
+    /// stores written for earlier versions still compile; every store of
+    /// this crate overrides it, and so must yours (the conformance suite's
+    /// `concurrent_creates_respect_the_limit` races 16 logins against it).
+    async fn create_limited(
+        &self,
+        record: &SessionRecord,
+        limit: &SessionLimit,
+    ) -> Result<Created, StoreError> {
+        let stored = self.list_by_user(&record.user_id).await?;
+        let evicted = limit.evictions(&stored)?;
+        for id in &evicted {
+            self.delete(id).await?;
+        }
+        self.create(record).await?;
+        Ok(Created { evicted })
+    }
 
     /// Loads the session `id` is an id of, or `None` if there is none.
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError>;

@@ -13,7 +13,7 @@ use futures_util::future::join_all;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::{Advance, SessionStore};
+use super::{Advance, Created, SessionLimit, SessionStore};
 use crate::clock::as_ms;
 use crate::error::StoreError;
 use crate::sequence::{
@@ -26,10 +26,16 @@ use crate::session::{LineageKey, SessionId, SessionMeta, SessionRecord};
 const MAX_TTL_MS: u64 = 1_000_000_000_000;
 
 /// The fields of a lineage hash that make up a record, in the order
-/// [`RedisStore::decode`] reads them (and the advance script replies them).
-const RECORD_FIELDS: [&str; 11] = [
-    "ids", "uid", "created", "meta", "ctr", "pre", "req", "seen", "iss", "ret", "rev",
+/// [`Codec::decode`] reads them, [`Codec::encode`] writes them (and the
+/// advance script replies them).
+const RECORD_FIELDS: [&str; 13] = [
+    "ids", "uid", "created", "meta", "ctr", "pre", "req", "seen", "iss", "ret", "rev", "ends",
+    "idle",
 ];
+
+/// The `rev` of a hash `create_limited` wrote and its user's index has not
+/// admitted yet: every script and read treats it as absent.
+const PENDING: &str = "pending";
 
 /// Sessions in Redis or Redis Cluster, shared by every node of a service
 /// (feature `redis`): the store for services that run on more than one node.
@@ -39,7 +45,7 @@ const RECORD_FIELDS: [&str; 11] = [
 /// | key | type | holds |
 /// |-----|------|-------|
 /// | `{prefix}s:{<lineage key hex>}` | hash | one session lineage: `ids` (every id it had, comma-separated, the current one last), the sequence in clear (`ctr`, `pre`, `req`, `seen`, `iss`, `ret`, `rev`), the deadlines the script needs (`ends`, `idle`), `uid`, `created`, and `meta`: the rest of the session as JSON, sealed with AES-256-GCM when [`PayloadKeys`] are configured |
-/// | `{prefix}u:{<user id>}` | sorted set | the user's lineage keys (hex), scored by the end of their lifetime |
+/// | `{prefix}u:{<user id>}` | sorted set | the user's lineage keys (hex), scored by their creation time |
 ///
 /// A session keeps one hash from login to logout: renewal and elevation
 /// move it to a new id of the same lineage ([`SessionId::lineage`], the
@@ -62,7 +68,17 @@ const RECORD_FIELDS: [&str; 11] = [
 /// deleted. A crash between the two steps leaves at worst an index entry
 /// without a session, which readers skip and prune; never a session
 /// missing from its user's index, which "log out everywhere" would miss.
-/// `docs/redis.md` has the whole argument.
+/// Logins under the per-user limit
+/// ([`create_limited`](SessionStore::create_limited)) are admitted by one
+/// script on the index (count, then refuse or evict the oldest, then
+/// add), around which the hash is written first as `pending` (invisible,
+/// short TTL), then activated, so an eviction can reach a session still
+/// being created. `docs/redis.md` has the whole argument.
+///
+/// Reads decode strictly: a hash this crate did not write (a field that
+/// does not parse, `ends` or `idle` that disagree with the payload, a
+/// payload that fails its AES-GCM tag) is [`StoreError::Corrupt`], which
+/// the session manager answers as a tampered record (`session_tampered`).
 ///
 /// Nothing stored is a credential: only ids, counters and times, never a
 /// token or a key.
@@ -114,8 +130,7 @@ struct Inner {
     prefix: String,
     timeout: Duration,
     expiry_slack_ms: u64,
-    payload: Option<PayloadKeys>,
-    accept_plaintext: bool,
+    codec: Codec,
     scripts: Scripts,
 }
 
@@ -125,6 +140,9 @@ struct Scripts {
     update_meta: Script,
     delete: Script,
     index: Script,
+    admit: Script,
+    revoke: Script,
+    activate: Script,
 }
 
 impl Scripts {
@@ -135,8 +153,29 @@ impl Scripts {
             update_meta: Script::new(include_str!("redis/update_meta.lua")),
             delete: Script::new(include_str!("redis/delete.lua")),
             index: Script::new(include_str!("redis/index.lua")),
+            admit: Script::new(include_str!("redis/admit.lua")),
+            revoke: Script::new(include_str!("redis/revoke.lua")),
+            activate: Script::new(include_str!("redis/activate.lua")),
         }
     }
+}
+
+/// Turns records into the fields of a lineage hash and back, sealing and
+/// opening the payload.
+#[derive(Clone)]
+struct Codec {
+    payload: Option<PayloadKeys>,
+    accept_plaintext: bool,
+}
+
+/// What a lineage hash holds.
+enum Stored {
+    /// Nothing: never created, deleted, or expired.
+    Missing,
+    /// A session `create_limited` is still creating: not usable yet.
+    Pending,
+    /// A session.
+    Record(SessionRecord),
 }
 
 impl fmt::Debug for RedisStore {
@@ -146,7 +185,7 @@ impl fmt::Debug for RedisStore {
             .field("prefix", &self.inner.prefix)
             .field("timeout", &self.inner.timeout)
             .field("expiry_slack_ms", &self.inner.expiry_slack_ms)
-            .field("payload", &self.inner.payload)
+            .field("payload", &self.inner.codec.payload)
             .finish()
     }
 }
@@ -336,8 +375,10 @@ impl RedisStoreBuilder {
                 prefix: self.prefix,
                 timeout: self.timeout,
                 expiry_slack_ms: as_ms(self.expiry_slack),
-                payload: self.payload,
-                accept_plaintext: self.accept_plaintext,
+                codec: Codec {
+                    payload: self.payload,
+                    accept_plaintext: self.accept_plaintext,
+                },
                 scripts: Scripts::new(),
             }),
         }
@@ -402,11 +443,13 @@ impl RedisStore {
             .clamp(1, MAX_TTL_MS)
     }
 
-    /// Adds a lineage to its user's index and makes the index outlive it.
+    /// Adds a lineage to its user's index (scored by its creation time)
+    /// and makes the index outlive it (its end of lifetime, `ends`).
     async fn index(
         &self,
         user_id: &str,
         lineage: &LineageKey,
+        created: u64,
         ends: u64,
         reference: u64,
     ) -> Result<(), StoreError> {
@@ -415,7 +458,7 @@ impl RedisStore {
             .scripts
             .index
             .key(self.user_index_key(user_id))
-            .arg(ends.to_string())
+            .arg(created.to_string())
             .arg(lineage.to_string())
             .arg(self.ttl_ms(ends, reference))
             .invoke_async::<i64>(&mut conn)
@@ -460,6 +503,14 @@ impl RedisStore {
         &self,
         lineage: &LineageKey,
     ) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(match self.load_state(lineage).await? {
+            Stored::Record(r) => Some(r),
+            Stored::Missing | Stored::Pending => None,
+        })
+    }
+
+    /// What the hash of `lineage` holds.
+    async fn load_state(&self, lineage: &LineageKey) -> Result<Stored, StoreError> {
         let mut conn = self.conn.clone();
         let fields: Vec<Option<Vec<u8>>> = ::redis::cmd("HMGET")
             .arg(self.lineage_key(lineage))
@@ -468,20 +519,318 @@ impl RedisStore {
             .await
             .map_err(map_err)?;
         if fields.iter().all(Option::is_none) {
-            return Ok(None);
+            return Ok(Stored::Missing);
         }
         let fields: Option<Vec<Vec<u8>>> = fields.into_iter().collect();
         let fields = fields.ok_or_else(|| corrupt("a lineage hash lacks a field"))?;
-        let record = self.decode(&fields)?;
+        if fields[10] == PENDING.as_bytes() {
+            return Ok(Stored::Pending);
+        }
+        let record = self.inner.codec.decode(&fields)?;
         if record.lineage() != *lineage {
             return Err(corrupt("a lineage hash holds the ids of another lineage"));
         }
-        Ok(Some(record))
+        Ok(Stored::Record(record))
     }
 
-    /// Decodes [`RECORD_FIELDS`] (in that order) into a record.
+    /// Writes `record` as a new hash (`rev` replaced by `rev` if given,
+    /// with this TTL). `Err(Conflict)` if its lineage is taken; then
+    /// `Some(owner)` says whose it is.
+    async fn write_new(
+        &self,
+        record: &SessionRecord,
+        rev: Option<&str>,
+        ttl_ms: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let lineage = record.lineage();
+        if record.previous_ids.iter().any(|p| p.lineage() != lineage) {
+            return Err(corrupt("a record's ids must share one lineage key"));
+        }
+        let mut fields = self.inner.codec.encode(record)?;
+        if let Some(rev) = rev {
+            fields[10] = rev.as_bytes().to_vec();
+        }
+        let mut conn = self.conn.clone();
+        let mut invocation = self.inner.scripts.create.key(self.lineage_key(&lineage));
+        for field in &fields {
+            invocation.arg(&field[..]);
+        }
+        invocation
+            .arg(ttl_ms)
+            .invoke_async::<Option<String>>(&mut conn)
+            .await
+            .map_err(map_err)
+    }
+
+    /// Deletes the hash of `id` (best effort, for undoing a creation).
+    async fn delete_quietly(&self, id: &SessionId) {
+        let _ = self.delete_hash(id).await;
+    }
+
+    /// Deletes the hash of the lineage `id` is an id of; its owner if it
+    /// existed.
+    async fn delete_hash(&self, id: &SessionId) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        self.inner
+            .scripts
+            .delete
+            .key(self.session_key(id))
+            .arg("id")
+            .arg(id.to_string())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(map_err)
+    }
+
+    /// One call of the admission script on the user's index: `Ok(reply)`.
+    async fn admit(
+        &self,
+        record: &SessionRecord,
+        limit: &SessionLimit,
+        mode: &str,
+        dead: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self
+            .inner
+            .scripts
+            .admit
+            .key(self.user_index_key(&record.user_id));
+        invocation
+            .arg(record.lineage().to_string())
+            .arg(record.created_at.to_string())
+            .arg(limit.max.max(1))
+            .arg(mode)
+            .arg(self.ttl_ms(record.meta.ends_at(), record.sequence.last_seen_at));
+        for member in dead {
+            invocation.arg(member);
+        }
+        invocation
+            .invoke_async::<Vec<String>>(&mut conn)
+            .await
+            .map_err(map_err)
+    }
+
+    /// The members of a full index that are dead at `now_ms`: their hash
+    /// is gone, unreadable, another user's, or its session is over.
+    /// Sessions still being created count as live.
+    async fn dead_members(
+        &self,
+        user_id: &str,
+        members: &[String],
+        now_ms: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let loads = members.iter().map(|hex| async move {
+            match parse_lineage(hex) {
+                Some(lineage) => self.load_state(&lineage).await,
+                None => Ok(Stored::Missing),
+            }
+        });
+        let mut dead = Vec::new();
+        for (hex, loaded) in members.iter().zip(join_all(loads).await) {
+            let is_dead = match loaded {
+                Ok(Stored::Pending) => false,
+                Ok(Stored::Record(r)) => r.user_id != user_id || r.is_dead(now_ms),
+                Ok(Stored::Missing) | Err(StoreError::Corrupt(_)) => true,
+                Err(e) => return Err(e),
+            };
+            if is_dead {
+                dead.push(hex.clone());
+            }
+        }
+        Ok(dead)
+    }
+
+    /// The atomic part of `create_limited`: admits the (pending) record
+    /// into its user's index, or refuses it. `Ok(evicted)` lists the
+    /// members evicted with their scores.
+    async fn admit_limited(
+        &self,
+        record: &SessionRecord,
+        limit: &SessionLimit,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let policy = if limit.evict_oldest {
+            "evict"
+        } else {
+            "refuse"
+        };
+        // First a probe: below the limit it admits at once. At the limit
+        // it lists the members, the dead among them are found (reading
+        // their hashes, which live in other slots), and the second call
+        // drops them and decides, in one step, whatever happened in
+        // between.
+        let mut dead = Vec::new();
+        for mode in ["probe", policy] {
+            let reply = self.admit(record, limit, mode, &dead).await?;
+            let (verdict, rest) = reply
+                .split_first()
+                .ok_or_else(|| corrupt("empty reply from the admission script"))?;
+            match verdict.as_str() {
+                "admitted" => {
+                    return Ok(rest
+                        .chunks(2)
+                        .filter_map(|pair| match pair {
+                            [member, score] => Some((member.clone(), score.clone())),
+                            _ => None,
+                        })
+                        .collect());
+                }
+                "full" => {
+                    dead = self
+                        .dead_members(&record.user_id, rest, limit.now_ms)
+                        .await?
+                }
+                "refused" => return Err(StoreError::SessionLimit { max: limit.max }),
+                "taken" => return Err(StoreError::Conflict),
+                _ => return Err(corrupt("unknown reply from the admission script")),
+            }
+        }
+        Err(corrupt(
+            "the admission script answered `full` outside a probe",
+        ))
+    }
+
+    /// Revokes the lineages evicted from a user's index; their current ids.
+    async fn revoke_evicted(
+        &self,
+        user_id: &str,
+        evicted: &[(String, String)],
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let revokes = evicted.iter().map(|(hex, _)| async move {
+            let Some(lineage) = parse_lineage(hex) else {
+                return Ok(None);
+            };
+            let mut conn = self.conn.clone();
+            self.inner
+                .scripts
+                .revoke
+                .key(self.lineage_key(&lineage))
+                .arg(user_id)
+                .arg(revoked_text(Some(RevocationReason::Evicted)))
+                .invoke_async::<Option<String>>(&mut conn)
+                .await
+                .map_err(map_err)
+        });
+        let mut ids = Vec::new();
+        for outcome in join_all(revokes).await {
+            if let Some(hex) = outcome? {
+                ids.push(SessionId::parse_hex(&hex).ok_or_else(|| corrupt("a bad id"))?);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Undoes an admission after a later step failed (best effort): the
+    /// new member leaves the index, the evicted ones come back.
+    async fn undo_admission(&self, record: &SessionRecord, evicted: &[(String, String)]) {
+        let _ = self
+            .unindex(&record.user_id, &[record.lineage().to_string()])
+            .await;
+        for (hex, score) in evicted {
+            if let Some(lineage) = parse_lineage(hex) {
+                let created = score.parse::<f64>().map_or(0, |s| s as u64);
+                let ends = record.meta.ends_at();
+                let _ = self
+                    .index(
+                        &record.user_id,
+                        &lineage,
+                        created,
+                        ends,
+                        record.sequence.last_seen_at,
+                    )
+                    .await;
+            }
+        }
+    }
+
+    /// How long a hash `create_limited` wrote stays without being admitted
+    /// and activated: longer than the call may take (its timeout), short
+    /// enough that a node dying mid-creation leaves no session counting
+    /// against its user's limit for long.
+    fn pending_ttl_ms(&self) -> u64 {
+        as_ms(self.inner.timeout)
+            .saturating_mul(2)
+            .saturating_add(1_000)
+    }
+
+    /// The fields of a lineage hash as [`create`](SessionStore::create)
+    /// writes them ([`RECORD_FIELDS`] order), the payload sealed if
+    /// payload keys are given. For the fuzz targets and tests: the
+    /// encoding [`decode_hash`](Self::decode_hash) reads.
+    #[doc(hidden)]
+    pub fn encode_hash(
+        payload: Option<PayloadKeys>,
+        record: &SessionRecord,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let codec = Codec {
+            payload,
+            accept_plaintext: false,
+        };
+        Ok(codec.encode(record)?.to_vec())
+    }
+
+    /// Decodes the fields of a lineage hash ([`RECORD_FIELDS`] order:
+    /// `ids`, `uid`, `created`, `meta`, `ctr`, `pre`, `req`, `seen`, `iss`,
+    /// `ret`, `rev`, `ends`, `idle`) as every read does. For the fuzz
+    /// targets: any input gives a record or an error, never a panic.
+    #[doc(hidden)]
+    pub fn decode_hash(
+        payload: Option<PayloadKeys>,
+        accept_plaintext: bool,
+        fields: &[Vec<u8>],
+    ) -> Result<SessionRecord, StoreError> {
+        Codec {
+            payload,
+            accept_plaintext,
+        }
+        .decode(fields)
+    }
+}
+
+impl Codec {
+    /// [`RECORD_FIELDS`] of `record`, in that order.
+    fn encode(&self, record: &SessionRecord) -> Result<[Vec<u8>; 13], StoreError> {
+        let meta = &record.meta;
+        let seq = &record.sequence;
+        let text = |s: String| s.into_bytes();
+        Ok([
+            text(encode_ids(record)),
+            text(record.user_id.clone()),
+            text(record.created_at.to_string()),
+            self.seal_meta(&record.lineage(), meta)?,
+            text(seq.counter.to_string()),
+            text(seq.presented.map_or_else(String::new, |p| p.to_string())),
+            text(seq.requests.to_string()),
+            text(seq.last_seen_at.to_string()),
+            text(seq.issued_at.to_string()),
+            text(encode_retired(&seq.retired)),
+            text(revoked_text(seq.revoked)),
+            text(meta.ends_at().to_string()),
+            text(meta.idle_timeout_ms.to_string()),
+        ])
+    }
+
+    /// Decodes [`RECORD_FIELDS`] (in that order) into a record. The
+    /// deadlines kept in clear for the scripts (`ends`, `idle`) must agree
+    /// with the payload's: the advance script decides on them, the
+    /// session manager checks the payload's against its seal.
     fn decode(&self, f: &[Vec<u8>]) -> Result<SessionRecord, StoreError> {
-        let [ids, uid, created, meta, ctr, pre, req, seen, iss, ret, rev] = f else {
+        let [
+            ids,
+            uid,
+            created,
+            meta,
+            ctr,
+            pre,
+            req,
+            seen,
+            iss,
+            ret,
+            rev,
+            ends,
+            idle,
+        ] = f
+        else {
             return Err(corrupt("a lineage reply has the wrong number of fields"));
         };
         let mut previous_ids = decode_ids(text(ids)?)?;
@@ -501,12 +850,18 @@ impl RedisStore {
             b"" => None,
             p => Some(number(p)?),
         };
+        let meta = self.open_meta(&id.lineage(), meta)?;
+        if number(ends)? != meta.ends_at() || number(idle)? != meta.idle_timeout_ms {
+            return Err(corrupt(
+                "a lineage hash's deadlines in clear disagree with its payload",
+            ));
+        }
         Ok(SessionRecord {
             id,
             previous_ids,
             user_id: text(uid)?.to_owned(),
             created_at: number(created)?,
-            meta: self.open_meta(&id.lineage(), meta)?,
+            meta,
             sequence: SequenceState {
                 counter: number(ctr)?,
                 presented,
@@ -521,21 +876,21 @@ impl RedisStore {
 
     fn seal_meta(&self, lineage: &LineageKey, meta: &SessionMeta) -> Result<Vec<u8>, StoreError> {
         let json = serde_json::to_vec(meta).map_err(StoreError::corrupt)?;
-        match &self.inner.payload {
+        match &self.payload {
             Some(keys) => keys.seal(lineage, json),
             None => Ok(json),
         }
     }
 
     fn open_meta(&self, lineage: &LineageKey, blob: &[u8]) -> Result<SessionMeta, StoreError> {
-        let json = match (&self.inner.payload, blob.first()) {
+        let json = match (&self.payload, blob.first()) {
             (Some(keys), Some(&SEALED_V1)) => keys.open(lineage, blob)?,
             (None, Some(&SEALED_V1)) => {
                 return Err(corrupt(
                     "the session payload is encrypted and no payload key is configured",
                 ));
             }
-            (Some(_), _) if !self.inner.accept_plaintext => {
+            (Some(_), _) if !self.accept_plaintext => {
                 return Err(corrupt(
                     "the session payload is not encrypted and plaintext is not accepted",
                 ));
@@ -550,42 +905,15 @@ impl RedisStore {
 impl SessionStore for RedisStore {
     async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
         self.timed(async {
-            let meta = &record.meta;
-            let seq = &record.sequence;
-            let ends = meta.ends_at();
-            let lineage = record.lineage();
-            if record.previous_ids.iter().any(|p| p.lineage() != lineage) {
-                return Err(corrupt("a record's ids must share one lineage key"));
-            }
+            let (ends, lineage) = (record.meta.ends_at(), record.lineage());
+            let (created, seen) = (record.created_at, record.sequence.last_seen_at);
             // Index first, so that no session ever exists outside its
             // user's index; and again after, in case a concurrent
             // `delete_by_user` pruned the entry before the hash existed.
-            self.index(&record.user_id, &lineage, ends, seq.last_seen_at)
+            self.index(&record.user_id, &lineage, created, ends, seen)
                 .await?;
-            let mut conn = self.conn.clone();
-            let taken: Option<String> = self
-                .inner
-                .scripts
-                .create
-                .key(self.lineage_key(&lineage))
-                .arg(encode_ids(record))
-                .arg(&record.user_id)
-                .arg(record.created_at.to_string())
-                .arg(self.seal_meta(&lineage, meta)?)
-                .arg(ends.to_string())
-                .arg(meta.idle_timeout_ms.to_string())
-                .arg(seq.counter.to_string())
-                .arg(seq.presented.map_or_else(String::new, |p| p.to_string()))
-                .arg(seq.requests.to_string())
-                .arg(seq.last_seen_at.to_string())
-                .arg(seq.issued_at.to_string())
-                .arg(encode_retired(&seq.retired))
-                .arg(revoked_text(seq.revoked))
-                .arg(self.ttl_ms(record.purge_at(), seq.last_seen_at))
-                .invoke_async(&mut conn)
-                .await
-                .map_err(map_err)?;
-            if let Some(owner) = taken {
+            let ttl = self.ttl_ms(record.purge_at(), seen);
+            if let Some(owner) = self.write_new(record, None, ttl).await? {
                 // The lineage belongs to another user: the entry just added
                 // to this user's index leads nowhere of theirs.
                 if owner != record.user_id {
@@ -593,8 +921,79 @@ impl SessionStore for RedisStore {
                 }
                 return Err(StoreError::Conflict);
             }
-            self.index(&record.user_id, &lineage, ends, seq.last_seen_at)
+            self.index(&record.user_id, &lineage, created, ends, seen)
                 .await
+        })
+        .await
+    }
+
+    /// Four steps, of which the admission is the atomic one (see
+    /// `docs/redis.md`): the hash is written as `pending` (invisible to
+    /// every other operation, short TTL); the user's index admits it under
+    /// the limit in one script, or refuses it (the hash is deleted); the
+    /// evicted lineages are revoked; the hash is activated. Writing the
+    /// hash first lets a concurrent login evict a session still being
+    /// created (it is then created revoked), so no session ever lives
+    /// outside its user's index, which is what keeps the count exact.
+    async fn create_limited(
+        &self,
+        record: &SessionRecord,
+        limit: &SessionLimit,
+    ) -> Result<Created, StoreError> {
+        self.timed(async {
+            let seen = record.sequence.last_seen_at;
+            if self
+                .write_new(record, Some(PENDING), self.pending_ttl_ms())
+                .await?
+                .is_some()
+            {
+                return Err(StoreError::Conflict);
+            }
+            let evicted = match self.admit_limited(record, limit).await {
+                Ok(evicted) => evicted,
+                Err(e) => {
+                    self.delete_quietly(&record.id).await;
+                    return Err(e);
+                }
+            };
+            let evicted_ids = match self.revoke_evicted(&record.user_id, &evicted).await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    self.undo_admission(record, &evicted).await;
+                    self.delete_quietly(&record.id).await;
+                    return Err(e);
+                }
+            };
+            let mut conn = self.conn.clone();
+            let activated = self
+                .inner
+                .scripts
+                .activate
+                .key(self.session_key(&record.id))
+                .arg(encode_ids(record))
+                .arg(revoked_text(record.sequence.revoked))
+                .arg(self.ttl_ms(record.purge_at(), seen))
+                .invoke_async::<String>(&mut conn)
+                .await
+                .map_err(map_err);
+            match activated.as_deref() {
+                // Evicted by a concurrent login while it was being
+                // created: that login reported it, and it stays revoked.
+                Ok("active" | "evicted") => Ok(Created::evicting(evicted_ids)),
+                Ok(_) => {
+                    let _ = self
+                        .unindex(&record.user_id, &[record.lineage().to_string()])
+                        .await;
+                    Err(StoreError::unavailable(
+                        "the new session vanished before it was activated",
+                    ))
+                }
+                Err(_) => {
+                    self.undo_admission(record, &[]).await;
+                    self.delete_quietly(&record.id).await;
+                    Err(activated.err().unwrap_or(StoreError::NotFound))
+                }
+            }
         })
         .await
     }
@@ -614,6 +1013,7 @@ impl SessionStore for RedisStore {
                 Rotate::Never => ("n", 0),
                 Rotate::EveryN(n) => ("e", n),
                 Rotate::MinInterval(ms) => ("i", ms),
+                Rotate::ReplaceUndelivered => ("u", 0),
             };
             let mut conn = self.conn.clone();
             let reply: Option<Vec<Vec<u8>>> = self
@@ -640,7 +1040,7 @@ impl SessionStore for RedisStore {
                 .split_first()
                 .ok_or_else(|| corrupt("empty reply from the advance script"))?;
             let verdict = parse_verdict(verdict)?;
-            let record = self.decode(fields)?;
+            let record = self.inner.codec.decode(fields)?;
             if record.lineage() != id.lineage() {
                 return Err(corrupt("a lineage hash holds the ids of another lineage"));
             }
@@ -654,25 +1054,26 @@ impl SessionStore for RedisStore {
             let ends = meta.ends_at();
             let lineage = id.lineage();
             let mut conn = self.conn.clone();
-            let reply: Option<(String, String, String)> = self
+            let reply: Option<(String, String, String, String)> = self
                 .inner
                 .scripts
                 .update_meta
                 .key(self.lineage_key(&lineage))
                 .arg(id.to_string())
-                .arg(self.seal_meta(&lineage, meta)?)
+                .arg(self.inner.codec.seal_meta(&lineage, meta)?)
                 .arg(ends.to_string())
                 .arg(meta.idle_timeout_ms.to_string())
                 .arg(self.inner.expiry_slack_ms.to_string())
                 .invoke_async(&mut conn)
                 .await
                 .map_err(map_err)?;
-            let (old_ends, seen, user) = reply.ok_or(StoreError::NotFound)?;
+            let (old_ends, seen, user, created) = reply.ok_or(StoreError::NotFound)?;
             let old_ends: u64 = number(old_ends.as_bytes())?;
             if ends > old_ends {
                 // The session now lives longer: so must its index entry.
                 let seen = number(seen.as_bytes())?;
-                self.index(&user, &lineage, ends, seen).await?;
+                let created = number(created.as_bytes())?;
+                self.index(&user, &lineage, created, ends, seen).await?;
             }
             Ok(())
         })
@@ -708,17 +1109,28 @@ impl SessionStore for RedisStore {
             let members = self.index_members(user_id).await?;
             let loads = members.iter().map(|hex| async move {
                 match parse_lineage(hex) {
-                    Some(lineage) => self.load_lineage(&lineage).await,
-                    None => Ok(None),
+                    Some(lineage) => self.load_state(&lineage).await,
+                    None => Ok(Stored::Missing),
                 }
             });
             let mut out = Vec::with_capacity(members.len());
             let mut stale = Vec::new();
             for (hex, loaded) in members.iter().zip(join_all(loads).await) {
-                match loaded? {
-                    Some(record) if record.user_id == user_id => out.push(record),
-                    Some(_) => {}
-                    None => stale.push(hex.clone()),
+                match loaded {
+                    Ok(Stored::Record(record)) if record.user_id == user_id => out.push(record),
+                    // Another user's, or still being created: not pruned.
+                    Ok(Stored::Record(_) | Stored::Pending) => {}
+                    Ok(Stored::Missing) => stale.push(hex.clone()),
+                    // A hash this crate cannot read is no usable session:
+                    // it must not keep the user from seeing (or ending)
+                    // the others.
+                    Err(StoreError::Corrupt(e)) => tracing::warn!(
+                        user_id,
+                        lineage = %hex,
+                        error = %e,
+                        "skipped an unreadable session record"
+                    ),
+                    Err(e) => return Err(e),
                 }
             }
             // Entries whose session expired: prune them, best effort.

@@ -6,13 +6,14 @@
 -- ARGV[2]  presented counter c     ARGV[3]  now (ms since the epoch)
 -- ARGV[4]  grace depth K           ARGV[5]  grace window T (ms)
 -- ARGV[6]  rotate: a(lways) n(ever) e(very n) i(min interval)
+--          u(replace an undelivered token: Rotate::ReplaceUndelivered)
 -- ARGV[7]  the rotate parameter    ARGV[8]  expiry slack (ms)
 -- ARGV[9]  the new id if this request moves the lineage (renewal,
 --          elevation), else ''
 --
--- Reply: false if there is no such lineage or ARGV[1] is not one of its
--- ids, else { verdict, ids, uid, created, meta, ctr, pre, req, seen, iss,
--- ret, rev }.
+-- Reply: false if there is no such lineage (or it is still being created:
+-- rev 'pending') or ARGV[1] is not one of its ids, else { verdict, ids,
+-- uid, created, meta, ctr, pre, req, seen, iss, ret, rev, ends, idle }.
 --
 -- Fields: ids  the lineage's ids, comma-separated, oldest first, the
 --              current one (for which tokens are minted) last
@@ -21,7 +22,8 @@
 --         req  requests accepted        seen last accepted request
 --         iss  when n was issued        ret  retirements, oldest first,
 --                                            'from-to@at' comma-separated
---         rev  revocation reason ('' if live)
+--         rev  revocation reason ('' if live, 'pending' while
+--              create_limited has not admitted it yet)
 --         ends, idle: the deadlines the rule needs of the meta.
 --
 -- Numbers are Lua doubles: exact for counters and ms timestamps below
@@ -81,7 +83,7 @@ if count == 0 or string.find(ids, ',,', 1, true) or string.sub(ids, 1, 1) == ','
   or string.sub(ids, -1) == ',' then
   return corrupt('has a bad id list')
 end
-if not member then
+if not member or f[11] == 'pending' then
   return false
 end
 
@@ -100,7 +102,8 @@ if f[10] ~= '' and #retired ~= commas + 1 then
 end
 
 local function reply(verdict)
-  return { verdict, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11] }
+  return { verdict, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11],
+    f[12], f[13] }
 end
 
 local now = tonumber(ARGV[3])
@@ -170,6 +173,17 @@ local function store_and_expire()
   redis.call('PEXPIRE', key, string.format('%.0f', math.max(ttl, 1)))
 end
 
+if ARGV[6] == 'u' then
+  -- AdvanceRequest::undelivered: replace the live token this request was
+  -- issued, if it still is the live one and unused; else change nothing.
+  if c ~= ctr or pre == ctr then
+    return reply('pending')
+  end
+  issue()
+  store_and_expire()
+  return reply('rotated')
+end
+
 if c == ctr then
   accept()
   if pre ~= ctr then
@@ -201,13 +215,13 @@ end
 
 if pre == c then
   accept()
-  -- now.saturating_sub(issued_at) <= T: a negative difference is <= too.
-  if now - iss <= window then
+  -- now.saturating_sub(issued_at) <= 2T: a negative difference is <= too.
+  if now - iss <= 2 * window then
     store_and_expire()
     return reply('pending')
   end
-  -- The live token's response was lost: (c, n] is abandoned.
-  retire(string.format('%.0f', c + 1), f[5])
+  -- The live token's response was lost: (c, n] is abandoned. It gets no
+  -- retirement: presenting it later is theft at once.
   issue()
   store_and_expire()
   return reply('recovered')
@@ -219,14 +233,6 @@ for i = #retired, 1, -1 do
   if r[1] <= c and c <= r[2] then
     if now - r[3] <= window then
       accept()
-      if not pre or c > pre then
-        -- An abandoned token, in flight when a recovery skipped it: its
-        -- holder moved past p, which is retired; c is the new p.
-        if pre then
-          retire(f[6], f[6])
-        end
-        f[6] = ARGV[2]
-      end
       store_and_expire()
       return reply('grace')
     end

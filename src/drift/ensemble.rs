@@ -1,0 +1,492 @@
+//! The operation-count forecast: per session, the mean rate since login unless the session's
+//! own record shows another model significantly better, and a regime for "the user left".
+//!
+//! Measured on realistic clients (`benches/drift_eval.rs`), the mean rate since login is the
+//! naive forecaster to beat for steady and bursty users, and the last value for a user who has
+//! left. Every session runs six forecasters of the count `h` seconds ahead, all of the form
+//! `count + rate·h`:
+//!
+//! | model | rate |
+//! |---|---|
+//! | last value | 0 |
+//! | recent rate | increase over the last 30 s |
+//! | mean rate | increase since the login (since the first report if the age is unknown) |
+//! | trend | the Kalman local linear trend's filtered slope ([`crate::drift::forecast`]) |
+//! | median increment | median of the session's past increments over `h` |
+//! | damped mean rate | 0.7 × the mean rate |
+//!
+//! Every `h/12` seconds the six forecasts are stored; when a report arrives after a stored
+//! forecast's horizon, the true count at that instant is interpolated between the two reports
+//! around it, and each model's absolute error and its gain over the mean rate enter running
+//! means (weight 0.05). Another model replaces the mean rate only when its gain is significant
+//! (t > [`SWITCH_T`], counting a horizon's overlapping forecasts as [`OVERLAP`] times fewer):
+//! horizon errors are noisy and a wrong switch costs more than a missed one.
+//!
+//! **The user left.** After a stretch of activity without pauses of at least
+//! [`LEFT_ACTIVE_S`], the forecast is the last value once the count has stood still for longer
+//! than [`LEFT_MIN_S`], than twice the longest recent idle gap the user came back from, and
+//! than a user active at the mean rate stays idle with probability 0.1 %. A bursty user (whose
+//! activity comes in short bursts) is pausing, not leaving. The regime is judged by its own
+//! record too: once three of its flat forecasts are resolved it stays in use only while their
+//! error is at most 0.8 × what the chosen model would have said.
+//!
+//! State: a ring of (time, count) checkpoints at least 2 s apart (96: three minutes or more) and
+//! up to 16 pending forecasts — about 2.5 KiB.
+
+use serde::{Deserialize, Serialize};
+
+/// Number of forecasters.
+pub const MODELS: usize = 6;
+
+/// The forecasters, in index order.
+pub const MODEL_NAMES: [&str; MODELS] = [
+    "last_value",
+    "recent_rate",
+    "mean_rate",
+    "trend",
+    "median_increment",
+    "damped_mean_rate",
+];
+
+/// Index of the mean-rate model, used until errors are known.
+pub const DEFAULT_MODEL: usize = 2;
+
+/// Factor of the damped mean rate: for bursty users the typical increment over a horizon (the
+/// median, which minimises the absolute error) lies below the mean one.
+pub const DAMPING: f64 = 0.7;
+
+/// Window of the recent-rate model (s).
+pub const RECENT_S: f64 = 30.0;
+
+/// Checkpoints kept for the recent rate and the past increments.
+pub const HISTORY: usize = 96;
+
+/// Smallest spacing of checkpoints (s).
+pub const HISTORY_SPACING_S: f64 = 2.0;
+
+/// Pending forecasts kept.
+pub const PENDING: usize = 16;
+
+/// Weight of a newly resolved error in each model's running mean error.
+pub const ERROR_WEIGHT: f64 = 0.05;
+
+/// Another model replaces the mean rate only when its recent gain over it (in absolute error)
+/// has a t statistic above this…
+pub const SWITCH_T: f64 = 4.0;
+
+/// …counting the overlapping forecasts of one horizon as this many independent ones' worth.
+pub const OVERLAP: f64 = 8.0;
+
+/// Resolved forecasts needed before the choice follows the errors.
+pub const MIN_RESOLVED: u32 = 3;
+
+/// Past increments needed before the median-increment model has its own rate.
+pub const MIN_INCREMENTS: usize = 4;
+
+/// Shortest idle time (s) taken as "the user left".
+pub const LEFT_MIN_S: f64 = 6.0;
+
+/// Only a user who was active for this long (s) without pausing can be taken to have left; a
+/// single burst followed by silence is a pause.
+pub const LEFT_ACTIVE_S: f64 = 30.0;
+
+/// Idle longer than this multiple of the recent longest gap counts as "left".
+pub const LEFT_GAP_MULTIPLE: f64 = 2.0;
+
+/// `ln(1000)`: idle longer than this many mean inter-operation times has 0.1 % probability for a
+/// user still active at the mean rate.
+pub const LEFT_SILENCE_LN: f64 = 6.907_755_278_982_137;
+
+/// The "left" regime stays in use while its recent error is at most this fraction of the
+/// chosen model's on the same forecasts.
+pub const LEFT_KEEP: f64 = 0.8;
+
+/// Weight of a newly resolved error of the "left" regime.
+pub const LEFT_ERROR_WEIGHT: f64 = 0.2;
+
+/// Memory (s) of the decaying longest idle gap.
+pub const GAP_MEMORY_S: f64 = 60.0;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Pending {
+    t: f64,
+    count: f64,
+    rates: [f32; MODELS],
+    /// The chosen model's rate, and whether the "left" regime overrode it.
+    #[serde(default)]
+    chosen: f32,
+    #[serde(default)]
+    left: bool,
+}
+
+/// What the ensemble forecasts after a report.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EnsembleForecast {
+    /// Forecast rate (ops/s, ≥ 0); the forecast is `count + rate·h`.
+    pub rate: f64,
+    /// The model chosen (index into [`MODEL_NAMES`]).
+    pub model: usize,
+    /// The user appears to have left: the rate is 0.
+    pub left: bool,
+    /// Recent mean absolute error of the chosen model at the horizon (ops), once known.
+    pub error: Option<f64>,
+}
+
+/// Per-session state of the forecast ensemble.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ensemble {
+    started: bool,
+    origin_ms: i64,
+    first_count: f64,
+    /// Session age at the first report (s): the mean rate counts from the login.
+    #[serde(default)]
+    first_age: f64,
+    prev: [f64; 2],
+    history: Vec<[f64; 2]>,
+    history_next: u32,
+    pending: Vec<Pending>,
+    errors: [f64; MODELS],
+    /// Running mean of (mean-rate error − model error) and of its square, per model.
+    #[serde(default)]
+    gains: [[f64; 2]; MODELS],
+    resolved: u32,
+    last_change: f64,
+    gap_max: f64,
+    median_rate: f64,
+    /// Recent error of the forecasts the "left" regime made flat, and of what the chosen model
+    /// would have said instead; `left_resolved` counts them.
+    #[serde(default)]
+    left_errors: [f64; 2],
+    #[serde(default)]
+    left_resolved: u32,
+    /// Start of the current stretch of activity without a pause longer than [`LEFT_MIN_S`].
+    #[serde(default)]
+    active_since: f64,
+}
+
+fn finite_or(v: f64, d: f64) -> f64 {
+    if v.is_finite() { v } else { d }
+}
+
+impl Ensemble {
+    /// Resolved forecasts so far.
+    #[must_use]
+    pub fn resolved(&self) -> u32 {
+        self.resolved
+    }
+
+    /// Each model's recent mean absolute error at the horizon (ops).
+    #[must_use]
+    pub fn errors(&self) -> [f64; MODELS] {
+        self.errors
+    }
+
+    /// Heap bytes held.
+    #[must_use]
+    pub fn heap_bytes(&self) -> usize {
+        self.history.capacity() * std::mem::size_of::<[f64; 2]>()
+            + self.pending.capacity() * std::mem::size_of::<Pending>()
+    }
+
+    /// Restores invariants after deserialising untrusted state.
+    pub fn repair(&mut self) {
+        self.history.truncate(HISTORY);
+        self.history
+            .retain(|p| p[0].is_finite() && p[1].is_finite());
+        if self.history_next as usize >= HISTORY {
+            self.history_next = 0;
+        }
+        self.pending.truncate(PENDING);
+        self.pending.retain(|p| {
+            p.t.is_finite() && p.count.is_finite() && p.rates.iter().all(|r| r.is_finite())
+        });
+        for e in self
+            .errors
+            .iter_mut()
+            .chain(self.left_errors.iter_mut())
+            .chain(self.gains.iter_mut().flatten())
+        {
+            if !e.is_finite() || *e < 0.0 {
+                *e = 0.0;
+            }
+        }
+        let [t_prev, c_prev] = &mut self.prev;
+        for v in [
+            &mut self.first_count,
+            &mut self.first_age,
+            t_prev,
+            c_prev,
+            &mut self.last_change,
+            &mut self.active_since,
+            &mut self.gap_max,
+            &mut self.median_rate,
+        ] {
+            if !v.is_finite() {
+                *v = 0.0;
+            }
+        }
+    }
+
+    /// Checkpoints in time order.
+    fn ordered(&self) -> impl Iterator<Item = [f64; 2]> + '_ {
+        let split = if self.history.len() < HISTORY {
+            0
+        } else {
+            self.history_next as usize
+        };
+        self.history[split..]
+            .iter()
+            .chain(&self.history[..split])
+            .copied()
+    }
+
+    /// The count at time `t` interpolated between checkpoints (clamped to the oldest).
+    fn count_at(&self, t: f64) -> Option<f64> {
+        let mut before: Option<[f64; 2]> = None;
+        for p in self.ordered() {
+            if p[0] >= t {
+                return Some(match before {
+                    Some(b) if p[0] > b[0] => b[1] + (p[1] - b[1]) * (t - b[0]) / (p[0] - b[0]),
+                    _ => p[1],
+                });
+            }
+            before = Some(p);
+        }
+        before.map(|b| b[1])
+    }
+
+    fn median_increment_rate(&self, now: f64, h: f64) -> Option<f64> {
+        let points: Vec<[f64; 2]> = self.ordered().collect();
+        let mut inc: Vec<f64> = Vec::with_capacity(points.len());
+        let mut j = 0;
+        for p in &points {
+            let target = p[0] + h;
+            if target > now {
+                break;
+            }
+            while j + 1 < points.len() && points[j + 1][0] < target {
+                j += 1;
+            }
+            let (a, b) = (points[j], points.get(j + 1).copied().unwrap_or(points[j]));
+            let c = if b[0] > a[0] {
+                a[1] + (b[1] - a[1]) * ((target - a[0]) / (b[0] - a[0])).clamp(0.0, 1.0)
+            } else {
+                b[1]
+            };
+            inc.push(c - p[1]);
+        }
+        if inc.len() < MIN_INCREMENTS {
+            return None;
+        }
+        let mid = inc.len() / 2;
+        let (_, m, _) = inc.select_nth_unstable_by(mid, f64::total_cmp);
+        Some((*m / h).max(0.0))
+    }
+
+    /// Feeds one accepted report (server time, count, the trend filter's slope) and returns
+    /// the forecast `horizon_s` ahead.
+    pub fn observe(
+        &mut self,
+        server_ms: i64,
+        count: u64,
+        session_age_ms: u64,
+        trend_rate: f64,
+        horizon_s: f64,
+    ) -> EnsembleForecast {
+        let c = count as f64;
+        let h = horizon_s.max(1.0);
+        if !self.started {
+            *self = Self {
+                started: true,
+                origin_ms: server_ms,
+                first_count: c,
+                first_age: session_age_ms as f64 / 1_000.0,
+                prev: [0.0, c],
+                history: vec![[0.0, c]],
+                history_next: 1,
+                ..Self::default()
+            };
+            return EnsembleForecast {
+                rate: if self.first_age > 0.0 {
+                    finite_or(c / self.first_age, 0.0)
+                } else {
+                    0.0
+                },
+                model: DEFAULT_MODEL,
+                left: false,
+                error: None,
+            };
+        }
+        let t = finite_or(
+            (i128::from(server_ms) - i128::from(self.origin_ms)) as f64 / 1_000.0,
+            self.prev[0],
+        )
+        .max(self.prev[0]);
+        let [t_prev, c_prev] = self.prev;
+
+        // Resolve the stored forecasts whose horizon has passed.
+        while let Some(p) = self.pending.first().copied() {
+            let target = p.t + h;
+            if target > t {
+                break;
+            }
+            let actual = if t > t_prev && target > t_prev {
+                c_prev + (c - c_prev) * (target - t_prev) / (t - t_prev)
+            } else {
+                c_prev
+            };
+            let w = ERROR_WEIGHT.max(1.0 / f64::from(self.resolved.saturating_add(1)));
+            let errs = p
+                .rates
+                .map(|r| finite_or((p.count + f64::from(r) * h - actual).abs(), 0.0));
+            for ((e, g), err) in self.errors.iter_mut().zip(&mut self.gains).zip(errs) {
+                *e += w * (err - *e);
+                let gain = errs[DEFAULT_MODEL] - err;
+                g[0] += w * (gain - g[0]);
+                g[1] += w * (gain * gain - g[1]);
+            }
+            if p.left {
+                let w =
+                    LEFT_ERROR_WEIGHT.max(1.0 / f64::from(self.left_resolved.saturating_add(1)));
+                let flat = (p.count - actual).abs();
+                let model = (p.count + f64::from(p.chosen) * h - actual).abs();
+                self.left_errors[0] += w * (finite_or(flat, 0.0) - self.left_errors[0]);
+                self.left_errors[1] += w * (finite_or(model, 0.0) - self.left_errors[1]);
+                self.left_resolved = self.left_resolved.saturating_add(1);
+            }
+            self.resolved = self.resolved.saturating_add(1);
+            self.pending.remove(0);
+        }
+
+        // Idle gaps: the decaying longest stretch the count stood still and then moved.
+        let decay = (-(t - t_prev) / GAP_MEMORY_S).exp();
+        self.gap_max *= decay;
+        if c > c_prev {
+            let gap = t - self.last_change;
+            self.gap_max = self.gap_max.max(gap);
+            if gap > LEFT_MIN_S {
+                self.active_since = t;
+            }
+            self.last_change = t;
+        }
+
+        // Checkpoints, and the median past increment when one is added.
+        let newest = self.ordered().last().map_or(f64::NEG_INFINITY, |p| p[0]);
+        if t - newest >= HISTORY_SPACING_S {
+            if self.history.len() < HISTORY {
+                self.history.push([t, c]);
+            } else if let Some(slot) = self.history.get_mut(self.history_next as usize) {
+                *slot = [t, c];
+            }
+            self.history_next = ((self.history_next as usize + 1) % HISTORY) as u32;
+            // Negative: not known yet (the state holds no NaN, so it compares and serialises).
+            self.median_rate = self.median_increment_rate(t, h).unwrap_or(-1.0);
+        }
+
+        // Since the login when the session's age is known (the count starts there), else
+        // since the first report.
+        let mean = if t + self.first_age > 0.0 && self.first_age > 0.0 {
+            (c / (t + self.first_age)).max(0.0)
+        } else if t > 0.0 {
+            ((c - self.first_count) / t).max(0.0)
+        } else {
+            0.0
+        };
+        let recent = if t >= RECENT_S {
+            self.count_at(t - RECENT_S)
+                .map_or(mean, |old| ((c - old) / RECENT_S).max(0.0))
+        } else {
+            mean
+        };
+        let rates = [
+            0.0,
+            recent,
+            mean,
+            finite_or(trend_rate, 0.0).max(0.0),
+            if self.median_rate >= 0.0 {
+                self.median_rate
+            } else {
+                mean
+            },
+            DAMPING * mean,
+        ];
+        // "Left": idle for longer than the session has recently paused, and than a user
+        // active at the mean rate would stay idle with 1 % probability. The regime stays in
+        // use unless its own record says the user came back more often than not.
+        let idle = t - self.last_change;
+        let quiet = if mean > 0.0 {
+            LEFT_SILENCE_LN / mean
+        } else {
+            f64::INFINITY
+        };
+        let left = idle > LEFT_MIN_S.max(LEFT_GAP_MULTIPLE * self.gap_max).max(quiet)
+            && self.last_change - self.active_since >= LEFT_ACTIVE_S
+            && (self.left_resolved < MIN_RESOLVED
+                || self.left_errors[0] <= LEFT_KEEP * self.left_errors[1]);
+        let model = if self.resolved < MIN_RESOLVED {
+            DEFAULT_MODEL
+        } else {
+            // Another model replaces the mean rate only when its gain is significant: the
+            // errors are noisy and overlapping, and a wrong switch costs more than a missed one.
+            let n = f64::from(self.resolved).min(2.0 / ERROR_WEIGHT - 1.0) / OVERLAP;
+            let t_stat = |g: [f64; 2]| {
+                let var = (g[1] - g[0] * g[0]).max(1e-12);
+                g[0] / (var / n.max(1.0)).sqrt()
+            };
+            (0..MODELS)
+                .filter(|&m| m != DEFAULT_MODEL && t_stat(self.gains[m]) > SWITCH_T)
+                .max_by(|&a, &b| self.gains[a][0].total_cmp(&self.gains[b][0]))
+                .unwrap_or(DEFAULT_MODEL)
+        };
+
+        if self.pending.last().is_none_or(|p| t - p.t >= h / 12.0) {
+            if self.pending.len() >= PENDING {
+                self.pending.remove(0);
+            }
+            self.pending.push(Pending {
+                t,
+                count: c,
+                rates: rates.map(|r| r as f32),
+                chosen: rates[model] as f32,
+                left,
+            });
+        }
+        self.prev = [t, c];
+        EnsembleForecast {
+            rate: if left { 0.0 } else { rates[model] },
+            model,
+            left,
+            error: (self.resolved >= MIN_RESOLVED).then_some(self.errors[model]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_steady_user_is_forecast_at_its_rate() {
+        let mut e = Ensemble::default();
+        let mut f = None;
+        for i in 0..200u64 {
+            f = Some(e.observe(1_000 * i as i64, 3 * i, 1_000 * i, 3.0, 45.0));
+        }
+        let f = f.unwrap_or_else(|| panic!("no forecast"));
+        assert!((f.rate - 3.0).abs() < 1e-9, "{f:?}");
+        assert!(!f.left);
+        assert!(f.error.is_some_and(|e| e < 1e-6), "{f:?}");
+    }
+
+    #[test]
+    fn a_user_who_left_is_forecast_flat() {
+        let mut e = Ensemble::default();
+        let mut f = None;
+        for i in 0..200u64 {
+            let count = 2 * i.min(100);
+            f = Some(e.observe(1_000 * i as i64, count, 1_000 * i, 0.5, 45.0));
+        }
+        let f = f.unwrap_or_else(|| panic!("no forecast"));
+        assert!(f.left && f.rate == 0.0, "{f:?}");
+    }
+}
