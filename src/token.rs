@@ -564,7 +564,8 @@ mod tests {
         let ring = ring();
         let r = sealed_record();
         assert_eq!(ring.verify_record(&r), Ok(()));
-        let changes: Vec<(&str, fn(&mut SessionRecord))> = vec![
+        type Change = (&'static str, fn(&mut SessionRecord));
+        let changes: Vec<Change> = vec![
             ("user", |r| r.user_id.push('x')),
             ("user prefix", |r| r.user_id.pop().map(drop).unwrap_or(())),
             ("lineage", |r| r.id = SessionId::from_bytes([9; 16])),

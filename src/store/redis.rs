@@ -168,7 +168,9 @@ struct Codec {
     accept_plaintext: bool,
 }
 
-/// What a lineage hash holds.
+/// What a lineage hash holds. Short-lived (one per store call), so the size
+/// difference between the variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Stored {
     /// Nothing: never created, deleted, or expired.
     Missing,
