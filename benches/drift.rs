@@ -1,7 +1,8 @@
 //! Cost of one telemetry report and size of one session's state.
 //!
-//! `cargo bench --bench drift` prints the per-report time; the state size is printed once
-//! before the timings (`size_bytes` and the JSON a store would persist).
+//! `cargo bench --bench drift` prints the per-report time, with the (opt-in) isolation forest
+//! and without it (the default); the state size is printed once before the timings
+//! (`size_bytes` and the JSON a store would persist).
 
 use std::hint::black_box;
 
@@ -65,7 +66,13 @@ fn warmed(config: DriftConfig, train: bool) -> (DriftPredictor, Session) {
 }
 
 fn bench(c: &mut Criterion) {
-    let (p, s) = warmed(DriftConfig::default(), true);
+    let (p, s) = warmed(
+        DriftConfig {
+            forest_enabled: true,
+            ..DriftConfig::default()
+        },
+        true,
+    );
     let json = serde_json::to_vec(&s.state).map_or(0, |v| v.len());
     println!(
         "state per session: size_bytes() = {} B, JSON = {json} B, shared forest = {} B",
@@ -78,13 +85,8 @@ fn bench(c: &mut Criterion) {
     g.bench_function("steady_state_with_forest", |b| {
         b.iter(|| black_box(session.report(&p)));
     });
-    let (p2, mut s2) = warmed(
-        DriftConfig {
-            forest_retrain_every: 0,
-            ..DriftConfig::default()
-        },
-        false,
-    );
+    // The default: no forest.
+    let (p2, mut s2) = warmed(DriftConfig::default(), false);
     g.bench_function("steady_state_without_forest", |b| {
         b.iter(|| black_box(s2.report(&p2)));
     });

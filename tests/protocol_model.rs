@@ -68,10 +68,14 @@ enum Msg {
     Resp(u8, Tok, u8),
 }
 
+/// The projection of a record the rule reads: counter, presented, issued
+/// at, retirements, revoked, index of the current id.
+type Seq = (u64, Option<u64>, u64, Vec<(u64, u64, u64)>, bool, u8);
+
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 struct State {
     /// The projection of the record the rule reads.
-    seq: (u64, Option<u64>, u64, Vec<(u64, u64, u64)>, bool, u8),
+    seq: Seq,
     jars: [Option<Tok>; 2],
     budgets: [u8; 2],
     renewals: u8,
@@ -145,10 +149,7 @@ impl Model {
         }
     }
 
-    fn project(
-        r: &SessionRecord,
-        ids: &[SessionId],
-    ) -> (u64, Option<u64>, u64, Vec<(u64, u64, u64)>, bool, u8) {
+    fn project(r: &SessionRecord, ids: &[SessionId]) -> Seq {
         let q = &r.sequence;
         let id = ids.iter().position(|i| *i == r.id).expect("known id") as u8;
         (
@@ -207,7 +208,7 @@ impl Model {
         });
         let mut next = s.clone();
         next.seq = Self::project(&r, &self.ids);
-        let issued = v.issues_token().then(|| Tok {
+        let issued = v.issues_token().then_some(Tok {
             id: next.seq.5,
             ctr: next.seq.0,
         });

@@ -5,11 +5,15 @@
 //!
 //! | step | module | model |
 //! |---|---|---|
-//! | clock skew and drift | [`clock`] | lower envelope (Moon et al. 1999) as an incremental convex hull (Zhang et al. 2002), step detection |
-//! | operation-count forecast | [`forecast`] | Kalman local linear trend with irregular `Δt` |
-//! | dynamic threshold | [`threshold`] | forecast variance × Student-t / normal quantile × age, drift and criticality factors |
-//! | per-session anomalies | [`anomaly`] | median/MAD robust score and CUSUM on the innovations |
-//! | cross-session anomalies | [`forest`] | Isolation Forest (Liu et al. 2008), seeded, retrained from a reservoir |
+//! | clock skew and drift | [`clock`] | lower envelope (Moon et al. 1999) of every report since the last clock step, as an incremental convex hull (Zhang et al. 2002); step detection; `skew_ms` an upper bound |
+//! | operation-count forecast | [`ensemble`] | mean rate since login, another model when its own record is significantly better, a regime for "the user left" |
+//! | predicted drift | [`forecast`] | Kalman local linear trend with irregular `Δt` |
+//! | dynamic threshold | [`threshold`] | forecast variance × noise scale × Student-t / normal quantile × age, drift and criticality factors |
+//! | per-session anomalies | [`evidence`] | leaky bucket on the count against the session's own rate and bursts; clock anchor that survives steps; replay check |
+//! | cross-session anomalies (opt-in) | [`forest`] | Isolation Forest (Liu et al. 2008), seeded, retrained from a reservoir |
+//!
+//! [`anomaly`] keeps the earlier innovation scores (median/MAD, CUSUM) as building blocks; the
+//! predictor no longer uses them.
 //!
 //! The model, its limits and measured figures are in `docs/drift.md`.
 //!
@@ -49,8 +53,11 @@
 //! * One-way timestamps measure offset *plus minimum delay*; see [`clock`].
 //! * `rtt_ms` is an upper bound (it includes however long the client held the echoed
 //!   timestamp), so the grace window errs on the generous side.
-//! * The forest learns from whatever traffic it sees, attackers included; its retraining is
-//!   bounded but not poisoning-proof. The default anomaly action is [`AnomalyAction::Log`].
+//! * A user who becomes much busier than ever before looks like a second user, and an honest
+//!   clock change of more than a second like a jumped clock; the default anomaly action is
+//!   therefore [`AnomalyAction::Log`].
+//! * The forest (off by default) learns from whatever traffic it sees, attackers included;
+//!   its retraining is bounded but not poisoning-proof.
 
 pub mod anomaly;
 pub mod clock;
@@ -76,7 +83,7 @@ use self::forecast::{LocalLinearTrend, TrendParams};
 use self::forest::{ForestParams, IsolationForest};
 use self::threshold::{QuantileTable, age_factor, crossing_time, drift_factor};
 
-/// Number of features per report fed to the isolation forest: standardised rate innovation,
+/// Number of features per report fed to the (opt-in) isolation forest: standardised rate innovation,
 /// offset residual (ms), client entropy, `Δt` (s) and session age (s).
 pub const FEATURES: usize = 5;
 
