@@ -4,8 +4,9 @@
 //! default sink, [`TracingSink`], writes them as `tracing` events under the
 //! target `rolling_session::audit`; the manager also counts outcomes with
 //! the `metrics` facade (`rolling_session_requests_total{verdict}`,
-//! `rolling_session_events_total{event}`), which costs nothing until a
-//! recorder is installed.
+//! `rolling_session_events_total{event}`, and
+//! `rolling_session_records_tampered_total` for records that failed their
+//! integrity check), which costs nothing until a recorder is installed.
 
 use serde::Serialize;
 
