@@ -82,9 +82,12 @@ async fn first_token(manager: &SessionManager) -> String {
 }
 
 fn session_layer() -> (SessionManager, SessionLayer) {
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::new(1, &[7; 32])))
-        .build()
-        .unwrap();
+    let manager = SessionManager::builder(KeyRing::new(TokenKey::new(
+        1,
+        b"0123456789abcdefghijklmnopqrstuv",
+    )))
+    .build()
+    .unwrap();
     let layer = SessionLayer::new(manager.clone())
         .transport(TokenTransport::Cookie(CookieConfig::development(COOKIE)));
     (manager, layer)

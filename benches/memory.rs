@@ -88,10 +88,13 @@ fn main() {
         .build()
         .unwrap();
 
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::new(1, &[7; 32])))
-        .store(MemoryStore::new())
-        .build()
-        .unwrap();
+    let manager = SessionManager::builder(KeyRing::new(TokenKey::new(
+        1,
+        b"0123456789abcdefghijklmnopqrstuv",
+    )))
+    .store(MemoryStore::new())
+    .build()
+    .unwrap();
     let users: Vec<String> = (0..n).map(|i| format!("user-{i:07}")).collect();
     let user_bytes: usize = users.iter().map(String::len).sum();
     let mut tokens = Vec::with_capacity(n);

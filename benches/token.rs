@@ -103,7 +103,7 @@ impl RingKey {
 }
 
 fn tokens(c: &mut Criterion) {
-    let keyring = KeyRing::new(TokenKey::new(KEY_ID, &SECRET));
+    let keyring = KeyRing::new(TokenKey::new(KEY_ID, SECRET));
     let ring_key = RingKey::new(&SECRET);
     let sid = SessionId::from_bytes([0x17; 16]);
     let counter = 123_456_u64;

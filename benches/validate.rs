@@ -58,10 +58,13 @@ struct Fixture {
 }
 
 fn fixture(rt: &Runtime, n: usize) -> Fixture {
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::new(1, &[7; 32])))
-        .store(MemoryStore::new())
-        .build()
-        .unwrap();
+    let manager = SessionManager::builder(KeyRing::new(TokenKey::new(
+        1,
+        b"0123456789abcdefghijklmnopqrstuv",
+    )))
+    .store(MemoryStore::new())
+    .build()
+    .unwrap();
     let store = manager.store().clone();
     let mut tokens = Vec::with_capacity(n);
     let mut ids = Vec::with_capacity(n);

@@ -85,6 +85,16 @@ impl Default for Config {
 #[error("invalid session configuration: {0}")]
 pub struct ConfigError(&'static str);
 
+impl ConfigError {
+    pub(crate) fn weak_key() -> Self {
+        Self(
+            "the key ring holds a placeholder token key (fewer than 16 distinct byte values, \
+             e.g. all zeros): load a real one with TokenKey::from_env, or make one with \
+             `cargo run --example keygen`",
+        )
+    }
+}
+
 impl Config {
     /// Checks that the policies fit together.
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -58,6 +58,7 @@ mod events;
 pub mod http;
 mod manager;
 mod random;
+mod secret;
 mod sequence;
 mod session;
 pub mod store;
@@ -83,4 +84,5 @@ pub use store::{MemoryStore, SessionStore};
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub use secret::KeyError;
 pub use token::{KeyRing, TOKEN_LEN, TOKEN_VERSION, Token, TokenKey, VerifiedToken};

@@ -205,6 +205,7 @@ impl SessionManagerBuilder {
     /// Checks the configuration and builds the manager.
     pub fn build(self) -> Result<SessionManager, crate::ConfigError> {
         self.config.validate()?;
+        refuse_placeholder_keys(&self.keys, cfg!(feature = "test-util"))?;
         Ok(SessionManager {
             inner: Arc::new(Inner {
                 drift: DriftRegistry::new(self.config.drift.clone()),
@@ -215,6 +216,22 @@ impl SessionManagerBuilder {
                 events: self.events,
             }),
         })
+    }
+}
+
+/// Refuses a key ring holding a placeholder key, or only warns about it
+/// when `allow` (the `test-util` feature).
+fn refuse_placeholder_keys(keys: &KeyRing, allow: bool) -> Result<(), crate::ConfigError> {
+    match keys.weak_key_ids().next() {
+        None => Ok(()),
+        Some(id) if allow => {
+            tracing::warn!(
+                key_id = id,
+                "a placeholder token key is in use (allowed by the test-util feature)"
+            );
+            Ok(())
+        }
+        Some(_) => Err(crate::ConfigError::weak_key()),
     }
 }
 
@@ -1111,5 +1128,24 @@ impl SessionManager {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::refuse_placeholder_keys;
+    use crate::{KeyRing, TokenKey};
+
+    #[test]
+    fn placeholder_keys_are_refused_outside_tests() {
+        let real = TokenKey::new(1, b"0123456789abcdefghijklmnopqrstuv");
+        let zeros = TokenKey::new(2, [0u8; 32]);
+        assert!(refuse_placeholder_keys(&KeyRing::new(real.clone()), false).is_ok());
+        let err = refuse_placeholder_keys(&KeyRing::new(zeros.clone()), false).unwrap_err();
+        assert!(err.to_string().contains("keygen"), "{err}");
+        // A retired placeholder still verifies tokens: refused too.
+        let ring = KeyRing::new(real).with_accepted(zeros.clone());
+        assert!(refuse_placeholder_keys(&ring, false).is_err());
+        assert!(refuse_placeholder_keys(&KeyRing::new(zeros), true).is_ok());
     }
 }

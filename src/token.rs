@@ -18,6 +18,7 @@
 //! the store, so verification plus advance costs one store round trip.
 //! `docs/protocol.md` gives the reasoning and the rejected alternatives.
 
+use std::borrow::Borrow;
 use std::fmt;
 
 use base64::Engine as _;
@@ -28,6 +29,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::error::{RecordSealError, TokenError};
+use crate::secret::KeyError;
 use crate::session::{
     RecordSeal, SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord,
 };
@@ -90,26 +92,108 @@ pub struct TokenKey {
     mac: Hmac<Sha256>,
     seal: Hmac<Sha256>,
     record: Hmac<Sha256>,
+    /// Too few distinct bytes to be random: refused by
+    /// [`SessionManagerBuilder::build`](crate::SessionManagerBuilder::build)
+    /// outside tests.
+    weak: bool,
 }
 
 impl TokenKey {
-    /// A key from 32 secret bytes. Load them from your secret manager; keep
-    /// the same bytes on every node.
-    pub fn new(id: u8, secret: &[u8; 32]) -> Self {
+    /// A key from 32 secret bytes, by value or by reference. Load them
+    /// from your secret manager and keep the same bytes on every node; the
+    /// text forms ([`from_env`](Self::from_env),
+    /// [`from_base64`](Self::from_base64), [`from_hex`](Self::from_hex))
+    /// are usually handier.
+    ///
+    /// A placeholder (all zeros, one repeated byte: fewer than 16 distinct
+    /// byte values) is accepted here but refused when the manager is built,
+    /// unless the `test-util` feature is on.
+    ///
+    /// ```
+    /// use rolling_session::TokenKey;
+    ///
+    /// let secret: [u8; 32] = *b"change me: 32 bytes from a CSPRG";
+    /// let key = TokenKey::new(1, secret);
+    /// assert_eq!(key.id(), 1);
+    /// assert_eq!(format!("{key:?}"), "TokenKey { id: 1, secret: \"REDACTED\" }");
+    /// ```
+    pub fn new(id: u8, secret: impl Borrow<[u8; 32]>) -> Self {
+        let secret = secret.borrow();
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"rolling-session token v1").extract(secret);
         Self {
             id,
             mac: derive(&prk, b"tag"),
             seal: derive(&prk, b"seal"),
             record: derive(&prk, b"record"),
+            weak: crate::secret::is_weak(secret),
         }
+    }
+
+    /// A key from 32 bytes written in base64 (standard or URL-safe, with or
+    /// without padding). Refuses placeholders ([`KeyError::Weak`]).
+    ///
+    /// ```
+    /// use rolling_session::TokenKey;
+    ///
+    /// let key = TokenKey::from_base64(1, "jxKgM1wB7nuQRNIZasMF+yhxvQ6TWvYch04wqdtiFcg=")?;
+    /// assert_eq!(key.id(), 1);
+    /// assert!(TokenKey::from_base64(1, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").is_err());
+    /// # Ok::<(), rolling_session::KeyError>(())
+    /// ```
+    pub fn from_base64(id: u8, text: &str) -> Result<Self, KeyError> {
+        crate::secret::from_base64(text)
+            .and_then(crate::secret::strong)
+            .map(|bytes| Self::new(id, bytes))
+    }
+
+    /// A key from 64 hex digits. Refuses placeholders ([`KeyError::Weak`]).
+    ///
+    /// ```
+    /// use rolling_session::TokenKey;
+    ///
+    /// let key = TokenKey::from_hex(
+    ///     2,
+    ///     "8f12a0335c01ee7b9044d2196ac305fb2871bd0e935af61c874e30a9db6215c8",
+    /// )?;
+    /// assert_eq!(key.id(), 2);
+    /// # Ok::<(), rolling_session::KeyError>(())
+    /// ```
+    pub fn from_hex(id: u8, text: &str) -> Result<Self, KeyError> {
+        crate::secret::from_hex(text)
+            .and_then(crate::secret::strong)
+            .map(|bytes| Self::new(id, bytes))
+    }
+
+    /// A key from the environment variable `var`, holding 64 hex digits or
+    /// base64 (as printed by `cargo run --example keygen`). Refuses
+    /// placeholders; the error names the variable, never its value.
+    ///
+    /// ```
+    /// use rolling_session::{KeyError, TokenKey};
+    ///
+    /// // Set by your deployment, e.g. from a secret manager.
+    /// match TokenKey::from_env(1, "SESSION_TOKEN_KEY") {
+    ///     Ok(key) => assert_eq!(key.id(), 1),
+    ///     Err(KeyError::Env { var, .. }) => assert_eq!(var, "SESSION_TOKEN_KEY"),
+    ///     Err(other) => panic!("{other}"),
+    /// }
+    /// ```
+    pub fn from_env(id: u8, var: &str) -> Result<Self, KeyError> {
+        crate::secret::from_env(var)
+            .and_then(crate::secret::strong)
+            .map(|bytes| Self::new(id, bytes))
+    }
+
+    /// Whether the secret looks like a placeholder rather than random bytes.
+    pub(crate) fn is_weak(&self) -> bool {
+        self.weak
     }
 
     /// A key with fresh random bytes from the operating system's CSPRNG.
     /// Tokens minted under it die with the process: use it for tests and
     /// single-node demos only.
     pub fn generate(id: u8) -> Self {
-        Self::new(id, &crate::random::bytes::<32>())
+        Self::new(id, crate::random::bytes::<32>())
     }
 
     /// The key id written into the tokens this key mints.
@@ -270,8 +354,8 @@ impl fmt::Debug for TokenKey {
 /// ```
 /// use rolling_session::{KeyRing, SessionId, TokenKey};
 ///
-/// let old = TokenKey::new(1, &[7; 32]);
-/// let new = TokenKey::new(2, &[9; 32]);
+/// let old = TokenKey::new(1, [7; 32]);
+/// let new = TokenKey::new(2, [9; 32]);
 /// let sid = SessionId::generate();
 ///
 /// let before = KeyRing::new(old.clone());
@@ -312,6 +396,14 @@ impl KeyRing {
     /// The key that mints.
     pub fn current(&self) -> &TokenKey {
         &self.current
+    }
+
+    /// The ids of keys whose secret looks like a placeholder.
+    pub(crate) fn weak_key_ids(&self) -> impl Iterator<Item = u8> + '_ {
+        std::iter::once(&self.current)
+            .chain(&self.accepted)
+            .filter(|k| k.is_weak())
+            .map(TokenKey::id)
     }
 
     fn key(&self, id: u8) -> Option<&TokenKey> {
@@ -404,7 +496,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn ring() -> KeyRing {
-        KeyRing::new(TokenKey::new(1, &[42; 32]))
+        KeyRing::new(TokenKey::new(1, [42; 32]))
     }
 
     /// The token format, recomputed with an independent HMAC (`ring`'s):
@@ -495,10 +587,10 @@ mod tests {
     #[test]
     fn other_key_is_rejected_and_unknown_key_named() {
         let sid = SessionId::generate();
-        let t = KeyRing::new(TokenKey::new(1, &[1; 32])).mint(&sid, 0);
-        let other = KeyRing::new(TokenKey::new(1, &[2; 32]));
+        let t = KeyRing::new(TokenKey::new(1, [1; 32])).mint(&sid, 0);
+        let other = KeyRing::new(TokenKey::new(1, [2; 32]));
         assert_eq!(other.verify(t.expose()), Err(TokenError::BadTag));
-        let other_id = KeyRing::new(TokenKey::new(7, &[1; 32]));
+        let other_id = KeyRing::new(TokenKey::new(7, [1; 32]));
         assert_eq!(
             other_id.verify(t.expose()),
             Err(TokenError::UnknownKey { key_id: 1 })
@@ -523,7 +615,7 @@ mod tests {
 
     #[test]
     fn debug_is_redacted() {
-        let key = TokenKey::new(1, &[0xAB; 32]);
+        let key = TokenKey::new(1, [0xAB; 32]);
         let t = KeyRing::new(key.clone()).mint(&SessionId::generate(), 1);
         assert_eq!(format!("{t:?}"), "Token(REDACTED)");
         let dbg = format!("{key:?} {:?}", KeyRing::new(key.clone()));
@@ -619,9 +711,9 @@ mod tests {
         let mut missing = r.clone();
         missing.meta.seal = None;
         assert_eq!(ring.verify_record(&missing), Err(RecordSealError::Missing));
-        let other = KeyRing::new(TokenKey::new(1, &[43; 32]));
+        let other = KeyRing::new(TokenKey::new(1, [43; 32]));
         assert_eq!(other.verify_record(&r), Err(RecordSealError::Mismatch));
-        let unlisted = KeyRing::new(TokenKey::new(2, &[42; 32]));
+        let unlisted = KeyRing::new(TokenKey::new(2, [42; 32]));
         assert_eq!(
             unlisted.verify_record(&r),
             Err(RecordSealError::UnknownKey { key_id: 1 })
@@ -629,7 +721,7 @@ mod tests {
         // Rotation: the old key still verifies what it sealed; the new one
         // seals under its id.
         let rotated =
-            KeyRing::new(TokenKey::new(2, &[44; 32])).with_accepted(TokenKey::new(1, &[42; 32]));
+            KeyRing::new(TokenKey::new(2, [44; 32])).with_accepted(TokenKey::new(1, [42; 32]));
         assert_eq!(rotated.verify_record(&r), Ok(()));
         let mut resealed = r.clone();
         resealed.meta.seal = Some(rotated.seal_record(&resealed));

@@ -127,7 +127,7 @@ fn fixture(config: Config) -> Fixture {
     let clock = ManualClock::new(T0);
     let events = Arc::new(MemorySink::new());
     let store = Arc::new(Tampering::default());
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::new(1, &[5; 32])))
+    let manager = SessionManager::builder(KeyRing::new(TokenKey::new(1, [5; 32])))
         .shared_store(store.clone())
         .clock(clock.clone())
         .events(events.clone())
@@ -631,7 +631,7 @@ async fn seals_are_required_and_follow_key_rotation() {
 
     // Rotation: key 2 current, key 1 accepted; one request reseals.
     let rotated = SessionManager::builder(
-        KeyRing::new(TokenKey::new(2, &[6; 32])).with_accepted(TokenKey::new(1, &[5; 32])),
+        KeyRing::new(TokenKey::new(2, [6; 32])).with_accepted(TokenKey::new(1, [5; 32])),
     )
     .shared_store(f.store.clone())
     .clock(f.clock.clone())
@@ -651,7 +651,7 @@ async fn seals_are_required_and_follow_key_rotation() {
         .unwrap()
         .unwrap();
     assert_eq!(resealed.meta.seal.map(|s| s.key_id()), Some(2));
-    let retired = SessionManager::builder(KeyRing::new(TokenKey::new(2, &[6; 32])))
+    let retired = SessionManager::builder(KeyRing::new(TokenKey::new(2, [6; 32])))
         .shared_store(f.store.clone())
         .clock(f.clock.clone())
         .build()

@@ -25,7 +25,7 @@ fn fixture(config: Config) -> Fixture {
     let clock = ManualClock::new(T0);
     let events = Arc::new(MemorySink::new());
     let store = Arc::new(MemoryStore::new());
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::new(1, &[5; 32])))
+    let manager = SessionManager::builder(KeyRing::new(TokenKey::new(1, [5; 32])))
         .shared_store(store.clone())
         .clock(clock.clone())
         .events(events.clone())
@@ -762,7 +762,7 @@ async fn rotation_policies_through_the_manager() {
 async fn key_rotation_logs_nobody_out() {
     let clock = ManualClock::new(T0);
     let store = Arc::new(MemoryStore::new());
-    let old_key = TokenKey::new(1, &[1; 32]);
+    let old_key = TokenKey::new(1, [1; 32]);
     let before = SessionManager::builder(KeyRing::new(old_key.clone()))
         .shared_store(store.clone())
         .clock(clock.clone())
@@ -771,7 +771,7 @@ async fn key_rotation_logs_nobody_out() {
     let login = before.create_session("alice", ctx("ua")).await.unwrap();
 
     let after =
-        SessionManager::builder(KeyRing::new(TokenKey::new(2, &[2; 32])).with_accepted(old_key))
+        SessionManager::builder(KeyRing::new(TokenKey::new(2, [2; 32])).with_accepted(old_key))
             .shared_store(store.clone())
             .clock(clock.clone())
             .build()
@@ -781,7 +781,7 @@ async fn key_rotation_logs_nobody_out() {
     assert_eq!(after.keys().verify(next.expose()).unwrap().key_id, 2);
 
     // Once the old key is dropped, only tokens under the new key work.
-    let retired = SessionManager::builder(KeyRing::new(TokenKey::new(2, &[2; 32])))
+    let retired = SessionManager::builder(KeyRing::new(TokenKey::new(2, [2; 32])))
         .shared_store(store)
         .clock(clock)
         .build()

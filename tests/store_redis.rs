@@ -398,7 +398,7 @@ async fn a_store_dump_holds_no_token_no_key_and_no_clear_payload_when_encrypted(
         }
         let store = builder.connect(&server.url()).await.unwrap();
         let manager = rolling_session::SessionManager::builder(rolling_session::KeyRing::new(
-            rolling_session::TokenKey::new(1, &token_key),
+            rolling_session::TokenKey::new(1, token_key),
         ))
         .store(store)
         .build()
@@ -596,7 +596,7 @@ fn manager_on(
 ) {
     let events = Arc::new(rolling_session::MemorySink::new());
     let manager = rolling_session::SessionManager::builder(rolling_session::KeyRing::new(
-        rolling_session::TokenKey::new(1, &[0x11; 32]),
+        rolling_session::TokenKey::new(1, [0x11; 32]),
     ))
     .store(store)
     .config(config)

@@ -23,10 +23,13 @@ async fn hello(session: Session) -> String {
 fn main() {
     let Some(addr) = common::addr() else { return };
     actix_web::rt::System::new().block_on(async move {
-        let manager = SessionManager::builder(KeyRing::new(TokenKey::new(1, &[7; 32])))
-            .store(MemoryStore::new())
-            .build()
-            .unwrap();
+        let manager = SessionManager::builder(KeyRing::new(TokenKey::new(
+            1,
+            b"0123456789abcdefghijklmnopqrstuv",
+        )))
+        .store(MemoryStore::new())
+        .build()
+        .unwrap();
         let exchange = SessionExchange::new(manager).transport(TokenTransport::Cookie(
             CookieConfig::development("rs_session"),
         ));

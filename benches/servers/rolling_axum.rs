@@ -19,10 +19,13 @@ async fn hello(session: Session) -> String {
 
 /// Serves the app on `addr` with sessions in `store` until the process ends.
 pub async fn serve(addr: &str, store: impl SessionStore) {
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::new(1, &[7; 32])))
-        .store(store)
-        .build()
-        .unwrap();
+    let manager = SessionManager::builder(KeyRing::new(TokenKey::new(
+        1,
+        b"0123456789abcdefghijklmnopqrstuv",
+    )))
+    .store(store)
+    .build()
+    .unwrap();
     // Plain HTTP on loopback: the development cookie (no `Secure`).
     let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
         CookieConfig::development("rs_session"),

@@ -160,7 +160,7 @@ mod tests {
     #[test]
     fn secure_cookie_defaults() {
         let t = TokenTransport::default();
-        let token = crate::KeyRing::new(crate::TokenKey::new(1, &[1; 32]))
+        let token = crate::KeyRing::new(crate::TokenKey::new(1, [1; 32]))
             .mint(&crate::SessionId::from_bytes([1; 16]), 0);
         let (name, value) = t.write(&token, Duration::from_secs(60)).unwrap();
         assert_eq!(name, "set-cookie");

@@ -1310,24 +1310,61 @@ pub struct PayloadKey {
 }
 
 impl PayloadKey {
-    /// A key from its id and 32 secret bytes (load them from your secret
-    /// store).
-    pub fn new(id: u8, bytes: [u8; 32]) -> Self {
-        let key = UnboundKey::new(&AES_256_GCM, &bytes).expect("AES-256 takes a 32-byte key");
+    /// A key from its id and 32 secret bytes, by value or by reference
+    /// (the same shape as [`TokenKey::new`](crate::TokenKey::new)). Load
+    /// them from your secret store, or use [`from_env`](Self::from_env).
+    ///
+    /// ```
+    /// use rolling_session::store::PayloadKey;
+    ///
+    /// let key = PayloadKey::new(1, *b"another 32 bytes from a CSPRNG!!");
+    /// assert_eq!(key.id(), 1);
+    /// ```
+    pub fn new(id: u8, bytes: impl std::borrow::Borrow<[u8; 32]>) -> Self {
+        let key =
+            UnboundKey::new(&AES_256_GCM, bytes.borrow()).expect("AES-256 takes a 32-byte key");
         Self {
             id,
             key: Arc::new(LessSafeKey::new(key)),
         }
     }
 
+    /// A key from 32 bytes in base64 (standard or URL-safe, padding
+    /// optional). Refuses placeholders ([`KeyError::Weak`](crate::KeyError::Weak)).
+    ///
+    /// ```
+    /// use rolling_session::store::PayloadKey;
+    ///
+    /// let key = PayloadKey::from_base64(1, "jxKgM1wB7nuQRNIZasMF-yhxvQ6TWvYch04wqdtiFcg")?;
+    /// assert_eq!(key.id(), 1);
+    /// # Ok::<(), rolling_session::KeyError>(())
+    /// ```
+    pub fn from_base64(id: u8, text: &str) -> Result<Self, crate::KeyError> {
+        crate::secret::from_base64(text)
+            .and_then(crate::secret::strong)
+            .map(|bytes| Self::new(id, bytes))
+    }
+
+    /// A key from 64 hex digits. Refuses placeholders.
+    pub fn from_hex(id: u8, text: &str) -> Result<Self, crate::KeyError> {
+        crate::secret::from_hex(text)
+            .and_then(crate::secret::strong)
+            .map(|bytes| Self::new(id, bytes))
+    }
+
+    /// A key from the environment variable `var` (hex or base64, as
+    /// printed by `cargo run --example keygen`). Refuses placeholders; the
+    /// error names the variable, never its value.
+    pub fn from_env(id: u8, var: &str) -> Result<Self, crate::KeyError> {
+        crate::secret::from_env(var)
+            .and_then(crate::secret::strong)
+            .map(|bytes| Self::new(id, bytes))
+    }
+
     /// A fresh random key (its sealed payloads cannot be read by another
     /// process unless you keep the bytes: use [`new`](Self::new) then).
     pub fn generate(id: u8) -> Self {
-        let mut bytes = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .expect("the operating system's random generator failed");
-        Self::new(id, bytes)
+        Self::new(id, crate::random::bytes::<32>())
     }
 
     /// The key id written beside each sealed payload.

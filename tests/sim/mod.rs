@@ -956,7 +956,7 @@ impl Sim {
         let thefts = Arc::new(TheftLog::default());
         let mut secret = [0u8; 32];
         ChaCha8Rng::seed_from_u64(seed).fill(&mut secret);
-        let manager = SessionManager::builder(KeyRing::new(TokenKey::new(1, &secret)))
+        let manager = SessionManager::builder(KeyRing::new(TokenKey::new(1, secret)))
             .shared_store(store)
             .clock(clock.clone())
             .events(thefts.clone())
