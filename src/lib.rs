@@ -5,6 +5,54 @@
 //! counter, the server keeps the counter, and a token used out of sequence
 //! reveals that the credential was copied, so the session is revoked.
 //!
+//! ## Quick start (axum)
+//!
+//! Put a [`SessionLayer`](http::SessionLayer) around your router, log users
+//! in through the [`SessionHandle`](http::SessionHandle) extractor, and read
+//! the [`Session`] in handlers that need one (401 with a reason otherwise):
+//!
+//! ```
+//! # #[cfg(feature = "axum")] {
+//! use axum::{Router, routing::{get, post}};
+//! use rolling_session::http::{Rejection, SessionHandle, SessionLayer};
+//! use rolling_session::{KeyRing, Session, SessionManager, TokenKey};
+//!
+//! async fn login(handle: SessionHandle) -> Result<&'static str, Rejection> {
+//!     // ...check the password first, then:
+//!     handle.login("alice").await?;
+//!     Ok("welcome")
+//! }
+//!
+//! async fn me(session: Session) -> String {
+//!     session.user_id().to_owned()
+//! }
+//!
+//! # fn key() -> TokenKey { TokenKey::generate(1) }
+//! // In production: TokenKey::from_env(1, "SESSION_TOKEN_KEY")?, the same
+//! // key on every node (`cargo run --example keygen` makes one).
+//! let manager = SessionManager::builder(KeyRing::new(key())).build()?;
+//! let layer = SessionLayer::new(manager);
+//! let app: Router = Router::new()
+//!     .route("/login", post(login))
+//!     .route("/me", get(me))
+//!     // /session/status, /session/refresh, /session/logout, the JS client...
+//!     .merge(rolling_session::axum::routes(layer.exchange()))
+//!     .layer(layer);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The cookie is `__Host-session` (`Secure`, `HttpOnly`, `SameSite=Lax`);
+//! over plain `http://localhost` use
+//! [`CookieConfig::development`](http::CookieConfig::development). The
+//! actix-web adapter is in [`actix`] (feature `actix`), the Redis store in
+//! [`store`] (feature `redis`).
+//!
+//! ## What it catches
+//!
+//! The same manager, driven directly: a copied token replayed after the
+//! user moved on is theft.
+//!
 //! ```
 //! use rolling_session::{ErrorKind, KeyRing, ManualClock, SessionContext, SessionManager, TokenKey};
 //! use std::time::Duration;
@@ -32,6 +80,10 @@
 //! # }).unwrap();
 //! ```
 //!
+//! Lost, late and reordered responses, parallel requests and long pauses
+//! are never mistaken for theft: the rule and its proof are in
+//! [docs/protocol.md][protocol].
+//!
 //! ## Features
 //!
 //! | feature     | default | what it adds                                           |
@@ -41,7 +93,25 @@
 //! | `redis`     | no      | `RedisStore` for Redis and Redis Cluster               |
 //! | `test-util` | no      | the store conformance suite for your own stores        |
 //!
-//! The design, the token format and the security argument are in `docs/`.
+//! **Without the `axum` feature** the extractors do not exist, and a handler
+//! taking [`Session`] or [`SessionHandle`](http::SessionHandle) fails to
+//! compile with rustc's opaque "the trait bound `fn(..) {..}: Handler<_, _>`
+//! is not satisfied". Turn the feature back on (it is a default one:
+//! `default-features = false` removes it).
+//!
+//! ## Where the design lives
+//!
+//! The repository's `docs/` folder is the reference: [protocol], [security],
+//! [configuration], [HTTP surface][http-doc], [Redis][redis-doc],
+//! [drift predictor][drift-doc], [benchmarks].
+//!
+//! [protocol]: https://github.com/rolling-session/rolling-session/blob/main/docs/protocol.md
+//! [security]: https://github.com/rolling-session/rolling-session/blob/main/docs/security.md
+//! [configuration]: https://github.com/rolling-session/rolling-session/blob/main/docs/configuration.md
+//! [http-doc]: https://github.com/rolling-session/rolling-session/blob/main/docs/http.md
+//! [redis-doc]: https://github.com/rolling-session/rolling-session/blob/main/docs/redis.md
+//! [drift-doc]: https://github.com/rolling-session/rolling-session/blob/main/docs/drift.md
+//! [benchmarks]: https://github.com/rolling-session/rolling-session/blob/main/docs/benchmarks.md
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
