@@ -150,6 +150,22 @@ impl SessionEvent {
 /// Receives audit events. Implement it to ship events to your SIEM;
 /// `emit` is called inline on the request path, so hand slow work to a
 /// channel.
+///
+/// ```
+/// use rolling_session::{EventSink, SessionEvent};
+/// use std::sync::mpsc::Sender;
+///
+/// /// Hands theft reports to a background task that pages someone.
+/// struct TheftPager(std::sync::Mutex<Sender<String>>);
+///
+/// impl EventSink for TheftPager {
+///     fn emit(&self, event: &SessionEvent) {
+///         if let SessionEvent::TheftDetected { .. } = event {
+///             let _ = self.0.lock().unwrap().send(event.name().to_owned());
+///         }
+///     }
+/// }
+/// ```
 pub trait EventSink: Send + Sync + 'static {
     /// Records one event.
     fn emit(&self, event: &SessionEvent);
@@ -176,6 +192,21 @@ impl EventSink for TracingSink {
 }
 
 /// Keeps every event in memory; for tests and for inspecting a demo.
+///
+/// ```
+/// use std::sync::Arc;
+/// use rolling_session::{KeyRing, MemorySink, SessionContext, SessionEvent, SessionManager, TokenKey};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let sink = Arc::new(MemorySink::new());
+/// let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
+///     .events(sink.clone())
+///     .build()?;
+/// manager.create_session("alice", SessionContext::default()).await?;
+/// assert!(matches!(sink.events()[..], [SessionEvent::Created { .. }]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Default)]
 pub struct MemorySink {
     events: std::sync::Mutex<Vec<SessionEvent>>,

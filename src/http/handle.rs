@@ -85,7 +85,43 @@ struct State {
 ///
 /// Read the session with [`session`](Self::session); change it with the
 /// async methods, whose effect on the client's token (a new cookie, a
-/// removed one) is written onto the response by the layer.
+/// removed one) is written onto the response by the layer. With the
+/// `axum` or `actix` feature it is an extractor.
+///
+/// ```
+/// # #[cfg(feature = "axum")] {
+/// use axum::{Router, routing::post};
+/// use rolling_session::http::{Rejection, SessionHandle, SessionLayer};
+/// use rolling_session::{KeyRing, SessionManager, TokenKey};
+///
+/// async fn login(handle: SessionHandle) -> Result<String, Rejection> {
+///     // ...authenticate first. A session the request had is ended: a
+///     // login always gets a fresh id (no fixation).
+///     let session = handle.login("alice").await?;
+///     Ok(format!("welcome {}", session.user_id()))
+/// }
+///
+/// async fn sudo(handle: SessionHandle) -> Result<&'static str, Rejection> {
+///     handle.require()?; // 401 with the reason when there is no session
+///     // ...check the password again, then elevate (a fresh id as well).
+///     handle.set_permissions(vec!["admin".into()]).await?;
+///     Ok("elevated")
+/// }
+///
+/// async fn logout(handle: SessionHandle) -> Result<&'static str, Rejection> {
+///     handle.logout().await?; // ends the session and clears the cookie
+///     Ok("bye")
+/// }
+///
+/// let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1))).build()?;
+/// let app: Router = Router::new()
+///     .route("/login", post(login))
+///     .route("/sudo", post(sudo))
+///     .route("/logout", post(logout))
+///     .layer(SessionLayer::new(manager));
+/// # }
+/// # Ok::<(), rolling_session::ConfigError>(())
+/// ```
 #[derive(Clone)]
 pub struct SessionHandle {
     manager: SessionManager,

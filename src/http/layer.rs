@@ -13,6 +13,20 @@ use crate::manager::SessionManager;
 
 /// Applies rolling sessions to every request of the wrapped service: see
 /// the [module docs](super).
+///
+/// ```
+/// use rolling_session::http::{CookieConfig, SessionLayer, TokenTransport};
+/// use rolling_session::{KeyRing, SessionManager, TokenKey};
+///
+/// let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1))).build()?;
+/// // Every route behind this layer needs a session (401 with the reason
+/// // otherwise); the cookie works over plain http://localhost.
+/// let layer = SessionLayer::new(manager)
+///     .transport(TokenTransport::Cookie(CookieConfig::development("sid")))
+///     .require();
+/// assert!(layer.exchange().is_required());
+/// # Ok::<(), rolling_session::ConfigError>(())
+/// ```
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct SessionLayer {

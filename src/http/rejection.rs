@@ -118,6 +118,26 @@ impl From<&Error> for Rejection {
 
 /// Builds the response body for a [`Rejection`]. Implement it to answer in
 /// your API's error format; the default is [`JsonRejection`].
+///
+/// ```
+/// use bytes::Bytes;
+/// use rolling_session::http::{Rejection, RejectionFormat, SessionLayer};
+/// use rolling_session::{KeyRing, SessionManager, TokenKey};
+///
+/// /// `reason: message` as plain text.
+/// struct PlainText;
+///
+/// impl RejectionFormat for PlainText {
+///     fn format(&self, rejection: &Rejection) -> (&'static str, Bytes) {
+///         let text = format!("{}: {}", rejection.reason, rejection.message);
+///         ("text/plain; charset=utf-8", Bytes::from(text))
+///     }
+/// }
+///
+/// let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1))).build()?;
+/// let layer = SessionLayer::new(manager).require().rejection_format(PlainText);
+/// # Ok::<(), rolling_session::ConfigError>(())
+/// ```
 pub trait RejectionFormat: Send + Sync + 'static {
     /// The content type and body for `rejection`.
     fn format(&self, rejection: &Rejection) -> (&'static str, Bytes);

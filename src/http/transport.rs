@@ -29,6 +29,22 @@ impl Default for TokenTransport {
 /// The default is the strictest a browser session allows: the `__Host-`
 /// prefix (which browsers only accept with `Secure`, `Path=/` and no
 /// `Domain`), `Secure`, `HttpOnly` and `SameSite=Lax`.
+///
+/// ```
+/// use cookie::SameSite;
+/// use rolling_session::http::{CookieConfig, TokenTransport};
+///
+/// // Production: keep the defaults.
+/// let secure = CookieConfig::default();
+/// assert_eq!((secure.name.as_str(), secure.secure), ("__Host-session", true));
+///
+/// // Plain http://localhost while developing: no `__Host-` prefix and no
+/// // `Secure`, which browsers would refuse over HTTP.
+/// let dev = CookieConfig::development("rs_session");
+/// assert!(!dev.secure && dev.http_only && dev.same_site == SameSite::Lax);
+/// let transport = TokenTransport::Cookie(dev);
+/// # let _ = transport;
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CookieConfig {
     /// The cookie name, `__Host-session` by default.
