@@ -119,6 +119,23 @@ pub enum SessionEvent {
         /// The action taken (`DriftConfig::anomaly_action`).
         action: AnomalyAction,
     },
+    /// A session was evicted to respect the per-user session limit
+    /// (`Config::max_concurrent_sessions` with
+    /// `SessionLimitPolicy::EvictOldest`). Follows the
+    /// [`Terminated`](Self::Terminated) event every ended session has, and
+    /// says which device lost its session to which login; the evicted
+    /// device's next request is answered `session_evicted`.
+    Evicted {
+        /// The evicted session's current id.
+        session_id: SessionId,
+        /// The user (the same for both sessions).
+        user_id: String,
+        /// The evicted session's last known context: its device id, user
+        /// agent and address. Empty if the record could not be read back.
+        device: SessionContext,
+        /// The new session that took its place.
+        replaced_by: SessionId,
+    },
     /// A stored record failed its integrity check (its seal is missing or
     /// does not match, or the store returned data this crate did not
     /// write): someone with write access to the store changed it. The
@@ -138,6 +155,7 @@ impl SessionEvent {
             Self::Rotated { .. } => "rotated",
             Self::Renewed { .. } => "renewed",
             Self::Terminated { .. } => "terminated",
+            Self::Evicted { .. } => "evicted",
             Self::Expired { .. } => "expired",
             Self::TheftDetected { .. } => "theft_detected",
             Self::ContextMismatch { .. } => "context_mismatch",

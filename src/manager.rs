@@ -463,6 +463,19 @@ impl SessionManager {
                 session_id,
                 reason: TerminationReason::Evicted,
             });
+            // The evicted record is kept (revoked) until its purge time:
+            // read back which device it was, for the audit trail. A failed
+            // read only leaves the context empty.
+            let device = match self.inner.store.load(&session_id).await {
+                Ok(Some(evicted)) => evicted.meta.context,
+                _ => SessionContext::default(),
+            };
+            self.emit(SessionEvent::Evicted {
+                session_id,
+                user_id: record.user_id.clone(),
+                device,
+                replaced_by: record.id,
+            });
         }
         self.emit(SessionEvent::Created {
             session_id: record.id,

@@ -536,7 +536,7 @@ async fn per_user_limit_refuses_or_evicts_the_oldest() {
     f.clock.advance(MIN);
     f.manager.create_session("bob", ctx("b")).await.unwrap();
     f.clock.advance(MIN);
-    f.manager.create_session("bob", ctx("c")).await.unwrap();
+    let third = f.manager.create_session("bob", ctx("c")).await.unwrap();
     let live = f.manager.active_sessions("bob").await.unwrap();
     let agents: Vec<_> = live
         .iter()
@@ -551,6 +551,22 @@ async fn per_user_limit_refuses_or_evicts_the_oldest() {
         session_id: first.session.id(),
         reason: TerminationReason::Evicted
     }));
+    // The audit trail says which device lost its session, to which login.
+    let evictions: Vec<_> = f
+        .events
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, SessionEvent::Evicted { .. }))
+        .collect();
+    assert_eq!(
+        evictions,
+        [SessionEvent::Evicted {
+            session_id: first.session.id(),
+            user_id: "bob".into(),
+            device: ctx("a"),
+            replaced_by: third.session.id(),
+        }]
+    );
 }
 
 #[tokio::test]
