@@ -21,8 +21,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use rolling_session::http::{CookieConfig, Rejection, SessionHandle, SessionLayer, TokenTransport};
 use rolling_session::{
-    Config, EventSink, KeyRing, LineageKey, Session, SessionEvent, SessionManager, Token, TokenKey,
-    TracingSink, Verdict,
+    Config, EventSink, KeyRing, LineageKey, LoginOptions, Session, SessionEvent, SessionManager,
+    Token, TokenKey, TracingSink, Verdict,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -55,6 +55,10 @@ struct Demo {
 #[derive(Deserialize)]
 struct Login {
     user: String,
+    /// The form's "remember me" box: a persistent cookie and the longer
+    /// remembered lifetimes; otherwise the cookie ends with the browser.
+    #[serde(default)]
+    remember: bool,
 }
 
 async fn login(
@@ -70,7 +74,8 @@ async fn login(
         )
             .into_response());
     }
-    let session = handle.login(user).await?;
+    let options = LoginOptions::default().remember_me(body.remember);
+    let session = handle.login_with(user, options).await?;
     let first = demo
         .manager
         .keys()
@@ -78,6 +83,7 @@ async fn login(
     demo.remember(session.id().lineage(), first);
     let mut body = serde_json::to_value(demo.manager.status(&session)).unwrap_or_default();
     body["user"] = json!(session.user_id());
+    body["remembered"] = json!(session.flags().remembered);
     Ok(Json(body).into_response())
 }
 

@@ -32,20 +32,42 @@ use crate::drift::DriftConfig;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Renewable lifetime of a session. Default 8 h.
+    /// Renewable lifetime of a session. Default 8 h. With
+    /// [`sliding_expiry`](Self::sliding_expiry) (the default) an active
+    /// session is renewed by the server before it runs out, so only the
+    /// idle and absolute timeouts end it.
     #[serde(with = "humantime_serde")]
     pub expiration_time: Duration,
     /// A session with no request for this long ends. Default 30 min.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
-    /// Lifetime from creation that renewal never extends. Default 7 days.
+    /// Lifetime from creation that renewal never extends. Default 7 days;
+    /// when left at its default it grows to `expiration_time` if that is
+    /// longer.
     #[serde(with = "humantime_serde")]
     pub absolute_timeout: Duration,
-    /// Renewal is allowed only within this time before expiry. Default 1 h.
+    /// Renewal is allowed only within this time before expiry. Default 1 h;
+    /// when left at its default it shrinks to a quarter of
+    /// `expiration_time` if that is shorter than 1 h.
     #[serde(with = "humantime_serde")]
     pub renewal_threshold: Duration,
-    /// Renewals allowed per session. Default 10.
+    /// Renewals a client may ask for per session (the refresh route,
+    /// [`SessionManager::renew_session`](crate::SessionManager::renew_session)).
+    /// Default 10. The server's own sliding renewals do not count: the
+    /// absolute timeout bounds them.
     pub max_renewals: u32,
+    /// Sliding expiry, default on: a request that arrives within
+    /// `renewal_threshold` of the session's expiry renews it on the server
+    /// (at most one extra store round trip per `expiration_time -
+    /// renewal_threshold` of activity), so a user who keeps using the site
+    /// stays signed in, without JavaScript, until the idle timeout or the
+    /// absolute timeout ends the session. Off: the session ends at
+    /// `expiration_time` unless the client renews it.
+    pub sliding_expiry: bool,
+    /// The lifetimes of sessions created with "remember me"
+    /// ([`LoginOptions::remember_me`](crate::LoginOptions::remember_me)),
+    /// whose cookie outlives the browser.
+    pub remember_me: RememberMe,
     /// Live sessions allowed per user. Default 5.
     pub max_concurrent_sessions: usize,
     /// What to do when a user at the limit logs in again. Default: evict
@@ -70,6 +92,8 @@ impl Default for Config {
             absolute_timeout: Duration::from_secs(7 * 24 * 3600),
             renewal_threshold: Duration::from_secs(3600),
             max_renewals: 10,
+            sliding_expiry: true,
+            remember_me: RememberMe::default(),
             max_concurrent_sessions: 5,
             on_session_limit: SessionLimitPolicy::EvictOldest,
             rotation: Rotation::EveryRequest,
@@ -96,8 +120,59 @@ impl ConfigError {
 }
 
 impl Config {
-    /// Checks that the policies fit together.
+    /// The configuration with its dependent defaults settled: a field left
+    /// at its default follows the field it depends on, so that setting one
+    /// field never trips another the user did not set.
+    ///
+    /// - `absolute_timeout` (default 7 days) grows to `expiration_time`;
+    /// - `renewal_threshold` (default 1 h) shrinks to a quarter of
+    ///   `expiration_time`;
+    /// - `remember_me.absolute_timeout` (default 30 days) grows to
+    ///   `absolute_timeout`.
+    ///
+    /// The session manager applies it when it is built; values the user
+    /// set are never changed.
+    ///
+    /// ```
+    /// use rolling_session::Config;
+    /// use std::time::Duration;
+    ///
+    /// let config: Config = toml::from_str(r#"expiration_time = "30m""#)?;
+    /// let config = config.with_dependent_defaults();
+    /// assert_eq!(config.renewal_threshold, Duration::from_secs(450));
+    /// config.validate()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_dependent_defaults(mut self) -> Self {
+        let defaults = Self::default();
+        if self.absolute_timeout == defaults.absolute_timeout
+            && self.absolute_timeout < self.expiration_time
+        {
+            self.absolute_timeout = self.expiration_time;
+        }
+        if self.renewal_threshold == defaults.renewal_threshold
+            && self.renewal_threshold > self.expiration_time
+        {
+            self.renewal_threshold = self.expiration_time / 4;
+        }
+        if self.remember_me.absolute_timeout == defaults.remember_me.absolute_timeout
+            && self.remember_me.absolute_timeout < self.absolute_timeout
+        {
+            self.remember_me.absolute_timeout = self.absolute_timeout;
+        }
+        self
+    }
+
+    /// Checks that the policies fit together, after
+    /// [`with_dependent_defaults`](Self::with_dependent_defaults). Each
+    /// error names the line to change.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let settled = self.clone().with_dependent_defaults();
+        settled.check()
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
         let zero = Duration::ZERO;
         if self.expiration_time == zero || self.idle_timeout == zero {
             return Err(ConfigError(
@@ -106,12 +181,22 @@ impl Config {
         }
         if self.absolute_timeout < self.expiration_time {
             return Err(ConfigError(
-                "absolute_timeout must be at least expiration_time",
+                "absolute_timeout is shorter than expiration_time: raise absolute_timeout \
+                 (e.g. `absolute_timeout = \"7d\"`) or remove the line to follow expiration_time",
             ));
         }
         if self.renewal_threshold > self.expiration_time {
             return Err(ConfigError(
-                "renewal_threshold must not exceed expiration_time",
+                "renewal_threshold exceeds expiration_time: lower renewal_threshold to a \
+                 fraction of expiration_time (e.g. a quarter), or remove the line to follow it",
+            ));
+        }
+        if self.remember_me.idle_timeout.is_zero()
+            || self.remember_me.absolute_timeout < self.remember_me.idle_timeout
+        {
+            return Err(ConfigError(
+                "remember_me.idle_timeout must be positive and at most \
+                 remember_me.absolute_timeout",
             ));
         }
         if self.max_concurrent_sessions == 0 {
@@ -196,6 +281,42 @@ impl Default for TokenGrace {
     }
 }
 
+/// The lifetimes of a "remember me" session: its cookie has a `Max-Age`
+/// and survives the browser closing, and it may stay idle far longer than
+/// a browser-session login.
+///
+/// ```
+/// use rolling_session::Config;
+/// use std::time::Duration;
+///
+/// let config: Config = toml::from_str(r#"
+///     [remember_me]
+///     idle_timeout = "14d"
+///     absolute_timeout = "90d"
+/// "#)?;
+/// assert_eq!(config.remember_me.idle_timeout, Duration::from_secs(14 * 86_400));
+/// # Ok::<(), toml::de::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RememberMe {
+    /// Idle time after which a remembered session ends. Default 7 days.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Lifetime from login that nothing extends. Default 30 days.
+    #[serde(with = "humantime_serde")]
+    pub absolute_timeout: Duration,
+}
+
+impl Default for RememberMe {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(7 * 86_400),
+            absolute_timeout: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
 /// Which context fields are compared on each request, and what a mismatch
 /// does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,7 +370,43 @@ mod tests {
         assert_eq!(c.token.grace_depth, 64);
         assert_eq!(c.token.grace_min, Duration::from_secs(2));
         assert_eq!(c.rotation, Rotation::EveryRequest);
+        assert!(c.sliding_expiry);
+        assert_eq!(c.remember_me.idle_timeout, Duration::from_secs(7 * 86_400));
+        assert_eq!(
+            c.remember_me.absolute_timeout,
+            Duration::from_secs(30 * 86_400)
+        );
         c.validate().unwrap();
+        assert_eq!(c.clone().with_dependent_defaults(), c);
+    }
+
+    #[test]
+    fn one_field_set_never_trips_a_default_it_depends_on() {
+        let short: Config = toml::from_str("expiration_time = \"30m\"").unwrap();
+        short.validate().unwrap();
+        let short = short.with_dependent_defaults();
+        assert_eq!(short.renewal_threshold, Duration::from_secs(450));
+        let long: Config = toml::from_str("expiration_time = \"10d\"").unwrap();
+        long.validate().unwrap();
+        let long = long.with_dependent_defaults();
+        assert_eq!(long.absolute_timeout, Duration::from_secs(10 * 86_400));
+        let longer: Config = toml::from_str("absolute_timeout = \"60d\"").unwrap();
+        assert_eq!(
+            longer
+                .with_dependent_defaults()
+                .remember_me
+                .absolute_timeout,
+            Duration::from_secs(60 * 86_400)
+        );
+        // What the user set is never moved: a conflict names the line.
+        let set: Config =
+            toml::from_str("expiration_time = \"30m\"\nrenewal_threshold = \"2h\"").unwrap();
+        let err = set.validate().unwrap_err().to_string();
+        assert!(err.contains("renewal_threshold"), "{err}");
+        let set: Config =
+            toml::from_str("expiration_time = \"10d\"\nabsolute_timeout = \"8d\"").unwrap();
+        let err = set.validate().unwrap_err().to_string();
+        assert!(err.contains("absolute_timeout = \"7d\""), "{err}");
     }
 
     #[test]
@@ -275,6 +432,7 @@ mod tests {
         assert!(toml::from_str::<Config>("idle_timeout = \"soon\"").is_err());
         let c: Config = toml::from_str("absolute_timeout = \"1h\"").unwrap();
         assert!(c.validate().is_err());
+        assert!(toml::from_str::<Config>("[remember_me]\nidle = \"1d\"").is_err());
         let c: Config = toml::from_str("rotation = { at_most_every = \"30s\" }").unwrap();
         assert_eq!(c.rotation, Rotation::AtMostEvery(Duration::from_secs(30)));
     }

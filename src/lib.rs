@@ -137,13 +137,14 @@ mod token;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    Config, ConfigError, ContextPolicy, MismatchAction, Rotation, SessionLimitPolicy, TokenGrace,
+    Config, ConfigError, ContextPolicy, MismatchAction, RememberMe, Rotation, SessionLimitPolicy,
+    TokenGrace,
 };
 pub use error::{Error, ErrorKind, StoreError, TokenError};
 pub use events::{EventSink, MemorySink, SessionEvent, TerminationReason, TracingSink};
 pub use manager::{
-    NewSession, RequestInfo, Session, SessionAnalytics, SessionManager, SessionManagerBuilder,
-    SessionStatus, Validated,
+    LoginOptions, NewSession, RequestInfo, Session, SessionAnalytics, SessionManager,
+    SessionManagerBuilder, SessionStatus, Validated,
 };
 pub use sequence::{AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict};
 pub use session::{

@@ -90,6 +90,34 @@ pub struct NewSession {
     pub token: Token,
 }
 
+/// How a session is created: see
+/// [`SessionManager::create_session_with`].
+///
+/// ```
+/// use rolling_session::LoginOptions;
+///
+/// // The login form's "remember me" box, ticked:
+/// let options = LoginOptions::default().remember_me(true);
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoginOptions {
+    /// "Remember me": a persistent cookie (with `Max-Age`) and the longer
+    /// lifetimes of [`Config::remember_me`]. Default false: a
+    /// browser-session cookie that ends when the browser closes.
+    pub remember_me: bool,
+}
+
+impl LoginOptions {
+    /// Sets [`remember_me`](Self::remember_me).
+    #[must_use]
+    pub fn remember_me(mut self, remember: bool) -> Self {
+        self.remember_me = remember;
+        self
+    }
+}
+
 /// The result of validating a request's token.
 #[derive(Debug, Clone)]
 pub struct Validated {
@@ -204,19 +232,31 @@ impl SessionManagerBuilder {
     }
     /// Checks the configuration and builds the manager.
     pub fn build(self) -> Result<SessionManager, crate::ConfigError> {
-        self.config.validate()?;
+        let config = self.config.with_dependent_defaults();
+        config.validate()?;
         refuse_placeholder_keys(&self.keys, cfg!(feature = "test-util"))?;
         Ok(SessionManager {
             inner: Arc::new(Inner {
-                drift: DriftRegistry::new(self.config.drift.clone()),
+                drift: DriftRegistry::new(config.drift.clone()),
                 keys: self.keys,
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
-                config: self.config,
+                config,
                 clock: self.clock,
                 events: self.events,
             }),
         })
     }
+}
+
+/// Who asked for a renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Renewal {
+    /// The client (the refresh route, a handler): counts against
+    /// `max_renewals`.
+    Client,
+    /// The server, under sliding expiry: bounded by the absolute lifetime
+    /// only.
+    Sliding,
 }
 
 /// Refuses a key ring holding a placeholder key, or only warns about it
@@ -412,10 +452,26 @@ impl SessionManager {
     /// Sessions evicted to make room are revoked (their next request gets
     /// `session_evicted`) and reported as
     /// [`SessionEvent::Terminated`] with [`TerminationReason::Evicted`].
+    ///
+    /// The session's cookie ends when the browser closes; see
+    /// [`create_session_with`](Self::create_session_with) for "remember me".
     pub async fn create_session(
         &self,
         user_id: impl Into<String>,
         context: SessionContext,
+    ) -> Result<NewSession, Error> {
+        self.create_session_with(user_id, context, LoginOptions::default())
+            .await
+    }
+
+    /// [`create_session`](Self::create_session) with options: "remember
+    /// me" gives the session a persistent cookie and the
+    /// [`Config::remember_me`] lifetimes.
+    pub async fn create_session_with(
+        &self,
+        user_id: impl Into<String>,
+        context: SessionContext,
+        options: LoginOptions,
     ) -> Result<NewSession, Error> {
         let user_id = user_id.into();
         let cfg = &self.inner.config;
@@ -425,6 +481,16 @@ impl SessionManager {
             evict_oldest: cfg.on_session_limit == SessionLimitPolicy::EvictOldest,
             now_ms: now,
         };
+        // A remembered session has no renewable lifetime: only its own idle
+        // and absolute timeouts end it.
+        let (idle_timeout, absolute_expires_at, expires_at) = if options.remember_me {
+            let absolute = now.saturating_add(as_ms(cfg.remember_me.absolute_timeout));
+            (cfg.remember_me.idle_timeout, absolute, absolute)
+        } else {
+            let absolute = now.saturating_add(as_ms(cfg.absolute_timeout));
+            let expires = now.saturating_add(as_ms(cfg.expiration_time)).min(absolute);
+            (cfg.idle_timeout, absolute, expires)
+        };
         let record = SessionRecord {
             id: SessionId::generate(),
             previous_ids: Vec::new(),
@@ -433,11 +499,14 @@ impl SessionManager {
             meta: SessionMeta {
                 context,
                 permissions: Vec::new(),
-                expires_at: now.saturating_add(as_ms(cfg.expiration_time)),
-                absolute_expires_at: now.saturating_add(as_ms(cfg.absolute_timeout)),
-                idle_timeout_ms: as_ms(cfg.idle_timeout),
+                expires_at,
+                absolute_expires_at,
+                idle_timeout_ms: as_ms(idle_timeout),
                 renewals: 0,
-                flags: SessionFlags::default(),
+                flags: SessionFlags {
+                    remembered: options.remember_me,
+                    ..SessionFlags::default()
+                },
                 previous_permissions: Vec::new(),
                 seal: None,
             },
@@ -763,7 +832,8 @@ impl SessionManager {
     /// nothing. A token whose successor's response was lost renews (the
     /// recovery case of the rule).
     pub async fn renew_session(&self, token: &str) -> Result<NewSession, Error> {
-        self.renew_with(token, Rotate::Always).await
+        self.renew_with(token, Rotate::Always, Renewal::Client)
+            .await
     }
 
     /// [`renew_session`](Self::renew_session) with a token this request
@@ -771,10 +841,39 @@ impl SessionManager {
     /// the token is replaced, never used, so a lost response leaves the
     /// client with the token it presented, which the rule recovers.
     pub(crate) async fn renew_session_undelivered(&self, token: &str) -> Result<NewSession, Error> {
-        self.renew_with(token, Rotate::ReplaceUndelivered).await
+        self.renew_with(token, Rotate::ReplaceUndelivered, Renewal::Client)
+            .await
     }
 
-    async fn renew_with(&self, token: &str, rotate: Rotate) -> Result<NewSession, Error> {
+    /// Whether `session` is due a sliding renewal
+    /// ([`Config::sliding_expiry`]): its renewable lifetime ends within
+    /// `renewal_threshold` (and within half of `expiration_time`, so that a
+    /// threshold as long as the lifetime does not renew on every request),
+    /// and the absolute lifetime leaves room to extend it.
+    pub(crate) fn sliding_renewal_due(&self, session: &Session) -> bool {
+        let cfg = &self.inner.config;
+        let meta = &session.record.meta;
+        let window = cfg.renewal_threshold.min(cfg.expiration_time / 2);
+        cfg.sliding_expiry
+            && meta.expires_at < meta.absolute_expires_at
+            && session.now_ms >= meta.expires_at.saturating_sub(as_ms(window))
+    }
+
+    /// The server's own renewal of an active session under sliding expiry,
+    /// with the token this request was just issued (replaced, never used:
+    /// see [`renew_session_undelivered`](Self::renew_session_undelivered)).
+    /// It does not count against `max_renewals`.
+    pub(crate) async fn slide_undelivered(&self, token: &str) -> Result<NewSession, Error> {
+        self.renew_with(token, Rotate::ReplaceUndelivered, Renewal::Sliding)
+            .await
+    }
+
+    async fn renew_with(
+        &self,
+        token: &str,
+        rotate: Rotate,
+        kind: Renewal,
+    ) -> Result<NewSession, Error> {
         let verified = self.inner.keys.verify(token)?;
         let cfg = &self.inner.config;
         let now = self.now_ms();
@@ -782,7 +881,7 @@ impl SessionManager {
             .load_checked(&verified.session_id)
             .await?
             .ok_or(ErrorKind::UnknownSession)?;
-        if current.meta.renewals >= cfg.max_renewals {
+        if kind == Renewal::Client && current.meta.renewals >= cfg.max_renewals {
             return Err(ErrorKind::RenewalLimit {
                 max: cfg.max_renewals,
             }
@@ -802,7 +901,9 @@ impl SessionManager {
                 meta.expires_at = now
                     .saturating_add(as_ms(cfg.expiration_time))
                     .min(meta.absolute_expires_at);
-                meta.renewals += 1;
+                if kind == Renewal::Client {
+                    meta.renewals += 1;
+                }
             })
             .await?;
         self.emit(SessionEvent::Renewed {

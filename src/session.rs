@@ -153,6 +153,11 @@ pub struct SessionFlags {
     pub context_mismatch: bool,
     /// The drift predictor flagged an anomaly.
     pub anomaly: bool,
+    /// Created with "remember me": the cookie has a `Max-Age` and outlives
+    /// the browser, and the session has the longer
+    /// [`RememberMe`](crate::RememberMe) lifetimes. Otherwise the cookie
+    /// ends when the browser closes.
+    pub remembered: bool,
 }
 
 /// The descriptive half of a session: everything except the token sequence.

@@ -239,6 +239,7 @@ impl TokenKey {
             elevated,
             context_mismatch,
             anomaly,
+            remembered,
         } = *flags;
         let mut mac = self.record.clone();
         mac.update(RECORD_LABEL);
@@ -282,7 +283,8 @@ impl TokenKey {
         }
         mac.update(&[u8::from(elevated)
             | u8::from(context_mismatch) << 1
-            | u8::from(anomaly) << 2]);
+            | u8::from(anomaly) << 2
+            | u8::from(remembered) << 3]);
         let full = mac.finalize().into_bytes();
         let mut out = [0u8; TAG_BYTES];
         out.copy_from_slice(&full[..TAG_BYTES]);

@@ -30,6 +30,7 @@ fn server() -> (String, ManualClock) {
     let clock = ManualClock::new(1_800_000_000_000);
     let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
         .clock(clock.clone())
+        .config(common::client_renewal_config())
         .build()
         .unwrap();
     let exchange = SessionExchange::new(manager).transport(TokenTransport::Cookie(

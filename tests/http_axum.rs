@@ -27,6 +27,7 @@ async fn server() -> (String, ManualClock) {
     let clock = ManualClock::new(1_800_000_000_000);
     let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
         .clock(clock.clone())
+        .config(common::client_renewal_config())
         .build()
         .unwrap();
     let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(

@@ -95,7 +95,24 @@ describe('rolling-session client in Chromium', { skip }, () => {
     assert.ok(Number(me.expires) > 0 && Number(me.idle) > 0, 'session headers readable by same-origin fetch');
     const [cookie] = (await ctx.cookies()).filter((c) => c.name === 'rs_session');
     assert.ok(cookie?.httpOnly, 'the session cookie is HttpOnly');
+    assert.equal(cookie.expires, -1, 'without "remember me" the cookie ends with the browser');
     assert.equal(await page.evaluate(() => document.cookie.includes('rs_session')), false);
+    noPageErrors();
+    await ctx.close();
+  });
+
+  test('remember me: the login form box gives a persistent cookie with the remembered idle timeout', async () => {
+    const ctx = await context();
+    const page = await open(ctx);
+    await page.fill('#user', 'carol');
+    await page.check('#remember');
+    await page.click('#login-btn');
+    await page.waitForFunction(() => window.__rs.client.state === 'active');
+    const [cookie] = (await ctx.cookies()).filter((c) => c.name === 'rs_session');
+    const left = cookie.expires - Date.now() / 1000;
+    assert.ok(left > 6.9 * 86400 && left <= 7 * 86400 + 5, `the cookie persists for the 7-day idle timeout (${left} s)`);
+    const status = await page.evaluate(() => window.__rs.client.status);
+    assert.equal(status.idle_timeout_ms, 7 * 86400 * 1000);
     noPageErrors();
     await ctx.close();
   });

@@ -8,7 +8,9 @@ use http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
 use crate::clock::as_ms;
 use crate::drift::{DriftAdvice, TelemetrySample};
 use crate::error::Error;
-use crate::manager::{RequestInfo, Session, SessionAnalytics, SessionManager, SessionStatus};
+use crate::manager::{
+    LoginOptions, RequestInfo, Session, SessionAnalytics, SessionManager, SessionStatus,
+};
 use crate::session::SessionContext;
 use crate::token::Token;
 
@@ -44,10 +46,11 @@ enum Presence {
 #[derive(Debug, Clone)]
 enum Write {
     Nothing,
-    /// Send this token. `issued` is when the server issued it; `None` for a
-    /// new lineage's first token (login), which nothing can have
-    /// abandoned.
-    Token(Token, Duration, Option<Issued>),
+    /// Send this token, with the cookie's `Max-Age` (`None`: a
+    /// browser-session cookie). `issued` is when the server issued it;
+    /// `None` for a new lineage's first token (login), which nothing can
+    /// have abandoned.
+    Token(Token, Option<Duration>, Option<Issued>),
     Clear,
 }
 
@@ -204,7 +207,7 @@ impl SessionHandle {
     }
 
     fn activate(&self, session: Session, token: Token, issued: Option<Issued>) {
-        let max_age = session.expires_in();
+        let max_age = cookie_max_age(&session);
         let mut state = self.lock();
         state.write = Write::Token(token.clone(), max_age, issued);
         let held = match (&state.presence, issued) {
@@ -233,7 +236,33 @@ impl SessionHandle {
     /// Creates a session for `user_id` (after you authenticated them) and
     /// hands its token to the client. A session the request already had
     /// is ended first: a login always gets a fresh id.
+    ///
+    /// The cookie ends when the browser closes; use
+    /// [`login_with`](Self::login_with) for "remember me".
     pub async fn login(&self, user_id: impl Into<String>) -> Result<Session, Rejection> {
+        self.login_with(user_id, LoginOptions::default()).await
+    }
+
+    /// [`login`](Self::login) with options, e.g. the login form's "remember
+    /// me" box: a persistent cookie and the longer
+    /// [`Config::remember_me`](crate::Config::remember_me) lifetimes.
+    ///
+    /// ```
+    /// use rolling_session::LoginOptions;
+    /// use rolling_session::http::{Rejection, SessionHandle};
+    ///
+    /// async fn login(handle: SessionHandle, remember: bool) -> Result<(), Rejection> {
+    ///     // ...check the password first.
+    ///     let options = LoginOptions::default().remember_me(remember);
+    ///     handle.login_with("alice", options).await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn login_with(
+        &self,
+        user_id: impl Into<String>,
+        options: LoginOptions,
+    ) -> Result<Session, Rejection> {
         if let Ok(old) = self.live_token() {
             self.manager
                 .terminate_session(old.expose())
@@ -242,7 +271,7 @@ impl SessionHandle {
         }
         let created = self
             .manager
-            .create_session(user_id, self.context.clone())
+            .create_session_with(user_id, self.context.clone(), options)
             .await
             .map_err(|e| Rejection::from(&e))?;
         self.activate(created.session.clone(), created.token, None);
@@ -301,6 +330,37 @@ impl SessionHandle {
         let issued = Issued::at(&renewed.session);
         self.activate(renewed.session.clone(), renewed.token, Some(issued));
         Ok(renewed.session)
+    }
+
+    /// Sliding expiry ([`Config::sliding_expiry`](crate::Config)): renews a
+    /// session whose lifetime is about to end with the token this request
+    /// was issued (replaced, never used). If the renewal fails, the issued
+    /// token is not sent either, whatever the store did: the client keeps
+    /// the token it presented, which the sequence rule recovers like a
+    /// lost response.
+    async fn slide(&self) {
+        let due = match &self.lock().presence {
+            Presence::Active {
+                session,
+                token,
+                held,
+            } if token.expose() != held.expose() => self
+                .manager
+                .sliding_renewal_due(session)
+                .then(|| token.clone()),
+            _ => None,
+        };
+        let Some(token) = due else { return };
+        match self.manager.slide_undelivered(token.expose()).await {
+            Ok(renewed) => {
+                let issued = Issued::at(&renewed.session);
+                self.activate(renewed.session, renewed.token, Some(issued));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "sliding renewal failed; the client keeps its token");
+                self.lock().write = Write::Nothing;
+            }
+        }
     }
 
     /// Confirms a renewal (see [`SessionManager::confirm_renewal`]).
@@ -376,6 +436,16 @@ impl SessionHandle {
 }
 
 /// Validates `presented` as one request: the handle's state after it.
+/// The cookie's `Max-Age`: none for a browser-session login (the cookie
+/// ends with the browser); for a remembered one, until the session would
+/// end if no other request came (idle or lifetime, whichever is first).
+fn cookie_max_age(session: &Session) -> Option<Duration> {
+    session
+        .flags()
+        .remembered
+        .then(|| session.expires_in().min(session.idle_expires_in()))
+}
+
 async fn validate(
     manager: &SessionManager,
     presented: Token,
@@ -383,7 +453,7 @@ async fn validate(
 ) -> (Presence, Write) {
     match manager.validate(presented.expose(), request).await {
         Ok(v) => {
-            let max_age = v.session.expires_in();
+            let max_age = cookie_max_age(&v.session);
             let issued = Issued::at(&v.session);
             let write = v
                 .next_token
@@ -415,11 +485,13 @@ impl SessionExchange {
             None => (Presence::Missing, Write::Nothing),
             Some(presented) => validate(&manager, Token::presented(presented), &request).await,
         };
-        SessionHandle {
+        let handle = SessionHandle {
             manager,
             context,
             state: Arc::new(Mutex::new(State { presence, write })),
-        }
+        };
+        handle.slide().await;
+        handle
     }
 
     /// [`begin`](Self::begin) for a request to `method` `path`. A request

@@ -84,15 +84,13 @@ impl CookieConfig {
     /// `cookie::Cookie`'s `Display` (a third of the layer's header cost):
     /// the value is a base64url token or empty, the attributes are fixed,
     /// and the tests check the result parses back with the `cookie` crate.
-    fn build(&self, value: &str, max_age: Duration) -> Option<HeaderValue> {
+    fn build(&self, value: &str, max_age: Option<Duration>) -> Option<HeaderValue> {
         use std::fmt::Write as _;
         let mut out = String::with_capacity(self.name.len() + value.len() + 80);
-        let _ = write!(
-            out,
-            "{}={value}; Path=/; Max-Age={}",
-            self.name,
-            max_age.as_secs().min(i64::MAX as u64)
-        );
+        let _ = write!(out, "{}={value}; Path=/", self.name);
+        if let Some(max_age) = max_age {
+            let _ = write!(out, "; Max-Age={}", max_age.as_secs().min(i64::MAX as u64));
+        }
         if self.secure {
             out.push_str("; Secure");
         }
@@ -144,8 +142,13 @@ impl TokenTransport {
         }
     }
 
-    /// The header that hands `token` to the client, valid for `max_age`.
-    pub fn write(&self, token: &Token, max_age: Duration) -> Option<(HeaderName, HeaderValue)> {
+    /// The header that hands `token` to the client, valid for `max_age`
+    /// (`None`: until the browser closes).
+    pub fn write(
+        &self,
+        token: &Token,
+        max_age: Option<Duration>,
+    ) -> Option<(HeaderName, HeaderValue)> {
         match self {
             Self::Cookie(cfg) => cfg
                 .build(token.expose(), max_age)
@@ -162,7 +165,7 @@ impl TokenTransport {
     pub fn clear(&self) -> Option<(HeaderName, HeaderValue)> {
         match self {
             Self::Cookie(cfg) => cfg
-                .build("", Duration::ZERO)
+                .build("", Some(Duration::ZERO))
                 .map(|value| (SET_COOKIE, value)),
             Self::Header(_) => None,
         }
@@ -178,7 +181,7 @@ mod tests {
         let t = TokenTransport::default();
         let token = crate::KeyRing::new(crate::TokenKey::new(1, [1; 32]))
             .mint(&crate::SessionId::from_bytes([1; 16]), 0);
-        let (name, value) = t.write(&token, Duration::from_secs(60)).unwrap();
+        let (name, value) = t.write(&token, Some(Duration::from_secs(60))).unwrap();
         assert_eq!(name, "set-cookie");
         let value = value.to_str().unwrap();
         let parsed = Cookie::parse(value).unwrap();
@@ -203,9 +206,14 @@ mod tests {
         }
         assert!(!value.contains("Domain"));
         let dev = TokenTransport::Cookie(CookieConfig::development("rs_session"));
-        let (_, value) = dev.write(&token, Duration::from_secs(1)).unwrap();
+        let (_, value) = dev.write(&token, None).unwrap();
         let value = value.to_str().unwrap();
         assert!(value.starts_with("rs_session=") && !value.contains("Secure"));
+        // A browser-session cookie: no Max-Age, no Expires.
+        assert!(
+            !value.contains("Max-Age") && !value.contains("Expires"),
+            "{value}"
+        );
         assert!(value.contains("HttpOnly"));
         let (_, cleared) = dev.clear().unwrap();
         let cleared = Cookie::parse(cleared.to_str().unwrap()).unwrap();

@@ -119,6 +119,7 @@ fn sample(user: &str, now: u64) -> SessionRecord {
                 elevated: true,
                 context_mismatch: false,
                 anomaly: true,
+                remembered: true,
             },
             // Stores never check it, but must keep it.
             seal: Some(RecordSeal::from_parts(3, [0x5a; 16])),

@@ -242,6 +242,16 @@ pub async fn malformed_cookies_get_4xx_json(base: String) {
     assert_eq!(a.json["user"], "alice");
 }
 
+/// The configuration of the scenarios that drive the client's renewal
+/// protocol (refresh, confirm) near expiry: sliding expiry off, so the
+/// server does not renew first. `tests/lifetime.rs` covers sliding expiry.
+pub fn client_renewal_config() -> rolling_session::Config {
+    rolling_session::Config {
+        sliding_expiry: false,
+        ..rolling_session::Config::default()
+    }
+}
+
 pub async fn status_refresh_confirm_logout(base: String, clock: &ManualClock) {
     let mut c = Client::new(base);
     let a = c.send(Method::GET, "/session/status", None).await;
@@ -612,6 +622,9 @@ pub mod issue11 {
     pub fn manager(clock: &ManualClock, events: &Arc<MemorySink>) -> SessionManager {
         let mut config = Config::default();
         config.renewal_threshold = config.expiration_time;
+        // The scenarios drive renewal themselves (the refresh route, a
+        // handler); tests/lifetime.rs covers the server's sliding renewal.
+        config.sliding_expiry = false;
         SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
             .config(config)
             .clock(clock.clone())
