@@ -108,10 +108,18 @@ pub fn scope(exchange: &SessionExchange) -> actix_web::Scope {
             .unwrap_or(actix_web::http::Method::GET);
         scope = scope.route(
             path,
-            web::method(method).to(move |handle: SessionHandle, body: web::Bytes| {
-                let exchange = exchange.clone();
-                async move { response(exchange.respond(route, &handle, &body).await) }
-            }),
+            web::method(method).to(
+                move |handle: SessionHandle, req: HttpRequest, body: web::Bytes| {
+                    let exchange = exchange.clone();
+                    async move {
+                        let content_type = req
+                            .headers()
+                            .get(actix_web::http::header::CONTENT_TYPE)
+                            .map(|v| v.as_bytes());
+                        response(exchange.respond(route, &handle, content_type, &body).await)
+                    }
+                },
+            ),
         );
     }
     // Telemetry reports are tiny; refuse large bodies before buffering them.
@@ -176,7 +184,13 @@ where
             &headers,
             matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE"),
             req.peer_addr().map(|a| a.ip()),
-        );
+        )
+        .with_authority(req.uri().authority().map(|a| a.as_str()));
+        if let Err(rejection) = self.exchange.check_origin(&head) {
+            // Refused before the session is looked at.
+            let res = response(self.exchange.rejection_response(&rejection));
+            return Box::pin(ready(Ok(req.into_response(res).map_into_right_body())));
+        }
         let (token, info) = self.exchange.inspect(&head);
         let (service, exchange) = (self.service.clone(), self.exchange.clone());
         let (method, path) = (req.method().as_str().to_owned(), req.path().to_owned());

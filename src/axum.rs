@@ -24,6 +24,8 @@
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, OptionalFromRequestParts};
+use axum::http::HeaderMap;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
@@ -102,8 +104,9 @@ pub fn routes<S: Clone + Send + Sync + 'static>(exchange: &SessionExchange) -> R
             &format!("{}{path}", exchange.prefix()),
             on(
                 filter,
-                move |handle: SessionHandle, body: Bytes| async move {
-                    route_response(exchange.respond(route, &handle, &body).await)
+                move |handle: SessionHandle, headers: HeaderMap, body: Bytes| async move {
+                    let content_type = headers.get(CONTENT_TYPE).map(|v| v.as_bytes());
+                    route_response(exchange.respond(route, &handle, content_type, &body).await)
                 },
             ),
         );

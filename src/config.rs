@@ -60,6 +60,9 @@ pub struct Config {
     /// The drift predictor fed by client telemetry (`docs/drift.md`).
     /// Out-of-range values are clamped rather than refused.
     pub drift: DriftConfig,
+    /// Which sites may send state-changing requests (`docs/security.md`,
+    /// cross-site requests).
+    pub csrf: CsrfPolicy,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
             token: TokenGrace::default(),
             context: ContextPolicy::default(),
             drift: DriftConfig::default(),
+            csrf: CsrfPolicy::default(),
         }
     }
 }
@@ -118,7 +122,61 @@ impl Config {
         if let Rotation::EveryNRequests(0) = self.rotation {
             return Err(ConfigError("rotation.every_n_requests must be at least 1"));
         }
+        if self
+            .csrf
+            .allowed_origins
+            .iter()
+            .any(|o| crate::http::Origin::parse(o).is_none())
+        {
+            return Err(ConfigError(
+                "csrf.allowed_origins must be origins: scheme://host[:port], no path",
+            ));
+        }
         Ok(())
+    }
+}
+
+/// Which requests with unsafe methods (not GET, HEAD, OPTIONS, TRACE) the
+/// session layer lets through, by the site that sent them.
+///
+/// Browsers say where a request comes from in `Sec-Fetch-Site`
+/// (`same-origin`, `same-site`, `cross-site`, `none`) and `Origin`. The
+/// layer lets through `same-origin` and `none` (the user typed or
+/// bookmarked it: no page can cause that), and `same-site` or `cross-site`
+/// only from an origin in `allowed_origins`. Without `Sec-Fetch-Site`
+/// (older browsers), the `Origin` must be the request's own host or an
+/// allowed origin. A request with neither header is let through: it does
+/// not come from a current browser, so no other site can have caused it
+/// with the user's cookie. Anything else is refused with 403
+/// `cross_site_request` before the session is looked at.
+///
+/// ```
+/// use rolling_session::Config;
+///
+/// let config: Config = toml::from_str(r#"
+///     [csrf]
+///     allowed_origins = ["https://app.example.com"]
+/// "#).unwrap();
+/// config.validate().unwrap();
+/// assert!(config.csrf.enabled);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CsrfPolicy {
+    /// Check the sending site of unsafe requests. Default true; turn it
+    /// off only if something in front of the layer does the same.
+    pub enabled: bool,
+    /// Other origins (`scheme://host[:port]`, e.g. a front end on a
+    /// sibling subdomain) allowed to send unsafe requests. Default none.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for CsrfPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allowed_origins: Vec::new(),
+        }
     }
 }
 
@@ -262,6 +320,16 @@ mod tests {
     #[test]
     fn rejects_unknown_fields_and_bad_values() {
         assert!(toml::from_str::<Config>("expiration_tme = \"8h\"").is_err());
+        for origin in ["example.com", "https://example.com/app", "null", "https://"] {
+            let mut c = Config::default();
+            c.csrf.allowed_origins = vec![origin.into()];
+            assert!(c.validate().is_err(), "{origin}");
+        }
+        let c: Config = serde_json::from_str(
+            r#"{"csrf": {"allowed_origins": ["https://app.example.com", "http://localhost:8080"]}}"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
         assert!(toml::from_str::<Config>("idle_timeout = \"soon\"").is_err());
         let c: Config = toml::from_str("absolute_timeout = \"1h\"").unwrap();
         assert!(c.validate().is_err());

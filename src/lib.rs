@@ -66,7 +66,8 @@ mod token;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    Config, ConfigError, ContextPolicy, MismatchAction, Rotation, SessionLimitPolicy, TokenGrace,
+    Config, ConfigError, ContextPolicy, CsrfPolicy, MismatchAction, Rotation, SessionLimitPolicy,
+    TokenGrace,
 };
 pub use error::{Error, ErrorKind, StoreError, TokenError};
 pub use events::{EventSink, MemorySink, SessionEvent, TerminationReason, TracingSink};

@@ -23,10 +23,18 @@ async fn logout(handle: SessionHandle) -> Result<Json<Value>, Rejection> {
     Ok(Json(json!({ "ok": true })))
 }
 
+async fn elevate(handle: SessionHandle) -> Result<Json<Value>, Rejection> {
+    let session = handle.set_permissions(vec!["admin".into()]).await?;
+    Ok(Json(
+        json!({ "permissions": session.record().meta.permissions }),
+    ))
+}
+
 async fn server() -> (String, ManualClock) {
     let clock = ManualClock::new(1_800_000_000_000);
     let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
         .clock(clock.clone())
+        .config(common::csrf_config())
         .build()
         .unwrap();
     let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
@@ -36,6 +44,7 @@ async fn server() -> (String, ManualClock) {
         .route("/login", post(login))
         .route("/me", get(me))
         .route("/logout", post(logout))
+        .route("/elevate", post(elevate))
         .merge(rolling_session::axum::routes(layer.exchange()))
         .layer(layer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -81,4 +90,10 @@ async fn refresh_racing_a_response_in_flight_is_refused_then_retried() {
 async fn telemetry_route() {
     let (base, clock) = server().await;
     common::telemetry_route(base, &clock).await;
+}
+
+#[tokio::test]
+async fn csrf_rules() {
+    let (base, clock) = server().await;
+    common::csrf_rules(base, &clock).await;
 }

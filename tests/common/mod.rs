@@ -1129,3 +1129,174 @@ pub mod issue11 {
         assert_eq!(theft[0].2, 1, "the copy's counter");
     }
 }
+
+/// The origin the CSRF test servers allow besides their own
+/// (`csrf.allowed_origins`), standing for a front end on a sibling
+/// subdomain.
+pub const ALLOWED_ORIGIN: &str = "http://app.example.test";
+
+/// The configuration of the CSRF test servers.
+pub fn csrf_config() -> rolling_session::Config {
+    let mut config = rolling_session::Config::default();
+    config.csrf.allowed_origins = vec![ALLOWED_ORIGIN.into()];
+    config
+}
+
+impl Client {
+    /// Sends with extra headers and an optional raw body with its content
+    /// type, applying the answer's cookie.
+    pub async fn go_headers(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, String)>,
+    ) -> Answer {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", format!("{COOKIE}={c}"));
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        if let Some((content_type, body)) = body {
+            req = req.header("content-type", content_type).body(body);
+        }
+        let a = Self::answer(req.send().await.expect("request")).await;
+        self.apply(&a);
+        a
+    }
+}
+
+/// Cross-site requests (issue 12, item 3): every state-changing request
+/// (the session routes, and the application's login, elevation and
+/// logout) from another site is refused with 403 `cross_site_request`
+/// before the session is looked at: no token is used or rotated, the
+/// session lives on. Same-origin, user-initiated (`none`), allowed-origin
+/// and header-less (non-browser) requests go through; without
+/// `Sec-Fetch-Site`, the `Origin` must be the server's own host. Telemetry
+/// must be `application/json` (415 otherwise).
+pub async fn csrf_rules(base: String, clock: &ManualClock) {
+    let mut c = Client::new(base.clone());
+    c.login("csrf").await;
+    let cross = [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://evil.test"),
+    ];
+    let sibling = [
+        ("sec-fetch-site", "same-site"),
+        ("origin", "http://evil.example.test"),
+    ];
+    let old_browser_cross = [("origin", "https://evil.test")];
+    let opaque = [("origin", "null")];
+    let routes = [
+        "/session/refresh",
+        "/session/refresh/confirm",
+        "/session/telemetry",
+        "/elevate",
+        "/logout",
+        "/login",
+    ];
+    for headers in [&cross[..], &sibling, &old_browser_cross, &opaque] {
+        for path in routes {
+            let cookie = c.cookie.clone();
+            let a = c
+                .go_headers(
+                    Method::POST,
+                    path,
+                    headers,
+                    Some(("application/json", r#"{"user": "mallory"}"#.into())),
+                )
+                .await;
+            assert_eq!(a.status, StatusCode::FORBIDDEN, "{path} {headers:?}");
+            assert_eq!(a.json["error"], "cross_site_request", "{path} {headers:?}");
+            assert_eq!(a.set_cookie, None, "{path}: refused before the session");
+            assert_eq!(c.cookie, cookie);
+        }
+    }
+    // Reads are not state-changing: a cross-site GET is served (SameSite
+    // decides whether the browser sends the cookie at all).
+    let me = c.go_headers(Method::GET, "/me", &cross, None).await;
+    assert_eq!(
+        (me.status, me.json["user"].as_str()),
+        (StatusCode::OK, Some("csrf")),
+        "the refused requests left the session alone"
+    );
+
+    let now = |clock: &ManualClock| i64::try_from(clock.now_ms()).unwrap();
+    let mut count = 0;
+    let mut report = |clock: &ManualClock| {
+        count += 5;
+        json!({"timestamp": now(clock), "operation_count": count, "client_entropy": 0.4})
+            .to_string()
+    };
+    let host_origin = base.clone();
+    let allowed: [&[(&str, &str)]; 6] = [
+        &[("sec-fetch-site", "same-origin"), ("origin", &host_origin)],
+        &[("sec-fetch-site", "none")],
+        &[("sec-fetch-site", "same-site"), ("origin", ALLOWED_ORIGIN)],
+        &[("sec-fetch-site", "cross-site"), ("origin", ALLOWED_ORIGIN)],
+        &[("origin", &host_origin)],
+        &[],
+    ];
+    for headers in allowed {
+        clock.advance(Duration::from_secs(10));
+        let body = report(clock);
+        let a = c
+            .go_headers(
+                Method::POST,
+                "/session/telemetry",
+                headers,
+                Some(("application/json", body)),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{headers:?}: {:?}", a.json);
+        assert!(a.set_cookie.is_some(), "{headers:?}: served and rolled");
+    }
+
+    // A body a page can send without CORS (a form, text/plain) is never
+    // parsed as JSON, even same-origin.
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        clock.advance(Duration::from_secs(10));
+        let body = report(clock);
+        let a = c
+            .go_headers(
+                Method::POST,
+                "/session/telemetry",
+                &[("sec-fetch-site", "same-origin")],
+                Some((content_type, body)),
+            )
+            .await;
+        assert_eq!(
+            (a.status, a.json["error"].as_str()),
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Some("unsupported_media_type")
+            ),
+            "{content_type}"
+        );
+    }
+    clock.advance(Duration::from_secs(10));
+    let body = report(clock);
+    let a = c
+        .go_headers(
+            Method::POST,
+            "/session/telemetry",
+            &[("sec-fetch-site", "same-origin")],
+            Some(("application/json; charset=utf-8", body)),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.json);
+
+    // Elevation and logout from the site itself.
+    let same = [("sec-fetch-site", "same-origin")];
+    let up = c.go_headers(Method::POST, "/elevate", &same, None).await;
+    assert_eq!(up.status, StatusCode::OK, "{:?}", up.json);
+    let out = c.go_headers(Method::POST, "/logout", &same, None).await;
+    assert_eq!(out.status, StatusCode::OK, "{:?}", out.json);
+    assert_eq!(c.cookie, None, "logout cleared the cookie");
+}
