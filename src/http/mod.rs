@@ -51,6 +51,7 @@ mod handle;
 mod layer;
 mod origin;
 mod rejection;
+mod report;
 mod routes;
 mod transport;
 

@@ -84,8 +84,13 @@ impl std::fmt::Display for Rejection {
 
 impl std::error::Error for Rejection {}
 
+/// Every refusal at the HTTP edge goes through here: a store failure is
+/// counted (`rolling_session_store_errors_total{kind}`) and logged with its
+/// source chain (at most once a second per kind) before it becomes a 503
+/// or 500.
 impl From<&Error> for Rejection {
     fn from(e: &Error) -> Self {
+        super::report::store_failure(e);
         let kind = e.kind();
         let status = match kind {
             ErrorKind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
