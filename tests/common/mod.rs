@@ -313,6 +313,7 @@ pub async fn status_refresh_confirm_logout(base: String, clock: &ManualClock) {
             .contains("javascript")
     );
 
+    let before_logout = c.cookie.clone();
     let out = c.go(Method::POST, "/logout", None).await;
     assert_eq!(out.status, StatusCode::OK);
     assert_eq!(out.json["ok"], true);
@@ -320,6 +321,20 @@ pub async fn status_refresh_confirm_logout(base: String, clock: &ManualClock) {
     assert_eq!(
         c.go(Method::GET, "/me", None).await.json["error"],
         "missing_token"
+    );
+    // A copy of the cookie kept from before (the back button, a second
+    // tab, a thief) cannot resume the session: it ended on the server.
+    let resumed = c
+        .send_with(
+            Method::GET,
+            "/me",
+            before_logout.as_deref().map(str::as_bytes),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (resumed.status, resumed.json["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("session_not_found"))
     );
 }
 
