@@ -60,9 +60,12 @@ impl ResponseError for Rejection {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .content_type("application/json")
-            .body(self.to_json())
+        let mut res = HttpResponse::build(self.status_code());
+        res.content_type("application/json");
+        if let Some(seconds) = self.retry_after_header() {
+            res.insert_header((actix_web::http::header::RETRY_AFTER, seconds));
+        }
+        res.body(self.to_json())
     }
 }
 

@@ -36,11 +36,17 @@ use crate::manager::Session;
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        route_response(RouteResponse {
+        let retry_after = self.retry_after_header();
+        let mut res = route_response(RouteResponse {
             status: self.status,
             content_type: "application/json",
             body: self.to_json(),
-        })
+        });
+        if let Some(seconds) = retry_after {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        res
     }
 }
 

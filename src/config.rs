@@ -63,6 +63,9 @@ pub struct Config {
     /// Which sites may send state-changing requests (`docs/security.md`,
     /// cross-site requests).
     pub csrf: CsrfPolicy,
+    /// Limits on creating sessions: a cap on all sessions, a rate per
+    /// client IP.
+    pub admission: AdmissionPolicy,
 }
 
 impl Default for Config {
@@ -80,6 +83,7 @@ impl Default for Config {
             context: ContextPolicy::default(),
             drift: DriftConfig::default(),
             csrf: CsrfPolicy::default(),
+            admission: AdmissionPolicy::default(),
         }
     }
 }
@@ -132,7 +136,69 @@ impl Config {
                 "csrf.allowed_origins must be origins: scheme://host[:port], no path",
             ));
         }
+        let a = &self.admission;
+        if a.max_sessions == Some(0) || a.per_ip_logins == Some(0) || a.per_ip_window.is_zero() {
+            return Err(ConfigError(
+                "admission.max_sessions and admission.per_ip_logins must be at least 1, \
+                 admission.per_ip_window positive",
+            ));
+        }
         Ok(())
+    }
+
+    pub(crate) fn error(reason: &'static str) -> ConfigError {
+        ConfigError(reason)
+    }
+}
+
+/// Limits on creating sessions, against login floods: each session is kept
+/// (and costs memory) for up to the idle timeout, so an unbounded flood of
+/// logins is an unbounded amount of memory. Both limits are off by default.
+///
+/// - `max_sessions`: sessions the store may hold in all (live ones and
+///   those the sweep has not removed yet). A login beyond is refused with
+///   503 `session_capacity` and `Retry-After`. Needs a store that counts
+///   its sessions ([`MemoryStore`](crate::MemoryStore)); the limit holds
+///   per node, whatever the parallelism of logins. A Redis deployment
+///   bounds its memory with Redis's `maxmemory` instead (a full Redis
+///   refuses writes: 503 `store_unavailable`).
+/// - `per_ip_logins` per `per_ip_window`: sessions one client IP address
+///   (an IPv6 /64 counts as one) may create; beyond, 429
+///   `too_many_logins` with `Retry-After`. Counted on each node; the IP is
+///   the request context's (behind a proxy, set a context extractor that
+///   reads the address your proxy vouches for).
+///
+/// ```
+/// use rolling_session::Config;
+///
+/// let config: Config = toml::from_str(r#"
+///     [admission]
+///     max_sessions = 1000000
+///     per_ip_logins = 20
+///     per_ip_window = "1m"
+/// "#).unwrap();
+/// config.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdmissionPolicy {
+    /// Sessions the store may hold in all. Default: no limit.
+    pub max_sessions: Option<u64>,
+    /// Sessions one client IP may create per `per_ip_window`. Default: no
+    /// limit.
+    pub per_ip_logins: Option<u32>,
+    /// The window of `per_ip_logins`. Default 1 min.
+    #[serde(with = "humantime_serde")]
+    pub per_ip_window: Duration,
+}
+
+impl Default for AdmissionPolicy {
+    fn default() -> Self {
+        Self {
+            max_sessions: None,
+            per_ip_logins: None,
+            per_ip_window: Duration::from_secs(60),
+        }
     }
 }
 

@@ -48,6 +48,7 @@
 
 #[cfg(feature = "actix")]
 pub mod actix;
+mod admission;
 #[cfg(feature = "axum")]
 pub mod axum;
 mod clock;
@@ -66,8 +67,8 @@ mod token;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    Config, ConfigError, ContextPolicy, CsrfPolicy, MismatchAction, Rotation, SessionLimitPolicy,
-    TokenGrace,
+    AdmissionPolicy, Config, ConfigError, ContextPolicy, CsrfPolicy, MismatchAction, Rotation,
+    SessionLimitPolicy, TokenGrace,
 };
 pub use error::{Error, ErrorKind, StoreError, TokenError};
 pub use events::{EventSink, MemorySink, SessionEvent, TerminationReason, TracingSink};

@@ -109,3 +109,39 @@ async fn csrf_rules() {
     let (base, clock) = server();
     common::csrf_rules(base, &clock).await;
 }
+
+/// A server on `common::admission_config`.
+fn admission_server() -> String {
+    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
+        .config(common::admission_config())
+        .build()
+        .unwrap();
+    let exchange = SessionExchange::new(manager).transport(TokenTransport::Cookie(
+        CookieConfig::development(common::COOKIE),
+    ));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            HttpServer::new(move || {
+                App::new()
+                    .route("/login", web::post().to(login))
+                    .route("/me", web::get().to(me))
+                    .route("/logout", web::post().to(logout))
+                    .wrap(SessionMiddleware::new(exchange.clone()))
+            })
+            .workers(1)
+            .listen(listener)
+            .unwrap()
+            .run()
+            .await
+            .unwrap()
+        })
+    });
+    base
+}
+
+#[tokio::test]
+async fn admission_limits() {
+    common::admission_limits(admission_server()).await;
+}

@@ -97,3 +97,35 @@ async fn csrf_rules() {
     let (base, clock) = server().await;
     common::csrf_rules(base, &clock).await;
 }
+
+/// A server on `common::admission_config` that records the peer address.
+async fn admission_server() -> String {
+    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
+        .config(common::admission_config())
+        .build()
+        .unwrap();
+    let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
+        CookieConfig::development(common::COOKIE),
+    ));
+    let app = Router::new()
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .route("/logout", post(logout))
+        .layer(layer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    base
+}
+
+#[tokio::test]
+async fn admission_limits() {
+    common::admission_limits(admission_server().await).await;
+}

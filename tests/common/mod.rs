@@ -1315,3 +1315,97 @@ pub async fn csrf_rules(base: String, clock: &ManualClock) {
     assert_eq!(out.status, StatusCode::OK, "{:?}", out.json);
     assert_eq!(c.cookie, None, "logout cleared the cookie");
 }
+
+impl Client {
+    /// A client whose connections come from `ip` (any 127.0.0.0/8 address
+    /// is this machine's loopback on Linux).
+    pub fn from_ip(base: String, ip: std::net::Ipv4Addr) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .local_address(std::net::IpAddr::V4(ip))
+                .build()
+                .expect("client"),
+            base,
+            cookie: None,
+        }
+    }
+}
+
+/// The configuration of the admission test servers: 3 logins per address
+/// per hour, 5 sessions in all.
+pub fn admission_config() -> rolling_session::Config {
+    let mut config = rolling_session::Config::default();
+    config.admission.per_ip_logins = Some(3);
+    config.admission.per_ip_window = Duration::from_secs(3600);
+    config.admission.max_sessions = Some(5);
+    config
+}
+
+/// Login floods (issue 13, item 6): beyond 3 logins from one address in
+/// the window, 429 `too_many_logins` with `Retry-After`; beyond 5 sessions
+/// in all, 503 `session_capacity` with `Retry-After`; a logout makes room.
+/// Needs a server on [`admission_config`] that sees the peer address.
+pub async fn admission_limits(base: String) {
+    let here = Client::from_ip(base.clone(), std::net::Ipv4Addr::LOCALHOST);
+    let there = Client::from_ip(base, std::net::Ipv4Addr::new(127, 0, 0, 2));
+    let mut sessions = Vec::new();
+    for i in 0..3 {
+        let mut c = here.clone();
+        c.login(&format!("user{i}")).await;
+        sessions.push(c);
+    }
+    let mut c = here.clone();
+    let flood = c
+        .go(Method::POST, "/login", Some(json!({"user": "user3"})))
+        .await;
+    assert_eq!(
+        (flood.status, flood.json["error"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("too_many_logins")),
+        "{:?}",
+        flood.json
+    );
+    let retry: u64 = flood.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3_000..=3_600).contains(&retry), "Retry-After {retry}");
+    assert_eq!(flood.set_cookie, None);
+
+    // Another address has its own window, up to the cap of 5 sessions.
+    for i in 0..2 {
+        let mut c = there.clone();
+        c.login(&format!("other{i}")).await;
+        sessions.push(c);
+    }
+    let mut c = there.clone();
+    let full = c
+        .go(Method::POST, "/login", Some(json!({"user": "other2"})))
+        .await;
+    assert_eq!(
+        (full.status, full.json["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("session_capacity")),
+        "{:?}",
+        full.json
+    );
+    assert_eq!(full.headers["retry-after"], "30");
+    assert_eq!(full.json["retry_after_ms"], 30_000);
+
+    // The sessions admitted work; a logout makes room for one more.
+    let mut first = sessions.remove(0);
+    assert_eq!(
+        first.go(Method::GET, "/me", None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        first.go(Method::POST, "/logout", None).await.status,
+        StatusCode::OK
+    );
+    // (The refused attempt counted in 127.0.0.2's window: a third
+    // address.)
+    let mut c = Client::from_ip(there.base.clone(), std::net::Ipv4Addr::new(127, 0, 0, 3));
+    let again = c
+        .go(Method::POST, "/login", Some(json!({"user": "other2"})))
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.json);
+}
