@@ -6,15 +6,24 @@
 //! DEMO_ADDR=127.0.0.1:8080 cargo run --example demo
 //! ```
 //!
+//! `GET /demo/events` shows the server's audit events (every user's) and
+//! is therefore served only to the machine itself (a peer at 127.0.0.1 or
+//! ::1); anyone else gets 403, whatever `DEMO_ADDR` binds to. The peer
+//! address is recorded in each session's context (the server is run with
+//! `into_make_service_with_connect_info`), and the demo compares it on
+//! every request (`context.check_ip`, mismatches allowed and reported as
+//! `context_mismatch` events).
+//!
 //! DEVELOPMENT COOKIE CONFIG: the demo serves plain HTTP on localhost, so its
 //! cookie drops the `__Host-` prefix and `Secure` (browsers refuse both
 //! without HTTPS). Everything else keeps the secure defaults. Do not copy
 //! `CookieConfig::development` into a deployment.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -161,9 +170,34 @@ async fn revoke(
     Ok(Json(json!({ "revoked": n })))
 }
 
-async fn recent_events(State(demo): State<Demo>) -> Json<Vec<SessionEvent>> {
+/// The last audit events, to the machine itself only: they name every
+/// user's sessions and contexts.
+async fn recent_events(
+    State(demo): State<Demo>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if !is_this_machine(peer) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({
+                "error": "events_local_only",
+                "message": "the demo's audit events are shown only to a browser on the demo's machine (127.0.0.1 or ::1)"
+            })),
+        )
+            .into_response();
+    }
     let events = demo.events.0.lock().unwrap_or_else(|e| e.into_inner());
-    Json(events.iter().rev().take(30).cloned().collect())
+    Json(events.iter().rev().take(30).cloned().collect::<Vec<_>>()).into_response()
+}
+
+fn is_this_machine(peer: SocketAddr) -> bool {
+    match peer.ip() {
+        std::net::IpAddr::V4(ip) => ip == std::net::Ipv4Addr::LOCALHOST,
+        std::net::IpAddr::V6(ip) => {
+            ip == std::net::Ipv6Addr::LOCALHOST
+                || ip.to_ipv4_mapped() == Some(std::net::Ipv4Addr::LOCALHOST)
+        }
+    }
 }
 
 async fn page() -> Html<&'static str> {
@@ -176,9 +210,12 @@ async fn page() -> Html<&'static str> {
 /// a thousand times) rather than only in the last hour. The token settings
 /// (grace window, floor and depth) are the library's defaults: bursts of
 /// parallel requests, lost responses and refreshes with requests in flight
-/// need nothing more.
+/// need nothing more. The client IP is compared on every request (off by
+/// default, as mobile clients change networks): a mismatch is allowed and
+/// reported as a `context_mismatch` event.
 fn demo_config() -> Config {
     let mut config = Config::default();
+    config.context.check_ip = true;
     config.drift.min_sample_interval_ms = 50;
     config.renewal_threshold = config.expiration_time;
     config.max_renewals = 1_000;
@@ -193,6 +230,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "info,rolling_session::audit=info".into()),
         )
         .init();
+    let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!(
+        "rolling-session demo listening on http://{}",
+        listener.local_addr()?
+    );
+    serve(listener).await?;
+    Ok(())
+}
+
+/// Serves the demo on `listener`, recording each connection's peer
+/// address (the session context's IP).
+pub async fn serve(listener: tokio::net::TcpListener) -> Result<(), Box<dyn std::error::Error>> {
+    let app = app()?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The demo's router.
+pub fn app() -> Result<Router, Box<dyn std::error::Error>> {
     let events = Arc::new(DemoEvents::default());
     let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
         .config(demo_config())
@@ -219,13 +280,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_state(demo)
         .merge(rolling_session::axum::routes(layer.exchange()))
         .layer(layer);
-
-    let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!(
-        "rolling-session demo listening on http://{}",
-        listener.local_addr()?
-    );
-    axum::serve(listener, app).await?;
-    Ok(())
+    Ok(app)
 }

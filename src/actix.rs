@@ -60,9 +60,12 @@ impl ResponseError for Rejection {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .content_type("application/json")
-            .body(self.to_json())
+        let mut res = HttpResponse::build(self.status_code());
+        res.content_type("application/json");
+        if let Some(seconds) = self.retry_after_header() {
+            res.insert_header((actix_web::http::header::RETRY_AFTER, seconds));
+        }
+        res.body(self.to_json())
     }
 }
 
@@ -108,10 +111,18 @@ pub fn scope(exchange: &SessionExchange) -> actix_web::Scope {
             .unwrap_or(actix_web::http::Method::GET);
         scope = scope.route(
             path,
-            web::method(method).to(move |handle: SessionHandle, body: web::Bytes| {
-                let exchange = exchange.clone();
-                async move { response(exchange.respond(route, &handle, &body).await) }
-            }),
+            web::method(method).to(
+                move |handle: SessionHandle, req: HttpRequest, body: web::Bytes| {
+                    let exchange = exchange.clone();
+                    async move {
+                        let content_type = req
+                            .headers()
+                            .get(actix_web::http::header::CONTENT_TYPE)
+                            .map(|v| v.as_bytes());
+                        response(exchange.respond(route, &handle, content_type, &body).await)
+                    }
+                },
+            ),
         );
     }
     // Telemetry reports are tiny; refuse large bodies before buffering them.
@@ -176,7 +187,13 @@ where
             &headers,
             matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE"),
             req.peer_addr().map(|a| a.ip()),
-        );
+        )
+        .with_authority(req.uri().authority().map(|a| a.as_str()));
+        if let Err(rejection) = self.exchange.check_origin(&head) {
+            // Refused before the session is looked at.
+            let res = response(self.exchange.rejection_response(&rejection));
+            return Box::pin(ready(Ok(req.into_response(res).map_into_right_body())));
+        }
         let (token, info) = self.exchange.inspect(&head);
         let (service, exchange) = (self.service.clone(), self.exchange.clone());
         let (method, path) = (req.method().as_str().to_owned(), req.path().to_owned());

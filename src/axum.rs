@@ -24,6 +24,8 @@
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, OptionalFromRequestParts};
+use axum::http::HeaderMap;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
@@ -34,11 +36,17 @@ use crate::manager::Session;
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        route_response(RouteResponse {
+        let retry_after = self.retry_after_header();
+        let mut res = route_response(RouteResponse {
             status: self.status,
             content_type: "application/json",
             body: self.to_json(),
-        })
+        });
+        if let Some(seconds) = retry_after {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        res
     }
 }
 
@@ -102,8 +110,9 @@ pub fn routes<S: Clone + Send + Sync + 'static>(exchange: &SessionExchange) -> R
             &format!("{}{path}", exchange.prefix()),
             on(
                 filter,
-                move |handle: SessionHandle, body: Bytes| async move {
-                    route_response(exchange.respond(route, &handle, &body).await)
+                move |handle: SessionHandle, headers: HeaderMap, body: Bytes| async move {
+                    let content_type = headers.get(CONTENT_TYPE).map(|v| v.as_bytes());
+                    route_response(exchange.respond(route, &handle, content_type, &body).await)
                 },
             ),
         );

@@ -82,6 +82,12 @@ pub struct Config {
     /// The drift predictor fed by client telemetry (`docs/drift.md`).
     /// Out-of-range values are clamped rather than refused.
     pub drift: DriftConfig,
+    /// Which sites may send state-changing requests (`docs/security.md`,
+    /// cross-site requests).
+    pub csrf: CsrfPolicy,
+    /// Limits on creating sessions: a cap on all sessions, a rate per
+    /// client IP.
+    pub admission: AdmissionPolicy,
 }
 
 impl Default for Config {
@@ -100,6 +106,8 @@ impl Default for Config {
             token: TokenGrace::default(),
             context: ContextPolicy::default(),
             drift: DriftConfig::default(),
+            csrf: CsrfPolicy::default(),
+            admission: AdmissionPolicy::default(),
         }
     }
 }
@@ -213,7 +221,123 @@ impl Config {
         if let Rotation::EveryNRequests(0) = self.rotation {
             return Err(ConfigError("rotation.every_n_requests must be at least 1"));
         }
+        if self
+            .csrf
+            .allowed_origins
+            .iter()
+            .any(|o| crate::http::Origin::parse(o).is_none())
+        {
+            return Err(ConfigError(
+                "csrf.allowed_origins must be origins: scheme://host[:port], no path",
+            ));
+        }
+        let a = &self.admission;
+        if a.max_sessions == Some(0) || a.per_ip_logins == Some(0) || a.per_ip_window.is_zero() {
+            return Err(ConfigError(
+                "admission.max_sessions and admission.per_ip_logins must be at least 1, \
+                 admission.per_ip_window positive",
+            ));
+        }
         Ok(())
+    }
+
+    pub(crate) fn error(reason: &'static str) -> ConfigError {
+        ConfigError(reason)
+    }
+}
+
+/// Limits on creating sessions, against login floods: each session is kept
+/// (and costs memory) for up to the idle timeout, so an unbounded flood of
+/// logins is an unbounded amount of memory. Both limits are off by default.
+///
+/// - `max_sessions`: sessions the store may hold in all (live ones and
+///   those the sweep has not removed yet). A login beyond is refused with
+///   503 `session_capacity` and `Retry-After`. Needs a store that counts
+///   its sessions ([`MemoryStore`](crate::MemoryStore)); the limit holds
+///   per node, whatever the parallelism of logins. A Redis deployment
+///   bounds its memory with Redis's `maxmemory` instead (a full Redis
+///   refuses writes: 503 `store_unavailable`).
+/// - `per_ip_logins` per `per_ip_window`: sessions one client IP address
+///   (an IPv6 /64 counts as one) may create; beyond, 429
+///   `too_many_logins` with `Retry-After`. Counted on each node; the IP is
+///   the request context's (behind a proxy, set a context extractor that
+///   reads the address your proxy vouches for).
+///
+/// ```
+/// use rolling_session::Config;
+///
+/// let config: Config = toml::from_str(r#"
+///     [admission]
+///     max_sessions = 1000000
+///     per_ip_logins = 20
+///     per_ip_window = "1m"
+/// "#).unwrap();
+/// config.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdmissionPolicy {
+    /// Sessions the store may hold in all. Default: no limit.
+    pub max_sessions: Option<u64>,
+    /// Sessions one client IP may create per `per_ip_window`. Default: no
+    /// limit.
+    pub per_ip_logins: Option<u32>,
+    /// The window of `per_ip_logins`. Default 1 min.
+    #[serde(with = "humantime_serde")]
+    pub per_ip_window: Duration,
+}
+
+impl Default for AdmissionPolicy {
+    fn default() -> Self {
+        Self {
+            max_sessions: None,
+            per_ip_logins: None,
+            per_ip_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Which requests with unsafe methods (not GET, HEAD, OPTIONS, TRACE) the
+/// session layer lets through, by the site that sent them.
+///
+/// Browsers say where a request comes from in `Sec-Fetch-Site`
+/// (`same-origin`, `same-site`, `cross-site`, `none`) and `Origin`. The
+/// layer lets through `same-origin` and `none` (the user typed or
+/// bookmarked it: no page can cause that), and `same-site` or `cross-site`
+/// only from an origin in `allowed_origins`. Without `Sec-Fetch-Site`
+/// (older browsers), the `Origin` must be the request's own host or an
+/// allowed origin. A request with neither header is let through: it does
+/// not come from a current browser, so no other site can have caused it
+/// with the user's cookie. Anything else is refused with 403
+/// `cross_site_request` before the session is looked at.
+///
+/// ```
+/// use rolling_session::Config;
+///
+/// let config: Config = toml::from_str(r#"
+///     [csrf]
+///     allowed_origins = ["https://app.example.com"]
+/// "#).unwrap();
+/// config.validate().unwrap();
+/// assert!(config.csrf.enabled);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CsrfPolicy {
+    /// Check the sending site of unsafe requests. Default true; turn it
+    /// off only if something in front of the layer does the same.
+    pub enabled: bool,
+    /// Other origins (`scheme://host[:port]`, e.g. a front end on a
+    /// sibling subdomain) allowed to send unsafe requests. Default none.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for CsrfPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allowed_origins: Vec::new(),
+        }
     }
 }
 
@@ -429,6 +553,16 @@ mod tests {
     #[test]
     fn rejects_unknown_fields_and_bad_values() {
         assert!(toml::from_str::<Config>("expiration_tme = \"8h\"").is_err());
+        for origin in ["example.com", "https://example.com/app", "null", "https://"] {
+            let mut c = Config::default();
+            c.csrf.allowed_origins = vec![origin.into()];
+            assert!(c.validate().is_err(), "{origin}");
+        }
+        let c: Config = serde_json::from_str(
+            r#"{"csrf": {"allowed_origins": ["https://app.example.com", "http://localhost:8080"]}}"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
         assert!(toml::from_str::<Config>("idle_timeout = \"soon\"").is_err());
         let c: Config = toml::from_str("absolute_timeout = \"1h\"").unwrap();
         assert!(c.validate().is_err());

@@ -173,6 +173,18 @@ pub enum ErrorKind {
     /// A telemetry report was refused: bad input (HTTP 400) or too soon
     /// after the previous one (HTTP 429).
     InvalidTelemetry(TelemetryError),
+    /// Too many sessions created from the client's IP address
+    /// (`admission.per_ip_logins`); 429 with `Retry-After`.
+    TooManyLogins {
+        /// When the address may create sessions again.
+        retry_after: Duration,
+    },
+    /// The store holds `admission.max_sessions` sessions; 503 with
+    /// `Retry-After`.
+    AtCapacity {
+        /// When to try again.
+        retry_after: Duration,
+    },
     /// The store could not be reached: fail closed.
     StoreUnavailable,
     /// The store failed in another way.
@@ -200,6 +212,8 @@ impl ErrorKind {
             Self::NothingToConfirm => "nothing_to_confirm",
             Self::SessionLimit { .. } => "session_limit",
             Self::InvalidTelemetry(e) => e.reason(),
+            Self::TooManyLogins { .. } => "too_many_logins",
+            Self::AtCapacity { .. } => "session_capacity",
             Self::StoreUnavailable => "store_unavailable",
             Self::Store => "store_error",
         }
@@ -254,6 +268,16 @@ impl fmt::Display for ErrorKind {
                 "the user already has {max} sessions, the maximum; end one first"
             ),
             Self::InvalidTelemetry(e) => write!(f, "telemetry refused: {e}"),
+            Self::TooManyLogins { retry_after } => write!(
+                f,
+                "too many sessions were created from this address; try again in {} s",
+                retry_after.as_secs().max(1)
+            ),
+            Self::AtCapacity { retry_after } => write!(
+                f,
+                "the server holds as many sessions as it may; try again in {} s",
+                retry_after.as_secs().max(1)
+            ),
             Self::StoreUnavailable => {
                 f.write_str("the session store is unavailable; try again shortly")
             }

@@ -118,6 +118,7 @@
 
 #[cfg(feature = "actix")]
 pub mod actix;
+mod admission;
 #[cfg(feature = "axum")]
 pub mod axum;
 mod clock;
@@ -137,8 +138,8 @@ mod token;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    Config, ConfigError, ContextPolicy, MismatchAction, RememberMe, Rotation, SessionLimitPolicy,
-    TokenGrace,
+    AdmissionPolicy, Config, ConfigError, ContextPolicy, CsrfPolicy, MismatchAction, RememberMe,
+    Rotation, SessionLimitPolicy, TokenGrace,
 };
 pub use error::{Error, ErrorKind, StoreError, TokenError};
 pub use events::{EventSink, MemorySink, SessionEvent, TerminationReason, TracingSink};

@@ -235,11 +235,19 @@ impl SessionManagerBuilder {
         let config = self.config.with_dependent_defaults();
         config.validate()?;
         refuse_placeholder_keys(&self.keys, cfg!(feature = "test-util"))?;
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        if config.admission.max_sessions.is_some() && store.session_count().is_none() {
+            return Err(Config::error(
+                "admission.max_sessions needs a store that counts its sessions (MemoryStore); \
+                 bound a Redis store with its maxmemory instead",
+            ));
+        }
         Ok(SessionManager {
             inner: Arc::new(Inner {
                 drift: DriftRegistry::new(config.drift.clone()),
                 keys: self.keys,
-                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                admission: crate::admission::Admission::default(),
+                store,
                 config,
                 clock: self.clock,
                 events: self.events,
@@ -308,6 +316,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     events: Arc<dyn EventSink>,
     drift: DriftRegistry,
+    admission: crate::admission::Admission,
 }
 
 impl std::fmt::Debug for SessionManager {
@@ -476,6 +485,23 @@ impl SessionManager {
         let user_id = user_id.into();
         let cfg = &self.inner.config;
         let now = self.now_ms();
+        let admission = &self.inner.admission;
+        if let Err(retry_after) = admission.check_ip(&cfg.admission, context.ip, now) {
+            metrics::counter!("rolling_session_logins_refused_total", "reason" => "too_many_logins")
+                .increment(1);
+            return Err(ErrorKind::TooManyLogins { retry_after }.into());
+        }
+        let store = &self.inner.store;
+        // Held until the session is stored.
+        let _admitted = admission
+            .reserve(&cfg.admission, || store.session_count())
+            .map_err(|()| {
+                metrics::counter!("rolling_session_logins_refused_total", "reason" => "session_capacity")
+                    .increment(1);
+                Error::from(ErrorKind::AtCapacity {
+                    retry_after: crate::admission::CAPACITY_RETRY,
+                })
+            })?;
         let limit = SessionLimit {
             max: cfg.max_concurrent_sessions,
             evict_oldest: cfg.on_session_limit == SessionLimitPolicy::EvictOldest,

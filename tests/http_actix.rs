@@ -26,11 +26,16 @@ async fn logout(handle: SessionHandle) -> Result<HttpResponse, Rejection> {
     Ok(HttpResponse::Ok().json(json!({ "ok": true })))
 }
 
+async fn elevate(handle: SessionHandle) -> Result<HttpResponse, Rejection> {
+    let session = handle.set_permissions(vec!["admin".into()]).await?;
+    Ok(HttpResponse::Ok().json(json!({ "permissions": session.record().meta.permissions })))
+}
+
 fn server() -> (String, ManualClock) {
     let clock = ManualClock::new(1_800_000_000_000);
     let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
         .clock(clock.clone())
-        .config(common::client_renewal_config())
+        .config(common::csrf_config())
         .build()
         .unwrap();
     let exchange = SessionExchange::new(manager).transport(TokenTransport::Cookie(
@@ -46,6 +51,7 @@ fn server() -> (String, ManualClock) {
                     .route("/login", web::post().to(login))
                     .route("/me", web::get().to(me))
                     .route("/logout", web::post().to(logout))
+                    .route("/elevate", web::post().to(elevate))
                     .wrap(SessionMiddleware::new(exchange.clone()))
             })
             .workers(2)
@@ -96,4 +102,46 @@ async fn refresh_racing_a_response_in_flight_is_refused_then_retried() {
 async fn telemetry_route() {
     let (base, clock) = server();
     common::telemetry_route(base, &clock).await;
+}
+
+#[tokio::test]
+async fn csrf_rules() {
+    let (base, clock) = server();
+    common::csrf_rules(base, &clock).await;
+}
+
+/// A server on `common::admission_config`.
+fn admission_server() -> String {
+    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
+        .config(common::admission_config())
+        .build()
+        .unwrap();
+    let exchange = SessionExchange::new(manager).transport(TokenTransport::Cookie(
+        CookieConfig::development(common::COOKIE),
+    ));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            HttpServer::new(move || {
+                App::new()
+                    .route("/login", web::post().to(login))
+                    .route("/me", web::get().to(me))
+                    .route("/logout", web::post().to(logout))
+                    .wrap(SessionMiddleware::new(exchange.clone()))
+            })
+            .workers(1)
+            .listen(listener)
+            .unwrap()
+            .run()
+            .await
+            .unwrap()
+        })
+    });
+    base
+}
+
+#[tokio::test]
+async fn admission_limits() {
+    common::admission_limits(admission_server()).await;
 }

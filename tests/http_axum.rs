@@ -23,11 +23,18 @@ async fn logout(handle: SessionHandle) -> Result<Json<Value>, Rejection> {
     Ok(Json(json!({ "ok": true })))
 }
 
+async fn elevate(handle: SessionHandle) -> Result<Json<Value>, Rejection> {
+    let session = handle.set_permissions(vec!["admin".into()]).await?;
+    Ok(Json(
+        json!({ "permissions": session.record().meta.permissions }),
+    ))
+}
+
 async fn server() -> (String, ManualClock) {
     let clock = ManualClock::new(1_800_000_000_000);
     let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
         .clock(clock.clone())
-        .config(common::client_renewal_config())
+        .config(common::csrf_config())
         .build()
         .unwrap();
     let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
@@ -37,6 +44,7 @@ async fn server() -> (String, ManualClock) {
         .route("/login", post(login))
         .route("/me", get(me))
         .route("/logout", post(logout))
+        .route("/elevate", post(elevate))
         .merge(rolling_session::axum::routes(layer.exchange()))
         .layer(layer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -82,4 +90,42 @@ async fn refresh_racing_a_response_in_flight_is_refused_then_retried() {
 async fn telemetry_route() {
     let (base, clock) = server().await;
     common::telemetry_route(base, &clock).await;
+}
+
+#[tokio::test]
+async fn csrf_rules() {
+    let (base, clock) = server().await;
+    common::csrf_rules(base, &clock).await;
+}
+
+/// A server on `common::admission_config` that records the peer address.
+async fn admission_server() -> String {
+    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
+        .config(common::admission_config())
+        .build()
+        .unwrap();
+    let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
+        CookieConfig::development(common::COOKIE),
+    ));
+    let app = Router::new()
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .route("/logout", post(logout))
+        .layer(layer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    base
+}
+
+#[tokio::test]
+async fn admission_limits() {
+    common::admission_limits(admission_server().await).await;
 }

@@ -278,7 +278,9 @@ async fn the_refresh_route_is_validated_by_its_renewal_even_in_require_mode() {
                     return app_handler(req).await;
                 }
                 let handle = req.extensions().get::<SessionHandle>().unwrap().clone();
-                let answer = exchange.respond(SessionRoute::Refresh, &handle, &[]).await;
+                let answer = exchange
+                    .respond(SessionRoute::Refresh, &handle, None, &[])
+                    .await;
                 let mut res = Response::new(Full::new(answer.body));
                 *res.status_mut() = answer.status;
                 Ok(res)

@@ -10,7 +10,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::{SessionExchange, SessionHandle};
+use super::{RouteResponse, SessionExchange, SessionHandle};
 
 type Validation = Pin<Box<dyn Future<Output = SessionHandle> + Send>>;
 
@@ -43,6 +43,10 @@ pin_project! {
             future: S::Future,
             handle: SessionHandle,
         },
+        // Refused before the session was looked at (a cross-site request).
+        Refused {
+            answer: Option<RouteResponse>,
+        },
     }
 }
 
@@ -52,7 +56,16 @@ where
 {
     pub(crate) fn new(exchange: SessionExchange, service: S, request: Request<ReqBody>) -> Self {
         let (parts, body) = request.into_parts();
-        let (token, info) = exchange.inspect_parts(&parts);
+        let (token, info) = match exchange.inspect_parts(&parts) {
+            Ok(inspected) => inspected,
+            Err(rejection) => {
+                let answer = Some(exchange.rejection_response(&rejection));
+                return Self {
+                    exchange,
+                    state: State::Refused { answer },
+                };
+            }
+        };
         let method = parts.method.clone();
         let path = parts.uri.path().to_owned();
         let request = Request::from_parts(parts, body);
@@ -93,10 +106,7 @@ where
                         && let Err(rejection) = handle.require()
                     {
                         let answer = this.exchange.rejection_response(&rejection);
-                        let mut res = Response::new(ResBody::from(answer.body));
-                        *res.status_mut() = answer.status;
-                        res.headers_mut()
-                            .insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
+                        let mut res = answer_response(answer);
                         write_headers(this.exchange, &handle, &mut res);
                         return Poll::Ready(Ok(res));
                     }
@@ -109,9 +119,21 @@ where
                     write_headers(this.exchange, handle, &mut res);
                     return Poll::Ready(Ok(res));
                 }
+                StateProj::Refused { answer } => {
+                    let answer = answer.take().expect("polled after completion");
+                    return Poll::Ready(Ok(answer_response(answer)));
+                }
             }
         }
     }
+}
+
+fn answer_response<B: From<Bytes>>(answer: RouteResponse) -> Response<B> {
+    let mut res = Response::new(B::from(answer.body));
+    *res.status_mut() = answer.status;
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
+    res
 }
 
 fn write_headers<B>(exchange: &SessionExchange, handle: &SessionHandle, res: &mut Response<B>) {

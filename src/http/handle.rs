@@ -226,7 +226,12 @@ impl SessionHandle {
     /// Records a refusal that ended the session. The cookie is left alone:
     /// see [`Rejection::ends_session`].
     fn reject(&self, e: &Error) -> Rejection {
-        let r = Rejection::from(e);
+        self.rejected(Rejection::from(e))
+    }
+
+    /// [`reject`](Self::reject) for an error already converted (each error
+    /// is converted once: the conversion counts store failures).
+    fn rejected(&self, r: Rejection) -> Rejection {
         if r.ends_session() {
             self.lock().presence = Presence::Rejected(r.clone());
         }
@@ -324,7 +329,7 @@ impl SessionHandle {
                     }
                     return Err(refused);
                 }
-                return Err(self.reject(&e));
+                return Err(self.rejected(refused));
             }
         };
         let issued = Issued::at(&renewed.session);

@@ -49,7 +49,9 @@
 mod future;
 mod handle;
 mod layer;
+mod origin;
 mod rejection;
+mod report;
 mod routes;
 mod transport;
 
@@ -58,6 +60,7 @@ use std::sync::Arc;
 pub use future::ResponseFuture;
 pub use handle::SessionHandle;
 pub use layer::{SessionLayer, SessionService};
+pub use origin::Origin;
 pub use rejection::{JsonRejection, Rejection, RejectionFormat};
 pub(crate) use routes::ROUTE_BODY_LIMIT;
 pub use routes::{CLIENT_JS, RouteResponse, SessionRoute};
@@ -76,6 +79,7 @@ pub struct RequestHead<'a> {
     headers: &'a dyn Fn(&str) -> Vec<&'a [u8]>,
     safe_method: bool,
     peer_ip: Option<std::net::IpAddr>,
+    authority: Option<&'a str>,
 }
 
 impl<'a> RequestHead<'a> {
@@ -90,7 +94,23 @@ impl<'a> RequestHead<'a> {
             headers,
             safe_method,
             peer_ip,
+            authority: None,
         }
+    }
+
+    /// The authority of the request target (`host[:port]` of an absolute
+    /// URI, HTTP/2's `:authority`), used when there is no `Host` header.
+    #[must_use]
+    pub fn with_authority(mut self, authority: Option<&'a str>) -> Self {
+        self.authority = authority;
+        self
+    }
+
+    /// The host the request was sent to: the `Host` header, else the
+    /// target's authority.
+    pub fn host(&self) -> Option<String> {
+        self.header("host")
+            .or_else(|| self.authority.map(str::to_owned))
     }
 
     /// The first value of a header, lossily decoded.
@@ -227,8 +247,20 @@ impl SessionExchange {
         (token, info)
     }
 
-    /// [`inspect`](Self::inspect) for an `http` request head.
-    pub fn inspect_parts(&self, parts: &http::request::Parts) -> (Option<String>, RequestInfo) {
+    /// Whether a request may go on, by the site that sent it: requests
+    /// with unsafe methods from other sites are refused with 403
+    /// `cross_site_request` (see [`CsrfPolicy`](crate::CsrfPolicy)). The
+    /// adapters call this before looking at the session.
+    pub fn check_origin(&self, head: &RequestHead<'_>) -> Result<(), Rejection> {
+        origin::check(&self.inner.manager.config().csrf, head)
+    }
+
+    /// [`inspect`](Self::inspect) for an `http` request head, after
+    /// [`check_origin`](Self::check_origin).
+    pub fn inspect_parts(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<(Option<String>, RequestInfo), Rejection> {
         let headers = |name: &str| -> Vec<&[u8]> {
             parts
                 .headers
@@ -237,8 +269,10 @@ impl SessionExchange {
                 .map(|v| v.as_bytes())
                 .collect()
         };
-        let head = RequestHead::new(&headers, parts.method.is_safe(), peer_ip(parts));
-        self.inspect(&head)
+        let head = RequestHead::new(&headers, parts.method.is_safe(), peer_ip(parts))
+            .with_authority(parts.uri.authority().map(|a| a.as_str()));
+        self.check_origin(&head)?;
+        Ok(self.inspect(&head))
     }
 }
 

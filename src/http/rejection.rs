@@ -66,6 +66,17 @@ impl Rejection {
         Bytes::from(serde_json::to_vec(self).unwrap_or_default())
     }
 
+    /// The `Retry-After` header value (whole seconds, rounded up) of a 429
+    /// or 503 that says when to retry.
+    pub fn retry_after_header(&self) -> Option<u64> {
+        let ms = self.retry_after_ms?;
+        matches!(
+            self.status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        )
+        .then(|| ms.div_ceil(1000).max(1))
+    }
+
     /// Whether the session is over for this client (a 401). The cookie is
     /// still never cleared on a refusal: the refused token may be an old
     /// one from a late or retried request while the jar already holds a
@@ -84,13 +95,20 @@ impl std::fmt::Display for Rejection {
 
 impl std::error::Error for Rejection {}
 
+/// Every refusal at the HTTP edge goes through here: a store failure is
+/// counted (`rolling_session_store_errors_total{kind}`) and logged with its
+/// source chain (at most once a second per kind) before it becomes a 503
+/// or 500.
 impl From<&Error> for Rejection {
     fn from(e: &Error) -> Self {
+        super::report::store_failure(e);
         let kind = e.kind();
         let status = match kind {
             ErrorKind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::InvalidTelemetry(e) if e.is_rate_limited() => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::InvalidTelemetry(_) => StatusCode::BAD_REQUEST,
+            ErrorKind::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Store => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::RenewalTooEarly { .. }
             | ErrorKind::NotLive
@@ -110,6 +128,9 @@ impl From<&Error> for Rejection {
                 r.retry_after_ms = Some(as_ms(*allowed_in))
             }
             ErrorKind::InvalidTelemetry(e) => r.retry_after_ms = e.retry_after_ms(),
+            ErrorKind::TooManyLogins { retry_after } | ErrorKind::AtCapacity { retry_after } => {
+                r.retry_after_ms = Some(as_ms(*retry_after))
+            }
             _ => {}
         }
         r

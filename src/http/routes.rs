@@ -75,12 +75,16 @@ struct Renewed<T: Serialize> {
 }
 
 impl SessionExchange {
-    /// Answers one of the session routes for the request's handle; `body`
-    /// is the request body (read by `POST telemetry` only).
+    /// Answers one of the session routes for the request's handle;
+    /// `content_type` and `body` are the request's (read by
+    /// `POST telemetry` only, which requires `application/json`: 415
+    /// `unsupported_media_type` otherwise, so that no form or `text/plain`
+    /// body a page can send without CORS is ever parsed).
     pub async fn respond(
         &self,
         route: SessionRoute,
         handle: &SessionHandle,
+        content_type: Option<&[u8]>,
         body: &[u8],
     ) -> RouteResponse {
         let result = match route {
@@ -99,6 +103,10 @@ impl SessionExchange {
                 })),
                 Err(r) => Err(r),
             },
+            SessionRoute::Telemetry if !super::origin::is_json(content_type) => Err(handle
+                .require()
+                .err()
+                .unwrap_or_else(super::origin::not_json)),
             SessionRoute::Telemetry => match TelemetryReport::from_json(body) {
                 // `report_telemetry` answers 401 without a session.
                 Ok(report) => handle

@@ -171,6 +171,10 @@ fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
+    fn session_count(&self) -> Option<u64> {
+        Some(self.len() as u64)
+    }
+
     async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
         self.create_sync(record)
     }

@@ -189,4 +189,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// passed at `now_ms`; returns how many. Stores with native expiry may
     /// return 0.
     async fn sweep_expired(&self, now_ms: u64) -> Result<u64, StoreError>;
+
+    /// How many sessions the store holds (live ones and those not swept
+    /// yet), if it can tell at once without I/O; the cap
+    /// `admission.max_sessions` needs it. Default `None`: a manager with
+    /// that cap refuses to be built on such a store.
+    fn session_count(&self) -> Option<u64> {
+        None
+    }
 }

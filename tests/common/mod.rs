@@ -323,6 +323,7 @@ pub async fn status_refresh_confirm_logout(base: String, clock: &ManualClock) {
             .contains("javascript")
     );
 
+    let before_logout = c.cookie.clone();
     let out = c.go(Method::POST, "/logout", None).await;
     assert_eq!(out.status, StatusCode::OK);
     assert_eq!(out.json["ok"], true);
@@ -330,6 +331,20 @@ pub async fn status_refresh_confirm_logout(base: String, clock: &ManualClock) {
     assert_eq!(
         c.go(Method::GET, "/me", None).await.json["error"],
         "missing_token"
+    );
+    // A copy of the cookie kept from before (the back button, a second
+    // tab, a thief) cannot resume the session: it ended on the server.
+    let resumed = c
+        .send_with(
+            Method::GET,
+            "/me",
+            before_logout.as_deref().map(str::as_bytes),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (resumed.status, resumed.json["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("session_not_found"))
     );
 }
 
@@ -1141,4 +1156,269 @@ pub mod issue11 {
         assert_eq!(theft[0].1, [original]);
         assert_eq!(theft[0].2, 1, "the copy's counter");
     }
+}
+
+/// The origin the CSRF test servers allow besides their own
+/// (`csrf.allowed_origins`), standing for a front end on a sibling
+/// subdomain.
+pub const ALLOWED_ORIGIN: &str = "http://app.example.test";
+
+/// The configuration of the CSRF test servers.
+pub fn csrf_config() -> rolling_session::Config {
+    let mut config = client_renewal_config();
+    config.csrf.allowed_origins = vec![ALLOWED_ORIGIN.into()];
+    config
+}
+
+impl Client {
+    /// Sends with extra headers and an optional raw body with its content
+    /// type, applying the answer's cookie.
+    pub async fn go_headers(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, String)>,
+    ) -> Answer {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", format!("{COOKIE}={c}"));
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        if let Some((content_type, body)) = body {
+            req = req.header("content-type", content_type).body(body);
+        }
+        let a = Self::answer(req.send().await.expect("request")).await;
+        self.apply(&a);
+        a
+    }
+}
+
+/// Cross-site requests (issue 12, item 3): every state-changing request
+/// (the session routes, and the application's login, elevation and
+/// logout) from another site is refused with 403 `cross_site_request`
+/// before the session is looked at: no token is used or rotated, the
+/// session lives on. Same-origin, user-initiated (`none`), allowed-origin
+/// and header-less (non-browser) requests go through; without
+/// `Sec-Fetch-Site`, the `Origin` must be the server's own host. Telemetry
+/// must be `application/json` (415 otherwise).
+pub async fn csrf_rules(base: String, clock: &ManualClock) {
+    let mut c = Client::new(base.clone());
+    c.login("csrf").await;
+    let cross = [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://evil.test"),
+    ];
+    let sibling = [
+        ("sec-fetch-site", "same-site"),
+        ("origin", "http://evil.example.test"),
+    ];
+    let old_browser_cross = [("origin", "https://evil.test")];
+    let opaque = [("origin", "null")];
+    let routes = [
+        "/session/refresh",
+        "/session/refresh/confirm",
+        "/session/telemetry",
+        "/elevate",
+        "/logout",
+        "/login",
+    ];
+    for headers in [&cross[..], &sibling, &old_browser_cross, &opaque] {
+        for path in routes {
+            let cookie = c.cookie.clone();
+            let a = c
+                .go_headers(
+                    Method::POST,
+                    path,
+                    headers,
+                    Some(("application/json", r#"{"user": "mallory"}"#.into())),
+                )
+                .await;
+            assert_eq!(a.status, StatusCode::FORBIDDEN, "{path} {headers:?}");
+            assert_eq!(a.json["error"], "cross_site_request", "{path} {headers:?}");
+            assert_eq!(a.set_cookie, None, "{path}: refused before the session");
+            assert_eq!(c.cookie, cookie);
+        }
+    }
+    // Reads are not state-changing: a cross-site GET is served (SameSite
+    // decides whether the browser sends the cookie at all).
+    let me = c.go_headers(Method::GET, "/me", &cross, None).await;
+    assert_eq!(
+        (me.status, me.json["user"].as_str()),
+        (StatusCode::OK, Some("csrf")),
+        "the refused requests left the session alone"
+    );
+
+    let now = |clock: &ManualClock| i64::try_from(clock.now_ms()).unwrap();
+    let mut count = 0;
+    let mut report = |clock: &ManualClock| {
+        count += 5;
+        json!({"timestamp": now(clock), "operation_count": count, "client_entropy": 0.4})
+            .to_string()
+    };
+    let host_origin = base.clone();
+    let allowed: [&[(&str, &str)]; 6] = [
+        &[("sec-fetch-site", "same-origin"), ("origin", &host_origin)],
+        &[("sec-fetch-site", "none")],
+        &[("sec-fetch-site", "same-site"), ("origin", ALLOWED_ORIGIN)],
+        &[("sec-fetch-site", "cross-site"), ("origin", ALLOWED_ORIGIN)],
+        &[("origin", &host_origin)],
+        &[],
+    ];
+    for headers in allowed {
+        clock.advance(Duration::from_secs(10));
+        let body = report(clock);
+        let a = c
+            .go_headers(
+                Method::POST,
+                "/session/telemetry",
+                headers,
+                Some(("application/json", body)),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{headers:?}: {:?}", a.json);
+        assert!(a.set_cookie.is_some(), "{headers:?}: served and rolled");
+    }
+
+    // A body a page can send without CORS (a form, text/plain) is never
+    // parsed as JSON, even same-origin.
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        clock.advance(Duration::from_secs(10));
+        let body = report(clock);
+        let a = c
+            .go_headers(
+                Method::POST,
+                "/session/telemetry",
+                &[("sec-fetch-site", "same-origin")],
+                Some((content_type, body)),
+            )
+            .await;
+        assert_eq!(
+            (a.status, a.json["error"].as_str()),
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Some("unsupported_media_type")
+            ),
+            "{content_type}"
+        );
+    }
+    clock.advance(Duration::from_secs(10));
+    let body = report(clock);
+    let a = c
+        .go_headers(
+            Method::POST,
+            "/session/telemetry",
+            &[("sec-fetch-site", "same-origin")],
+            Some(("application/json; charset=utf-8", body)),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.json);
+
+    // Elevation and logout from the site itself.
+    let same = [("sec-fetch-site", "same-origin")];
+    let up = c.go_headers(Method::POST, "/elevate", &same, None).await;
+    assert_eq!(up.status, StatusCode::OK, "{:?}", up.json);
+    let out = c.go_headers(Method::POST, "/logout", &same, None).await;
+    assert_eq!(out.status, StatusCode::OK, "{:?}", out.json);
+    assert_eq!(c.cookie, None, "logout cleared the cookie");
+}
+
+impl Client {
+    /// A client whose connections come from `ip` (any 127.0.0.0/8 address
+    /// is this machine's loopback on Linux).
+    pub fn from_ip(base: String, ip: std::net::Ipv4Addr) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .local_address(std::net::IpAddr::V4(ip))
+                .build()
+                .expect("client"),
+            base,
+            cookie: None,
+        }
+    }
+}
+
+/// The configuration of the admission test servers: 3 logins per address
+/// per hour, 5 sessions in all.
+pub fn admission_config() -> rolling_session::Config {
+    let mut config = rolling_session::Config::default();
+    config.admission.per_ip_logins = Some(3);
+    config.admission.per_ip_window = Duration::from_secs(3600);
+    config.admission.max_sessions = Some(5);
+    config
+}
+
+/// Login floods (issue 13, item 6): beyond 3 logins from one address in
+/// the window, 429 `too_many_logins` with `Retry-After`; beyond 5 sessions
+/// in all, 503 `session_capacity` with `Retry-After`; a logout makes room.
+/// Needs a server on [`admission_config`] that sees the peer address.
+pub async fn admission_limits(base: String) {
+    let here = Client::from_ip(base.clone(), std::net::Ipv4Addr::LOCALHOST);
+    let there = Client::from_ip(base, std::net::Ipv4Addr::new(127, 0, 0, 2));
+    let mut sessions = Vec::new();
+    for i in 0..3 {
+        let mut c = here.clone();
+        c.login(&format!("user{i}")).await;
+        sessions.push(c);
+    }
+    let mut c = here.clone();
+    let flood = c
+        .go(Method::POST, "/login", Some(json!({"user": "user3"})))
+        .await;
+    assert_eq!(
+        (flood.status, flood.json["error"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("too_many_logins")),
+        "{:?}",
+        flood.json
+    );
+    let retry: u64 = flood.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3_000..=3_600).contains(&retry), "Retry-After {retry}");
+    assert_eq!(flood.set_cookie, None);
+
+    // Another address has its own window, up to the cap of 5 sessions.
+    for i in 0..2 {
+        let mut c = there.clone();
+        c.login(&format!("other{i}")).await;
+        sessions.push(c);
+    }
+    let mut c = there.clone();
+    let full = c
+        .go(Method::POST, "/login", Some(json!({"user": "other2"})))
+        .await;
+    assert_eq!(
+        (full.status, full.json["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("session_capacity")),
+        "{:?}",
+        full.json
+    );
+    assert_eq!(full.headers["retry-after"], "30");
+    assert_eq!(full.json["retry_after_ms"], 30_000);
+
+    // The sessions admitted work; a logout makes room for one more.
+    let mut first = sessions.remove(0);
+    assert_eq!(
+        first.go(Method::GET, "/me", None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        first.go(Method::POST, "/logout", None).await.status,
+        StatusCode::OK
+    );
+    // (The refused attempt counted in 127.0.0.2's window: a third
+    // address.)
+    let mut c = Client::from_ip(there.base.clone(), std::net::Ipv4Addr::new(127, 0, 0, 3));
+    let again = c
+        .go(Method::POST, "/login", Some(json!({"user": "other2"})))
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.json);
 }

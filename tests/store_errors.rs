@@ -1,0 +1,238 @@
+//! Store failures are visible at the HTTP edge (issue 13, item 4): with
+//! Redis killed under a logged-in client, every request that needed the
+//! store gets 503 `store_unavailable`, each is counted in
+//! `rolling_session_store_errors_total{kind="unavailable"}`, and the log
+//! has the failure with its source (the Redis client's error) at most once
+//! a second, saying how many it left out.
+#![cfg(all(feature = "redis", feature = "axum"))]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rolling_session::http::{CookieConfig, Rejection, SessionHandle, SessionLayer, TokenTransport};
+use rolling_session::store::RedisStore;
+use rolling_session::{KeyRing, Session, SessionManager, TokenKey};
+use serde_json::{Value, json};
+use support::RedisServer;
+
+/// Counters by name and labels, for this test binary.
+#[derive(Default)]
+struct Counters(Mutex<BTreeMap<String, Arc<AtomicU64>>>);
+
+impl Counters {
+    fn get(&self, key: &str) -> u64 {
+        let map = self.0.lock().unwrap();
+        map.get(key).map_or(0, |c| c.load(Ordering::SeqCst))
+    }
+}
+
+struct Tally(Arc<AtomicU64>);
+
+impl metrics::CounterFn for Tally {
+    fn increment(&self, value: u64) {
+        self.0.fetch_add(value, Ordering::SeqCst);
+    }
+    fn absolute(&self, value: u64) {
+        self.0.store(value, Ordering::SeqCst);
+    }
+}
+
+struct Recorder(Arc<Counters>);
+
+impl metrics::Recorder for Recorder {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        let name = format!("{}{{{}}}", key.name(), labels.join(","));
+        let tally = self.0.0.lock().unwrap().entry(name).or_default().clone();
+        metrics::Counter::from_arc(Arc::new(Tally(tally)))
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+/// The log, as written by a `tracing_subscriber::fmt` subscriber.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The recorder and the log of this test binary, installed once.
+fn observe() -> (Arc<Counters>, Log) {
+    static ONCE: OnceLock<(Arc<Counters>, Log)> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let counters = Arc::new(Counters::default());
+        metrics::set_global_recorder(Recorder(counters.clone())).expect("one recorder");
+        let log = Log::default();
+        let writer = log.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .init();
+        (counters, log)
+    })
+    .clone()
+}
+
+async fn login(handle: SessionHandle, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
+    let session = handle.login(body["user"].as_str().unwrap_or("x")).await?;
+    Ok(Json(json!({ "user": session.user_id() })))
+}
+
+async fn me(session: Session) -> Json<Value> {
+    Json(json!({ "user": session.user_id() }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_failures_are_counted_and_logged_with_their_source() {
+    let (counters, log) = observe();
+    let mut server = RedisServer::start();
+    let store = RedisStore::builder()
+        .timeout(Duration::from_millis(300))
+        .connect(&server.url())
+        .await
+        .unwrap();
+    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
+        .store(store)
+        .build()
+        .unwrap();
+    let layer = SessionLayer::new(manager)
+        .transport(TokenTransport::Cookie(CookieConfig::development("sid")));
+    let app = Router::new()
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .layer(layer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+
+    let res = http
+        .post(format!("{base}/login"))
+        .json(&json!({"user": "ops"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let metric = "rolling_session_store_errors_total{kind=unavailable}";
+    assert_eq!(counters.get(metric), 0);
+
+    server.kill();
+    let started = Instant::now();
+    let requests = 20;
+    for _ in 0..requests {
+        let res = http
+            .get(format!("{base}/me"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 503);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "store_unavailable");
+    }
+    let elapsed = started.elapsed();
+
+    assert_eq!(counters.get(metric), requests, "every failure is counted");
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("session store failure"))
+        .collect();
+    assert!(!lines.is_empty(), "the failure is logged: {text}");
+    // Once per second per kind: the first, then at most one more for
+    // every second the burst lasted.
+    let at_most = 1 + elapsed.as_secs() as usize;
+    assert!(
+        lines.len() <= at_most,
+        "{} lines in {elapsed:?}: {text}",
+        lines.len()
+    );
+    let first = lines[0];
+    eprintln!(
+        "{} log lines in {elapsed:?}, the first: {first}",
+        lines.len()
+    );
+    assert!(
+        first.contains("kind=\"unavailable\"") || first.contains("kind=unavailable"),
+        "{first}"
+    );
+    // The source chain: our error, the store's, then the Redis client's.
+    assert!(
+        first.contains(
+            "the session store is unavailable; try again shortly: session store unavailable: "
+        ),
+        "{first}"
+    );
+    let redis_part = first
+        .split("session store unavailable: ")
+        .nth(1)
+        .unwrap_or("");
+    assert!(
+        redis_part.len() > 5,
+        "the Redis client's error is named: {first}"
+    );
+    if lines.len() < requests as usize {
+        assert!(
+            text.contains("left_out="),
+            "the line says how many it left out: {text}"
+        );
+    }
+}
