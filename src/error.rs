@@ -2,6 +2,7 @@
 //! token, [`StoreError`] for storage, and [`Error`] (with its
 //! [`ErrorKind`]) for what the session manager refuses and why.
 
+#[cfg(feature = "drift")]
 use crate::drift::TelemetryError;
 use std::fmt;
 use std::time::Duration;
@@ -172,6 +173,8 @@ pub enum ErrorKind {
     },
     /// A telemetry report was refused: bad input (HTTP 400) or too soon
     /// after the previous one (HTTP 429).
+    #[cfg(feature = "drift")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
     InvalidTelemetry(TelemetryError),
     /// The store could not be reached: fail closed.
     StoreUnavailable,
@@ -199,6 +202,7 @@ impl ErrorKind {
             Self::NotLive => "token_not_live",
             Self::NothingToConfirm => "nothing_to_confirm",
             Self::SessionLimit { .. } => "session_limit",
+            #[cfg(feature = "drift")]
             Self::InvalidTelemetry(e) => e.reason(),
             Self::StoreUnavailable => "store_unavailable",
             Self::Store => "store_error",
@@ -253,6 +257,7 @@ impl fmt::Display for ErrorKind {
                 f,
                 "the user already has {max} sessions, the maximum; end one first"
             ),
+            #[cfg(feature = "drift")]
             Self::InvalidTelemetry(e) => write!(f, "telemetry refused: {e}"),
             Self::StoreUnavailable => {
                 f.write_str("the session store is unavailable; try again shortly")
@@ -304,6 +309,7 @@ impl std::error::Error for Error {
         match (&self.source, &self.kind) {
             (Some(e), _) => Some(e),
             (None, ErrorKind::MalformedToken(e)) => Some(e),
+            #[cfg(feature = "drift")]
             (None, ErrorKind::InvalidTelemetry(e)) => Some(e),
             _ => None,
         }
@@ -322,6 +328,7 @@ impl From<TokenError> for Error {
     }
 }
 
+#[cfg(feature = "drift")]
 impl From<TelemetryError> for Error {
     fn from(e: TelemetryError) -> Self {
         Self::new(ErrorKind::InvalidTelemetry(e))

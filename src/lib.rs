@@ -37,9 +37,15 @@
 //! | feature     | default | what it adds                                           |
 //! |-------------|---------|--------------------------------------------------------|
 //! | `axum`      | yes     | axum 0.8 extractors and the session routes as a router |
+//! | `drift`     | yes     | the drift predictor behind `POST {prefix}/telemetry`   |
 //! | `actix`     | no      | actix-web 4 middleware, extractor and routes           |
 //! | `redis`     | no      | `RedisStore` for Redis and Redis Cluster               |
 //! | `test-util` | no      | the store conformance suite for your own stores        |
+//!
+//! Without `drift` the crate builds without `statrs` and `rand`; the
+//! telemetry route answers `404` with `{"error":"drift_disabled"}` (the
+//! browser client then stops reporting) and the grace window is the
+//! configured `token.grace_window` (`docs/drift.md`).
 //!
 //! The design, the token format and the security argument are in `docs/`.
 #![forbid(unsafe_code)]
@@ -52,6 +58,8 @@ pub mod actix;
 pub mod axum;
 mod clock;
 mod config;
+#[cfg(feature = "drift")]
+#[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
 pub mod drift;
 mod error;
 mod events;

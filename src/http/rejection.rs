@@ -89,7 +89,9 @@ impl From<&Error> for Rejection {
         let kind = e.kind();
         let status = match kind {
             ErrorKind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            #[cfg(feature = "drift")]
             ErrorKind::InvalidTelemetry(e) if e.is_rate_limited() => StatusCode::TOO_MANY_REQUESTS,
+            #[cfg(feature = "drift")]
             ErrorKind::InvalidTelemetry(_) => StatusCode::BAD_REQUEST,
             ErrorKind::Store => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::RenewalTooEarly { .. }
@@ -109,6 +111,7 @@ impl From<&Error> for Rejection {
             ErrorKind::RenewalTooEarly { allowed_in } => {
                 r.retry_after_ms = Some(as_ms(*allowed_in))
             }
+            #[cfg(feature = "drift")]
             ErrorKind::InvalidTelemetry(e) => r.retry_after_ms = e.retry_after_ms(),
             _ => {}
         }
