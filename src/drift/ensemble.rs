@@ -158,7 +158,7 @@ pub struct RatePopulation {
 impl RatePopulation {
     /// Adds one report of a session of age `age_s` with `count` operations since login.
     pub fn record(&mut self, count: f64, age_s: f64) {
-        if !(age_s >= PRIOR_MIN_AGE_S) || !count.is_finite() || count < 0.0 {
+        if age_s.is_nan() || age_s < PRIOR_MIN_AGE_S || !count.is_finite() || count < 0.0 {
             return;
         }
         // Capped: no person sustains 50 operations a second, and one session must not
@@ -174,7 +174,7 @@ impl RatePopulation {
     /// The prior `(rate, pseudo-seconds)`, once enough reports are in.
     #[must_use]
     pub fn prior(&self) -> Option<(f64, f64)> {
-        if self.n < PRIOR_MIN_REPORTS || !(self.mean > 0.0) {
+        if self.n < PRIOR_MIN_REPORTS || self.mean.is_nan() || self.mean <= 0.0 {
             return None;
         }
         let spread = (self.square - self.mean * self.mean - self.noise).max(1e-9);
