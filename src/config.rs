@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "drift")]
 use crate::drift::DriftConfig;
 
 /// Every policy of the session manager. `Config::default()` is the secure
@@ -80,7 +81,11 @@ pub struct Config {
     /// Checks of the request context against the session's.
     pub context: ContextPolicy,
     /// The drift predictor fed by client telemetry (`docs/drift.md`).
-    /// Out-of-range values are clamped rather than refused.
+    /// Out-of-range values are clamped rather than refused. Without the
+    /// `drift` feature there is no such field: a `[drift]` section is then
+    /// refused as an unknown field rather than silently ignored.
+    #[cfg(feature = "drift")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
     pub drift: DriftConfig,
     /// Which sites may send state-changing requests (`docs/security.md`,
     /// cross-site requests).
@@ -105,6 +110,7 @@ impl Default for Config {
             rotation: Rotation::EveryRequest,
             token: TokenGrace::default(),
             context: ContextPolicy::default(),
+            #[cfg(feature = "drift")]
             drift: DriftConfig::default(),
             csrf: CsrfPolicy::default(),
             admission: AdmissionPolicy::default(),

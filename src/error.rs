@@ -2,6 +2,7 @@
 //! token, [`StoreError`] for storage, and [`Error`] (with its
 //! [`ErrorKind`]) for what the session manager refuses and why.
 
+#[cfg(feature = "drift")]
 use crate::drift::TelemetryError;
 use std::fmt;
 use std::time::Duration;
@@ -172,6 +173,8 @@ pub enum ErrorKind {
     },
     /// A telemetry report was refused: bad input (HTTP 400) or too soon
     /// after the previous one (HTTP 429).
+    #[cfg(feature = "drift")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
     InvalidTelemetry(TelemetryError),
     /// Too many sessions created from the client's IP address
     /// (`admission.per_ip_logins`); 429 with `Retry-After`.
@@ -211,6 +214,7 @@ impl ErrorKind {
             Self::NotLive => "token_not_live",
             Self::NothingToConfirm => "nothing_to_confirm",
             Self::SessionLimit { .. } => "session_limit",
+            #[cfg(feature = "drift")]
             Self::InvalidTelemetry(e) => e.reason(),
             Self::TooManyLogins { .. } => "too_many_logins",
             Self::AtCapacity { .. } => "session_capacity",
@@ -267,6 +271,7 @@ impl fmt::Display for ErrorKind {
                 f,
                 "the user already has {max} sessions, the maximum; end one first"
             ),
+            #[cfg(feature = "drift")]
             Self::InvalidTelemetry(e) => write!(f, "telemetry refused: {e}"),
             Self::TooManyLogins { retry_after } => write!(
                 f,
@@ -328,6 +333,7 @@ impl std::error::Error for Error {
         match (&self.source, &self.kind) {
             (Some(e), _) => Some(e),
             (None, ErrorKind::MalformedToken(e)) => Some(e),
+            #[cfg(feature = "drift")]
             (None, ErrorKind::InvalidTelemetry(e)) => Some(e),
             _ => None,
         }
@@ -346,6 +352,7 @@ impl From<TokenError> for Error {
     }
 }
 
+#[cfg(feature = "drift")]
 impl From<TelemetryError> for Error {
     fn from(e: TelemetryError) -> Self {
         Self::new(ErrorKind::InvalidTelemetry(e))

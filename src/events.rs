@@ -10,6 +10,7 @@
 
 use serde::Serialize;
 
+#[cfg(feature = "drift")]
 use crate::drift::AnomalyAction;
 use crate::session::{SessionContext, SessionId};
 
@@ -109,6 +110,8 @@ pub enum SessionEvent {
         request_context: SessionContext,
     },
     /// The drift predictor flagged an anomaly.
+    #[cfg(feature = "drift")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
     Anomaly {
         /// The session.
         session_id: SessionId,
@@ -159,6 +162,7 @@ impl SessionEvent {
             Self::Expired { .. } => "expired",
             Self::TheftDetected { .. } => "theft_detected",
             Self::ContextMismatch { .. } => "context_mismatch",
+            #[cfg(feature = "drift")]
             Self::Anomaly { .. } => "anomaly",
             Self::RecordTampered { .. } => "record_tampered",
         }
@@ -201,9 +205,10 @@ impl EventSink for TracingSink {
         match event {
             SessionEvent::Rotated { .. } => tracing::trace!(target: T, ?event),
             SessionEvent::TheftDetected { .. }
-            | SessionEvent::Anomaly { .. }
             | SessionEvent::ContextMismatch { .. }
             | SessionEvent::RecordTampered { .. } => tracing::warn!(target: T, ?event),
+            #[cfg(feature = "drift")]
+            SessionEvent::Anomaly { .. } => tracing::warn!(target: T, ?event),
             _ => tracing::info!(target: T, ?event),
         }
     }

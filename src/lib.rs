@@ -89,6 +89,7 @@
 //! | feature     | default | what it adds                                           |
 //! |-------------|---------|--------------------------------------------------------|
 //! | `axum`      | yes     | axum 0.8 extractors and the session routes as a router |
+//! | `drift`     | yes     | the drift predictor behind `POST {prefix}/telemetry`   |
 //! | `actix`     | no      | actix-web 4 middleware, extractor and routes           |
 //! | `redis`     | no      | `RedisStore` for Redis and Redis Cluster               |
 //! | `test-util` | no      | the store conformance suite for your own stores        |
@@ -98,6 +99,11 @@
 //! compile with rustc's opaque "the trait bound `fn(..) {..}: Handler<_, _>`
 //! is not satisfied". Turn the feature back on (it is a default one:
 //! `default-features = false` removes it).
+//!
+//! Without `drift` the crate builds without `statrs` and `rand`; the
+//! telemetry route answers `404` with `{"error":"drift_disabled"}` (the
+//! browser client then stops reporting) and the grace window is the
+//! configured `token.grace_window` (`docs/drift.md`).
 //!
 //! ## Where the design lives
 //!
@@ -123,6 +129,8 @@ mod admission;
 pub mod axum;
 mod clock;
 mod config;
+#[cfg(feature = "drift")]
+#[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
 pub mod drift;
 mod error;
 mod events;

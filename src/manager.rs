@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock, as_ms};
 use crate::config::{Config, MismatchAction, Rotation, SessionLimitPolicy};
+#[cfg(feature = "drift")]
 use crate::drift::{AnomalyAction, DriftAdvice, DriftPredictor, SampleContext, TelemetrySample};
 use crate::error::{Error, ErrorKind, StoreError};
 use crate::events::{EventSink, SessionEvent, TerminationReason, TracingSink};
@@ -244,7 +245,10 @@ impl SessionManagerBuilder {
         }
         Ok(SessionManager {
             inner: Arc::new(Inner {
+                #[cfg(feature = "drift")]
                 drift: DriftRegistry::new(config.drift.clone()),
+                #[cfg(not(feature = "drift"))]
+                drift: DriftRegistry,
                 keys: self.keys,
                 admission: crate::admission::Admission::default(),
                 store,
@@ -362,7 +366,8 @@ impl SessionManager {
 
     /// T for a request on `id`: sized by the drift predictor from the
     /// client's round trips when it has measured them, always inside the
-    /// operator's `[token.grace_min, token.grace_window]`.
+    /// operator's `[token.grace_min, token.grace_window]`; the configured
+    /// `token.grace_window` when it has not (or without the `drift` feature).
     fn grace_window_ms(&self, id: &SessionId) -> u64 {
         let grace = &self.inner.config.token;
         let (floor, ceiling) = (as_ms(grace.grace_min), as_ms(grace.grace_window));
@@ -1156,6 +1161,8 @@ impl SessionManager {
         Ok(self.inner.store.sweep_expired(now).await?)
     }
 
+    #[cfg(feature = "drift")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
     /// Feeds one telemetry report of the session's client to the drift
     /// predictor (`POST /session/telemetry`) and acts on the advice: the
     /// session's token grace window follows its measured round trips, and
@@ -1242,13 +1249,28 @@ impl SessionManager {
     }
 
     /// The drift predictor shared by the manager's sessions.
+    #[cfg(feature = "drift")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
     pub fn drift_predictor(&self) -> &DriftPredictor {
         self.inner.drift.predictor()
     }
 
     /// How many sessions have drift state on this node.
+    #[cfg(feature = "drift")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
     pub fn drift_tracked_sessions(&self) -> usize {
         self.inner.drift.len()
+    }
+
+    /// Telemetry reports that reached this node after another node had
+    /// answered the session's previous report: a sign that the balancer
+    /// does not keep each session on one node, which the drift state
+    /// assumes (`docs/drift.md`, "Several nodes"). Also counted in the
+    /// metric `rolling_session_telemetry_answered_elsewhere_total`.
+    #[cfg(feature = "drift")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
+    pub fn telemetry_answered_elsewhere(&self) -> u64 {
+        self.inner.drift.answered_elsewhere_count()
     }
 
     /// Spawns a tokio task that sweeps expired sessions every `every`. The

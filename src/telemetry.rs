@@ -12,19 +12,49 @@
 //! The state lives on the node that received the reports, not in the
 //! store: it is advice, not a credential, and a node that has none falls
 //! back to the configured grace window.
+//!
+//! Without the `drift` feature the registry keeps nothing: every request
+//! gets the configured grace window.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(feature = "drift")]
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+#[cfg(feature = "drift")]
 use dashmap::DashMap;
+#[cfg(feature = "drift")]
 use dashmap::mapref::entry::Entry;
 
+#[cfg(feature = "drift")]
 use crate::drift::{
     DriftAdvice, DriftConfig, DriftPredictor, SampleContext, SessionDrift, TelemetryError,
     TelemetrySample,
 };
-use crate::session::{LineageKey, SessionId};
+#[cfg(feature = "drift")]
+use crate::session::LineageKey;
+use crate::session::SessionId;
+
+/// The registry without the `drift` feature: no state, no sizing.
+#[cfg(not(feature = "drift"))]
+#[derive(Debug, Default)]
+pub(crate) struct DriftRegistry;
+
+#[cfg(not(feature = "drift"))]
+impl DriftRegistry {
+    pub(crate) fn grace_window_ms(&self, _id: &SessionId) -> Option<u64> {
+        None
+    }
+
+    pub(crate) fn rename(&self, _from: &SessionId, _to: SessionId) {}
+
+    pub(crate) fn forget(&self, _id: &SessionId) {}
+
+    pub(crate) fn forget_silent(&self, _reported_before_ms: u64) -> usize {
+        0
+    }
+}
 
 /// One session's drift state.
+#[cfg(feature = "drift")]
 #[derive(Debug)]
 struct Tracked {
     drift: SessionDrift,
@@ -33,6 +63,7 @@ struct Tracked {
 }
 
 /// The predictor and the per-session states it updates.
+#[cfg(feature = "drift")]
 #[derive(Debug)]
 pub(crate) struct DriftRegistry {
     predictor: DriftPredictor,
@@ -40,14 +71,19 @@ pub(crate) struct DriftRegistry {
     /// Mirrors `sessions.len()` without locking every shard, so requests of
     /// a service whose clients send no telemetry skip the map entirely.
     tracked: AtomicUsize,
+    /// Reports showing that another node answered this lineage's previous
+    /// report (no sticky routing).
+    elsewhere: AtomicU64,
 }
 
+#[cfg(feature = "drift")]
 impl DriftRegistry {
     pub(crate) fn new(config: DriftConfig) -> Self {
         Self {
             predictor: DriftPredictor::new(config),
             sessions: DashMap::new(),
             tracked: AtomicUsize::new(0),
+            elsewhere: AtomicU64::new(0),
         }
     }
 
@@ -76,6 +112,16 @@ impl DriftRegistry {
         match self.sessions.entry(id.lineage()) {
             Entry::Occupied(mut slot) => {
                 let tracked = slot.get_mut();
+                // The client echoes the server timestamp of the last answer
+                // it received. This node answered at `reported_at_ms`; a
+                // later (not future) echo was minted by another node.
+                if sample
+                    .echo_server_timestamp
+                    .and_then(|e| u64::try_from(e).ok())
+                    .is_some_and(|e| e > tracked.reported_at_ms && e <= now_ms)
+                {
+                    self.answered_elsewhere();
+                }
                 let advice = self
                     .predictor
                     .ingest(&mut tracked.drift, sample, ctx, now)?;
@@ -134,9 +180,32 @@ impl DriftRegistry {
     pub(crate) fn len(&self) -> usize {
         self.sessions.len()
     }
+
+    /// Reports so far whose echoed server timestamp shows that another node
+    /// answered the session's previous report.
+    pub(crate) fn answered_elsewhere_count(&self) -> u64 {
+        self.elsewhere.load(Ordering::Relaxed)
+    }
+
+    /// Counts a report that another node's answer preceded: the balancer
+    /// does not route a session's telemetry to one node, so each node
+    /// learns part of it (`docs/drift.md`, "Several nodes"). Logged on the
+    /// first occurrence and then at every power of two.
+    fn answered_elsewhere(&self) {
+        metrics::counter!("rolling_session_telemetry_answered_elsewhere_total").increment(1);
+        let n = self.elsewhere.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(
+                reports = n,
+                "telemetry of a session reached this node after another node answered it: \
+                 route each session to one node (sticky sessions) for drift advice and grace \
+                 sizing to use all of its reports"
+            );
+        }
+    }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "drift"))]
 mod tests {
     use super::*;
 
@@ -186,6 +255,44 @@ mod tests {
         assert_eq!(registry.grace_window_ms(&b), None);
         registry.forget(&b);
         assert_eq!(registry.len(), 0);
+    }
+
+    #[test]
+    fn a_report_answered_by_another_node_is_counted() {
+        let registry = DriftRegistry::new(DriftConfig::default());
+        let id = SessionId::generate();
+        let now = 1_700_000_000_000_u64;
+        let with_echo = |t: u64, count: u64, echo: Option<u64>| TelemetrySample {
+            echo_server_timestamp: echo.map(|e| e as i64),
+            ..sample(t as i64, count)
+        };
+        registry
+            .ingest(id, &with_echo(now, 1, None), ctx(), now)
+            .unwrap();
+        // Sticky: the echo is this node's own answer.
+        let t1 = now + 5_000;
+        registry
+            .ingest(id, &with_echo(t1, 2, Some(now)), ctx(), t1)
+            .unwrap();
+        assert_eq!(registry.answered_elsewhere_count(), 0);
+        // A lost answer: the client echoes an older one. Not elsewhere.
+        let t2 = t1 + 5_000;
+        registry
+            .ingest(id, &with_echo(t2, 3, Some(now)), ctx(), t2)
+            .unwrap();
+        assert_eq!(registry.answered_elsewhere_count(), 0);
+        // Another node answered at t2 + 4 s; this node last answered at t2.
+        let t3 = t2 + 10_000;
+        registry
+            .ingest(id, &with_echo(t3, 4, Some(t2 + 4_000)), ctx(), t3)
+            .unwrap();
+        assert_eq!(registry.answered_elsewhere_count(), 1);
+        // An echo from the future (the predictor tolerates 5 s) is not evidence.
+        let t4 = t3 + 5_000;
+        registry
+            .ingest(id, &with_echo(t4, 5, Some(t4 + 3_000)), ctx(), t4)
+            .unwrap();
+        assert_eq!(registry.answered_elsewhere_count(), 1);
     }
 
     #[test]

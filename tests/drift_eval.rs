@@ -79,10 +79,10 @@ fn forecast_keeps_up_with_the_best_naive_baseline() {
         let (pop, runs) = population(cadence);
         for class in Class::ALL {
             let r = drift_sim::forecast_mae(&runs, class, pop.config.horizon_ms);
-            // Within 5 % of the best baseline on these small populations (the full evaluation
+            // Within 2 % of the best baseline on these small populations (24 sessions per class) (the full evaluation
             // in docs/drift.md gives the exact figures), and far better than the worst.
             assert!(
-                r.forecast <= 1.05 * r.best_baseline(),
+                r.forecast <= 1.02 * r.best_baseline(),
                 "{cadence} ms, {}: {r:?}",
                 class.name()
             );

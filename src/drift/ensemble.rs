@@ -1,5 +1,7 @@
-//! The operation-count forecast: per session, the mean rate since login unless the session's
-//! own record shows another model significantly better, and a regime for "the user left".
+//! The operation-count forecast: per session, the mean rate since login (fading over five
+//! minutes, shrunk towards the population's rate while the session is young) unless the
+//! session's own record shows another model significantly better, and a regime for "the user
+//! left".
 //!
 //! Measured on realistic clients (`benches/drift_eval.rs`), the mean rate since login is the
 //! naive forecaster to beat for steady and bursty users, and the last value for a user who has
@@ -10,10 +12,19 @@
 //! |---|---|
 //! | last value | 0 |
 //! | recent rate | increase over the last 30 s |
-//! | mean rate | increase since the login (since the first report if the age is unknown) |
+//! | mean rate | increase since the login (since the first report if the age is unknown), weighted `exp(−age/300 s)` ([`EW_MEMORY_S`]), with the population prior |
 //! | trend | the Kalman local linear trend's filtered slope ([`crate::drift::forecast`]) |
 //! | median increment | median of the session's past increments over `h` |
 //! | damped mean rate | 0.7 × the mean rate |
+//!
+//! **The mean rate** is the Poisson rate estimate `(n + m·β)/(s + β)`, where `n` operations
+//! happened in `s` seconds since login, both weighted by `exp(−age/300 s)`, and `m·β`
+//! operations in `β` seconds is the population's prior ([`RatePopulation`], empirical Bayes:
+//! the mean and true spread of the rates of sessions older than a minute, on this predictor).
+//! The prior matters for the first seconds of a session, where `n/s` is mostly noise (a first
+//! report with no operation yet forecasts nothing); the fading lets a user whose pace changes
+//! (the ramp) be followed within minutes at almost no cost for a constant one (measured:
+//! `docs/drift.md`).
 //!
 //! Every `h/12` seconds the six forecasts are stored; when a report arrives after a stored
 //! forecast's horizon, the true count at that instant is interpolated between the two reports
@@ -31,7 +42,8 @@
 //! error is at most 0.8 × what the chosen model would have said.
 //!
 //! State: a ring of (time, count) checkpoints at least 2 s apart (96: three minutes or more) and
-//! up to 16 pending forecasts — about 2.5 KiB.
+//! up to 16 pending forecasts — about 2.5 KiB. The population prior is shared by the sessions
+//! of a predictor (a few numbers behind a mutex).
 
 use serde::{Deserialize, Serialize};
 
@@ -87,8 +99,8 @@ pub const MIN_INCREMENTS: usize = 4;
 pub const LEFT_MIN_S: f64 = 6.0;
 
 /// Only a user who was active for this long (s) without pausing can be taken to have left; a
-/// single burst followed by silence is a pause.
-pub const LEFT_ACTIVE_S: f64 = 30.0;
+/// single burst (a few seconds) followed by silence is a pause.
+pub const LEFT_ACTIVE_S: f64 = 15.0;
 
 /// Idle longer than this multiple of the recent longest gap counts as "left".
 pub const LEFT_GAP_MULTIPLE: f64 = 2.0;
@@ -104,8 +116,72 @@ pub const LEFT_KEEP: f64 = 0.8;
 /// Weight of a newly resolved error of the "left" regime.
 pub const LEFT_ERROR_WEIGHT: f64 = 0.2;
 
+/// Memory (s) of the exponentially weighted mean rate.
+pub const EW_MEMORY_S: f64 = 300.0;
+
 /// Memory (s) of the decaying longest idle gap.
 pub const GAP_MEMORY_S: f64 = 60.0;
+
+/// Sessions contribute to the population's rate statistics from this age (s) on, when their
+/// mean rate is no longer dominated by the first seconds' noise.
+pub const PRIOR_MIN_AGE_S: f64 = 60.0;
+
+/// Rates above this (ops/s) enter the population's moments at this value.
+pub const PRIOR_MAX_RATE: f64 = 50.0;
+
+/// Reports needed before the population prior is used.
+pub const PRIOR_MIN_REPORTS: u64 = 200;
+
+/// Smallest weight of a report in the population's running moments.
+pub const PRIOR_WEIGHT: f64 = 0.002;
+
+/// Largest pseudo-time (s) of the prior: a session's own data outweighs the population's
+/// after this long.
+pub const PRIOR_MAX_S: f64 = 30.0;
+
+/// The population's operation rates, shared by every session of a predictor: an empirical-Bayes
+/// prior for the mean rate of a session too young to have its own.
+///
+/// Sessions older than [`PRIOR_MIN_AGE_S`] contribute their mean rate `x = c/a` and its
+/// Poisson noise `x/a`; with running moments `m = E[x]` and `v = Var(x) − E[x/a]` (the spread
+/// of the true rates), the prior is a gamma distribution of mean `m` and variance `v`, i.e.
+/// `m·β` operations in `β = m/v` seconds, and a session's mean rate becomes
+/// `(c + m·β)/(a + β)`: close to `m` in its first seconds, to its own `c/a` soon after.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RatePopulation {
+    n: u64,
+    mean: f64,
+    square: f64,
+    noise: f64,
+}
+
+impl RatePopulation {
+    /// Adds one report of a session of age `age_s` with `count` operations since login.
+    pub fn record(&mut self, count: f64, age_s: f64) {
+        if age_s.is_nan() || age_s < PRIOR_MIN_AGE_S || !count.is_finite() || count < 0.0 {
+            return;
+        }
+        // Capped: no person sustains 50 operations a second, and one session must not
+        // move the population far.
+        let x = (count / age_s).min(PRIOR_MAX_RATE);
+        self.n = self.n.saturating_add(1);
+        let w = PRIOR_WEIGHT.max(1.0 / self.n as f64);
+        self.mean += w * (x - self.mean);
+        self.square += w * (x * x - self.square);
+        self.noise += w * (x / age_s - self.noise);
+    }
+
+    /// The prior `(rate, pseudo-seconds)`, once enough reports are in.
+    #[must_use]
+    pub fn prior(&self) -> Option<(f64, f64)> {
+        if self.n < PRIOR_MIN_REPORTS || self.mean.is_nan() || self.mean <= 0.0 {
+            return None;
+        }
+        let spread = (self.square - self.mean * self.mean - self.noise).max(1e-9);
+        let beta = (self.mean / spread).clamp(0.0, PRIOR_MAX_S);
+        (beta.is_finite() && self.mean.is_finite()).then_some((self.mean, beta))
+    }
+}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Pending {
@@ -162,6 +238,12 @@ pub struct Ensemble {
     /// Start of the current stretch of activity without a pause longer than [`LEFT_MIN_S`].
     #[serde(default)]
     active_since: f64,
+    /// Exponentially weighted operations and seconds since login (memory [`EW_MEMORY_S`]).
+    #[serde(default)]
+    ew: [f64; 2],
+    /// What each model said at the last report (ops/s), for evaluation.
+    #[serde(default)]
+    last_rates: [f32; MODELS],
 }
 
 fn finite_or(v: f64, d: f64) -> f64 {
@@ -179,6 +261,13 @@ impl Ensemble {
     #[must_use]
     pub fn errors(&self) -> [f64; MODELS] {
         self.errors
+    }
+
+    /// Each model's rate (ops/s) at the last report: the forecast `h` ahead was
+    /// `count + rate·h`. For evaluation (`benches/drift_eval.rs`).
+    #[must_use]
+    pub fn last_rates(&self) -> [f64; MODELS] {
+        self.last_rates.map(f64::from)
     }
 
     /// Heap bytes held.
@@ -210,7 +299,13 @@ impl Ensemble {
                 *e = 0.0;
             }
         }
+        for r in &mut self.last_rates {
+            if !r.is_finite() {
+                *r = 0.0;
+            }
+        }
         let [t_prev, c_prev] = &mut self.prev;
+        let [ew_count, ew_seconds] = &mut self.ew;
         for v in [
             &mut self.first_count,
             &mut self.first_age,
@@ -220,6 +315,8 @@ impl Ensemble {
             &mut self.active_since,
             &mut self.gap_max,
             &mut self.median_rate,
+            ew_count,
+            ew_seconds,
         ] {
             if !v.is_finite() {
                 *v = 0.0;
@@ -284,7 +381,8 @@ impl Ensemble {
     }
 
     /// Feeds one accepted report (server time, count, the trend filter's slope) and returns
-    /// the forecast `horizon_s` ahead.
+    /// the forecast `horizon_s` ahead. `prior` is the population's `(rate, pseudo-seconds)`
+    /// ([`RatePopulation::prior`]), if known.
     pub fn observe(
         &mut self,
         server_ms: i64,
@@ -292,9 +390,13 @@ impl Ensemble {
         session_age_ms: u64,
         trend_rate: f64,
         horizon_s: f64,
+        prior: Option<(f64, f64)>,
     ) -> EnsembleForecast {
         let c = count as f64;
         let h = horizon_s.max(1.0);
+        let (prior_rate, prior_s) = prior
+            .filter(|(r, s)| r.is_finite() && s.is_finite() && *r >= 0.0 && *s >= 0.0)
+            .unwrap_or((0.0, 0.0));
         if !self.started {
             *self = Self {
                 started: true,
@@ -302,16 +404,25 @@ impl Ensemble {
                 first_count: c,
                 first_age: session_age_ms as f64 / 1_000.0,
                 prev: [0.0, c],
+                // The count starts at the login when the age is known.
+                ew: if session_age_ms > 0 {
+                    [c, session_age_ms as f64 / 1_000.0]
+                } else {
+                    [0.0, 0.0]
+                },
                 history: vec![[0.0, c]],
                 history_next: 1,
                 ..Self::default()
             };
+            let rate = if self.first_age + prior_s > 0.0 {
+                finite_or((c + prior_rate * prior_s) / (self.first_age + prior_s), 0.0)
+            } else {
+                0.0
+            };
+            self.last_rates = [rate as f32; MODELS];
+            self.last_rates[0] = 0.0;
             return EnsembleForecast {
-                rate: if self.first_age > 0.0 {
-                    finite_or(c / self.first_age, 0.0)
-                } else {
-                    0.0
-                },
+                rate,
                 model: DEFAULT_MODEL,
                 left: false,
                 error: None,
@@ -358,6 +469,13 @@ impl Ensemble {
             self.pending.remove(0);
         }
 
+        // The exponentially weighted rate: the mean rate since login, forgetting slowly.
+        let fade = (-(t - t_prev) / EW_MEMORY_S).exp();
+        self.ew = [
+            self.ew[0] * fade + (c - c_prev).max(0.0),
+            self.ew[1] * fade + (t - t_prev),
+        ];
+
         // Idle gaps: the decaying longest stretch the count stood still and then moved.
         let decay = (-(t - t_prev) / GAP_MEMORY_S).exp();
         self.gap_max *= decay;
@@ -383,12 +501,11 @@ impl Ensemble {
             self.median_rate = self.median_increment_rate(t, h).unwrap_or(-1.0);
         }
 
-        // Since the login when the session's age is known (the count starts there), else
-        // since the first report.
-        let mean = if t + self.first_age > 0.0 && self.first_age > 0.0 {
-            (c / (t + self.first_age)).max(0.0)
-        } else if t > 0.0 {
-            ((c - self.first_count) / t).max(0.0)
+        // The mean rate since login (since the first report when the session's age is
+        // unknown), forgetting over [`EW_MEMORY_S`], shrunk towards the population's rate by
+        // the prior's pseudo-time.
+        let mean = if self.ew[1] + prior_s > 0.0 {
+            ((self.ew[0] + prior_rate * prior_s) / (self.ew[1] + prior_s)).max(0.0)
         } else {
             0.0
         };
@@ -439,6 +556,7 @@ impl Ensemble {
                 .unwrap_or(DEFAULT_MODEL)
         };
 
+        self.last_rates = rates.map(|r| r as f32);
         if self.pending.last().is_none_or(|p| t - p.t >= h / 12.0) {
             if self.pending.len() >= PENDING {
                 self.pending.remove(0);
@@ -470,7 +588,7 @@ mod tests {
         let mut e = Ensemble::default();
         let mut f = None;
         for i in 0..200u64 {
-            f = Some(e.observe(1_000 * i as i64, 3 * i, 1_000 * i, 3.0, 45.0));
+            f = Some(e.observe(1_000 * i as i64, 3 * i, 1_000 * i, 3.0, 45.0, None));
         }
         let f = f.unwrap_or_else(|| panic!("no forecast"));
         assert!((f.rate - 3.0).abs() < 1e-9, "{f:?}");
@@ -479,12 +597,46 @@ mod tests {
     }
 
     #[test]
+    fn a_young_session_borrows_the_population_rate() {
+        let mut pop = RatePopulation::default();
+        assert_eq!(pop.prior(), None);
+        for i in 0..1_000 {
+            // Sessions of 100 s at 1 and 3 ops/s; young ones and a flood do not count.
+            pop.record(if i % 2 == 0 { 100.0 } else { 300.0 }, 100.0);
+            pop.record(5.0, 1.0);
+        }
+        let (rate, seconds) = pop.prior().unwrap_or_else(|| panic!("no prior"));
+        assert!((rate - 2.0).abs() < 0.05, "{rate}");
+        // Spread of the true rates: 1 (variance) − 0.02 (Poisson noise at 100 s).
+        assert!((seconds - 2.0 / 0.98).abs() < 0.2, "{seconds}");
+
+        // A first report half a second after login, no operation yet: the naive mean rate
+        // says 0, the prior says about the population's rate.
+        let mut e = Ensemble::default();
+        let f = e.observe(0, 0, 500, 0.0, 45.0, Some((rate, seconds)));
+        assert!(f.rate > 1.0 && f.rate < 2.0, "{f:?}");
+        // A long-lived session's own rate wins.
+        let mut f = f;
+        for i in 1..300u64 {
+            f = e.observe(
+                1_000 * i as i64,
+                4 * i,
+                500 + 1_000 * i,
+                4.0,
+                45.0,
+                Some((rate, seconds)),
+            );
+        }
+        assert!((f.rate - 4.0).abs() < 0.1, "{f:?}");
+    }
+
+    #[test]
     fn a_user_who_left_is_forecast_flat() {
         let mut e = Ensemble::default();
         let mut f = None;
         for i in 0..200u64 {
             let count = 2 * i.min(100);
-            f = Some(e.observe(1_000 * i as i64, count, 1_000 * i, 0.5, 45.0));
+            f = Some(e.observe(1_000 * i as i64, count, 1_000 * i, 0.5, 45.0, None));
         }
         let f = f.unwrap_or_else(|| panic!("no forecast"));
         assert!(f.left && f.rate == 0.0, "{f:?}");

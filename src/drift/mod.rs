@@ -77,7 +77,7 @@ use serde::{Deserialize, Serialize};
 
 use self::anomaly::evidence_score;
 use self::clock::{ClockSettings, ClockTracker};
-use self::ensemble::Ensemble;
+use self::ensemble::{Ensemble, RatePopulation};
 use self::evidence::{ClockEvidence, ClockEvidenceSettings, CountEvidence};
 use self::forecast::{LocalLinearTrend, TrendParams};
 use self::forest::{ForestParams, IsolationForest};
@@ -644,6 +644,8 @@ pub struct DriftPredictor {
     quantiles: QuantileTable,
     forest: RwLock<Option<TrainedForest>>,
     reservoir: Mutex<Reservoir>,
+    /// The population's operation rates: the forecast's prior for young sessions.
+    rates: Mutex<RatePopulation>,
 }
 
 fn saturate_i64(v: i128) -> i64 {
@@ -668,6 +670,7 @@ impl DriftPredictor {
             config,
             forest: RwLock::new(None),
             reservoir: Mutex::new(Reservoir::default()),
+            rates: Mutex::new(RatePopulation::default()),
         }
     }
 
@@ -912,12 +915,18 @@ impl DriftPredictor {
 
         // The forecast: per-session model choice by recent error at the horizon.
         let horizon_s = cfg.horizon_ms as f64 / 1_000.0;
+        let prior = self
+            .rates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .prior();
         let forecast = state.ensemble.observe(
             now_ms,
             sample.operation_count,
             ctx.session_age_ms,
             slope,
             horizon_s,
+            prior,
         );
         let predicted = (finite_or(y + forecast.rate * horizon_s, y).round() as u64)
             .max(sample.operation_count);
@@ -962,6 +971,14 @@ impl DriftPredictor {
         let anomaly_score =
             finite_or(forest_score.unwrap_or(0.0).max(session_score), 0.0).clamp(0.0, 1.0);
         let anomaly = (anomaly_score >= cfg.anomaly_threshold).then_some(cfg.anomaly_action);
+        // Only sessions never flagged teach the population's rates: an attack must not move
+        // the prior of everyone else's young sessions.
+        if anomaly.is_none() && state.anomalies == 0 {
+            self.rates
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .record(y, ctx.session_age_ms as f64 / 1_000.0);
+        }
 
         // Dynamic threshold and the predicted crossing. Only a rise above the session's own
         // behaviour counts: a user going idle or leaving needs no new token.

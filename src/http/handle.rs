@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
 
 use crate::clock::as_ms;
+#[cfg(feature = "drift")]
 use crate::drift::{DriftAdvice, TelemetrySample};
 use crate::error::Error;
 use crate::manager::{
@@ -417,6 +418,8 @@ impl SessionHandle {
     /// Feeds a telemetry report to the drift predictor, as
     /// `POST /session/telemetry` does; see
     /// [`SessionManager::ingest_telemetry`].
+    #[cfg(feature = "drift")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
     pub async fn report_telemetry(
         &self,
         sample: &TelemetrySample,

@@ -105,7 +105,9 @@ impl From<&Error> for Rejection {
         let kind = e.kind();
         let status = match kind {
             ErrorKind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            #[cfg(feature = "drift")]
             ErrorKind::InvalidTelemetry(e) if e.is_rate_limited() => StatusCode::TOO_MANY_REQUESTS,
+            #[cfg(feature = "drift")]
             ErrorKind::InvalidTelemetry(_) => StatusCode::BAD_REQUEST,
             ErrorKind::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -127,6 +129,7 @@ impl From<&Error> for Rejection {
             ErrorKind::RenewalTooEarly { allowed_in } => {
                 r.retry_after_ms = Some(as_ms(*allowed_in))
             }
+            #[cfg(feature = "drift")]
             ErrorKind::InvalidTelemetry(e) => r.retry_after_ms = e.retry_after_ms(),
             ErrorKind::TooManyLogins { retry_after } | ErrorKind::AtCapacity { retry_after } => {
                 r.retry_after_ms = Some(as_ms(*retry_after))

@@ -5,7 +5,9 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde::Serialize;
 
+#[cfg(feature = "drift")]
 use crate::drift::TelemetryReport;
+#[cfg(feature = "drift")]
 use crate::error::Error;
 
 use super::SessionExchange;
@@ -14,6 +16,7 @@ use super::rejection::Rejection;
 
 /// Bodies above this size are refused by the adapters before the session
 /// routes read them; `POST telemetry` then applies its own, smaller limit.
+#[cfg(any(feature = "axum", feature = "actix"))]
 pub(crate) const ROUTE_BODY_LIMIT: usize = 64 * 1024;
 
 /// The browser client, served at `GET {prefix}/client.js`.
@@ -31,7 +34,8 @@ pub enum SessionRoute {
     Confirm,
     /// `GET client.js`: the browser client.
     ClientJs,
-    /// `POST telemetry`: a client report in, drift advice out.
+    /// `POST telemetry`: a client report in, drift advice out. Without the
+    /// `drift` feature it answers `404` with `{"error":"drift_disabled"}`.
     Telemetry,
 }
 
@@ -107,6 +111,7 @@ impl SessionExchange {
                 .require()
                 .err()
                 .unwrap_or_else(super::origin::not_json)),
+            #[cfg(feature = "drift")]
             SessionRoute::Telemetry => match TelemetryReport::from_json(body) {
                 // `report_telemetry` answers 401 without a session.
                 Ok(report) => handle
@@ -119,6 +124,15 @@ impl SessionExchange {
                     .err()
                     .unwrap_or_else(|| Rejection::from(&Error::from(e)))),
             },
+            #[cfg(not(feature = "drift"))]
+            SessionRoute::Telemetry => {
+                let _ = body;
+                return RouteResponse {
+                    status: StatusCode::NOT_FOUND,
+                    content_type: "application/json",
+                    body: Bytes::from_static(br#"{"error":"drift_disabled"}"#),
+                };
+            }
             SessionRoute::Confirm => handle
                 .confirm_renewal()
                 .await

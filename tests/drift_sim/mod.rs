@@ -43,6 +43,7 @@ use std::fmt::Write as _;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rolling_session::drift::clock::LowerEnvelope;
+use rolling_session::drift::ensemble::{MODEL_NAMES, MODELS};
 use rolling_session::drift::forest::roc_auc;
 use rolling_session::drift::{
     DriftAdvice, DriftConfig, DriftPredictor, SampleContext, SessionDrift, TelemetrySample,
@@ -396,6 +397,8 @@ pub struct Outcome {
     pub expires_in_ms: u64,
     /// Session age at the report (ms).
     pub age_ms: u64,
+    /// Each of the ensemble's models' rates at this report (ops/s).
+    pub model_rates: [f64; MODELS],
 }
 
 /// A session and what the predictor answered.
@@ -558,6 +561,7 @@ impl Population {
             }
             run.outcomes.push(Outcome {
                 index: i,
+                model_rates: run.state.ensemble().last_rates(),
                 advice,
                 expires_in_ms,
                 age_ms,
@@ -646,6 +650,37 @@ pub fn forecast_mae(runs: &[Run], class: Class, horizon_ms: u64) -> ForecastRow 
         recent: r / d,
         mean: m / d,
     }
+}
+
+/// Forecast MAE at the horizon of each of the ensemble's models alone, over the honest
+/// sessions of `class` (the same forecasts as [`forecast_mae`]).
+pub fn model_mae(runs: &[Run], class: Class, horizon_ms: u64) -> [f64; MODELS] {
+    let h = horizon_ms as f64 / 1_000.0;
+    let mut sum = [0.0; MODELS];
+    let mut n = 0usize;
+    for run in runs
+        .iter()
+        .filter(|r| r.trace.attack == Attack::None && r.trace.class == class)
+    {
+        let end = run.trace.last_report_s();
+        for o in &run.outcomes {
+            if o.advice.is_err() {
+                continue;
+            }
+            let rep = &run.trace.reports[o.index];
+            let t_s = (rep.send_server - run.trace.login as f64) / 1_000.0;
+            if t_s + h > end {
+                continue;
+            }
+            let truth = run.trace.count_at(t_s + h) as f64;
+            let c = rep.sample.operation_count as f64;
+            n += 1;
+            for (s, r) in sum.iter_mut().zip(o.model_rates) {
+                *s += (c + r * h - truth).abs();
+            }
+        }
+    }
+    sum.map(|s| s / n.max(1) as f64)
 }
 
 /// Honest-session alarm, refresh and skew figures.
@@ -911,6 +946,17 @@ pub fn tables(pop: &Population, runs: &[Run]) -> String {
                 "no"
             }
         );
+    }
+    let _ = writeln!(
+        out,
+        "\n| each model alone, {cad} s | {} |",
+        MODEL_NAMES.join(" | ")
+    );
+    let _ = writeln!(out, "|---|{}", "---|".repeat(MODELS));
+    for class in Class::ALL {
+        let m = model_mae(runs, class, pop.config.horizon_ms);
+        let cells: Vec<String> = m.iter().map(|v| format!("{v:.2}")).collect();
+        let _ = writeln!(out, "| {} | {} |", class.name(), cells.join(" | "));
     }
     let _ = writeln!(
         out,
