@@ -40,7 +40,7 @@ use futures_util::future::LocalBoxFuture;
 
 use crate::http::ROUTE_BODY_LIMIT;
 use crate::http::{
-    Rejection, RequestHead, RouteResponse, SessionExchange, SessionHandle, SessionRoute,
+    Inspected, Rejection, RequestHead, RouteResponse, SessionExchange, SessionHandle, SessionRoute,
 };
 use crate::manager::Session;
 
@@ -185,34 +185,80 @@ where
         };
         let head = RequestHead::new(
             &headers,
-            matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE"),
+            req.method().as_str(),
+            req.path(),
             req.peer_addr().map(|a| a.ip()),
         )
         .with_authority(req.uri().authority().map(|a| a.as_str()));
-        if let Err(rejection) = self.exchange.check_origin(&head) {
-            // Refused before the session is looked at.
-            let res = response(self.exchange.rejection_response(&rejection));
-            return Box::pin(ready(Ok(req.into_response(res).map_into_right_body())));
-        }
-        let (token, info) = self.exchange.inspect(&head);
+        let (token, request) = match self.exchange.inspect(&head) {
+            Inspected::Skip => {
+                let service = self.service.clone();
+                return Box::pin(async move { Ok(service.call(req).await?.map_into_left_body()) });
+            }
+            Inspected::Refuse(rejection) => {
+                // Refused before the session is looked at.
+                let res = rejection_response(&self.exchange, &rejection);
+                return Box::pin(ready(Ok(req.into_response(res).map_into_right_body())));
+            }
+            Inspected::Session { token, request } => (token, request),
+        };
         let (service, exchange) = (self.service.clone(), self.exchange.clone());
         let (method, path) = (req.method().as_str().to_owned(), req.path().to_owned());
         Box::pin(async move {
-            let handle = exchange.begin_at(token, info, &method, &path).await;
-            if exchange.is_required()
-                && !handle.is_deferred()
-                && let Err(rejection) = handle.require()
-            {
-                let mut res = response(exchange.rejection_response(&rejection));
+            let handle = exchange.begin(token, request, &method, &path).await;
+            if let Err(answer) = exchange.gate(&handle) {
+                let mut res = response(answer);
                 write_headers(&exchange, &handle, res.headers_mut());
                 return Ok(req.into_response(res).map_into_right_body());
             }
             req.extensions_mut().insert(handle.clone());
-            let mut res = service.call(req).await?;
+            let res = service.call(req).await?;
+            // A handler's or extractor's `Rejection`: in the exchange's
+            // format, like the middleware's own refusals.
+            let rejected = res
+                .response()
+                .error()
+                .and_then(|e| e.as_error::<Rejection>())
+                .map(|r| exchange.render(r));
+            let mut res = match rejected {
+                Some((content_type, body)) => {
+                    let (req, old) = res.into_parts();
+                    let mut new = HttpResponse::build(old.status());
+                    for (name, value) in old.headers() {
+                        if name != actix_web::http::header::CONTENT_TYPE {
+                            new.append_header((name.clone(), value.clone()));
+                        }
+                    }
+                    let new = new.content_type(content_type).body(body);
+                    return Ok(finish(&exchange, &handle, ServiceResponse::new(req, new))
+                        .map_into_right_body());
+                }
+                None => res,
+            };
             write_headers(&exchange, &handle, res.headers_mut());
             Ok(res.map_into_left_body())
         })
     }
+}
+
+fn finish(
+    exchange: &SessionExchange,
+    handle: &SessionHandle,
+    mut res: ServiceResponse,
+) -> ServiceResponse {
+    write_headers(exchange, handle, res.headers_mut());
+    res
+}
+
+fn rejection_response(exchange: &SessionExchange, rejection: &Rejection) -> HttpResponse {
+    let mut res = response(exchange.rejection_response(rejection));
+    if let Some(seconds) = rejection.retry_after_header() {
+        res.headers_mut().insert(
+            actix_web::http::header::RETRY_AFTER,
+            HeaderValue::from(seconds),
+        );
+    }
+    res
 }
 
 fn write_headers(

@@ -34,6 +34,10 @@ use crate::http::ROUTE_BODY_LIMIT;
 use crate::http::{Rejection, RouteResponse, SessionExchange, SessionHandle, SessionRoute};
 use crate::manager::Session;
 
+/// JSON, and the rejection itself in the response extensions: behind the
+/// [`SessionLayer`](crate::http::SessionLayer) the body is rendered again
+/// in the layer's [`RejectionFormat`](crate::http::RejectionFormat), so
+/// extractors, handlers and the layer all answer in one format.
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         let retry_after = self.retry_after_header();
@@ -46,8 +50,18 @@ impl IntoResponse for Rejection {
             res.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
+        res.extensions_mut().insert(self);
         res
     }
+}
+
+/// The peer address axum records with
+/// `into_make_service_with_connect_info::<SocketAddr>()`, for the tower
+/// layer's [`RequestHead`](crate::http::RequestHead).
+pub(crate) fn peer_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
 fn route_response(answer: RouteResponse) -> Response {

@@ -1,4 +1,6 @@
-//! The response future of [`SessionService`](super::SessionService).
+//! The response future of [`SessionService`](super::SessionService): the
+//! tower side of the request path in [`SessionExchange`] (inspect, begin,
+//! gate, call the inner service, finish), types converted and nothing else.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,7 +12,8 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::{RouteResponse, SessionExchange, SessionHandle};
+use super::exchange::Inspected;
+use super::{Rejection, RouteResponse, SessionExchange, SessionHandle};
 
 type Validation = Pin<Box<dyn Future<Output = SessionHandle> + Send>>;
 
@@ -33,6 +36,11 @@ pin_project! {
     where
         S: Service<Request<ReqBody>>,
     {
+        // An excluded path: the inner service's answer as it is.
+        Passing {
+            #[pin]
+            future: S::Future,
+        },
         Validating {
             validation: Validation,
             request: Option<Request<ReqBody>>,
@@ -45,7 +53,7 @@ pin_project! {
         },
         // Refused before the session was looked at (a cross-site request).
         Refused {
-            answer: Option<RouteResponse>,
+            answer: Option<Response<Bytes>>,
         },
     }
 }
@@ -54,32 +62,35 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    pub(crate) fn new(exchange: SessionExchange, service: S, request: Request<ReqBody>) -> Self {
+    pub(crate) fn new(
+        exchange: SessionExchange,
+        mut service: S,
+        request: Request<ReqBody>,
+    ) -> Self {
         let (parts, body) = request.into_parts();
-        let (token, info) = match exchange.inspect_parts(&parts) {
-            Ok(inspected) => inspected,
-            Err(rejection) => {
-                let answer = Some(exchange.rejection_response(&rejection));
-                return Self {
-                    exchange,
-                    state: State::Refused { answer },
-                };
+        let state = match exchange.inspect_parts(&parts) {
+            Inspected::Skip => State::Passing {
+                future: service.call(Request::from_parts(parts, body)),
+            },
+            Inspected::Refuse(rejection) => State::Refused {
+                answer: Some(rejection_response(&exchange, &rejection)),
+            },
+            Inspected::Session { token, request } => {
+                let method = parts.method.clone();
+                let path = parts.uri.path().to_owned();
+                let begin = exchange.clone();
+                let validation: Validation =
+                    Box::pin(
+                        async move { begin.begin(token, request, method.as_str(), &path).await },
+                    );
+                State::Validating {
+                    validation,
+                    request: Some(Request::from_parts(parts, body)),
+                    service,
+                }
             }
         };
-        let method = parts.method.clone();
-        let path = parts.uri.path().to_owned();
-        let request = Request::from_parts(parts, body);
-        let begin = exchange.clone();
-        let validation: Validation =
-            Box::pin(async move { begin.begin_at(token, info, method.as_str(), &path).await });
-        Self {
-            exchange,
-            state: State::Validating {
-                validation,
-                request: Some(request),
-                service,
-            },
-        }
+        Self { exchange, state }
     }
 }
 
@@ -94,6 +105,7 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
+                StateProj::Passing { future } => return future.poll(cx),
                 StateProj::Validating {
                     validation,
                     request,
@@ -101,12 +113,8 @@ where
                 } => {
                     let handle = ready!(validation.as_mut().poll(cx));
                     let mut request = request.take().expect("polled after completion");
-                    if this.exchange.is_required()
-                        && !handle.is_deferred()
-                        && let Err(rejection) = handle.require()
-                    {
-                        let answer = this.exchange.rejection_response(&rejection);
-                        let mut res = answer_response(answer);
+                    if let Err(answer) = this.exchange.gate(&handle) {
+                        let mut res = route_response(answer);
                         write_headers(this.exchange, &handle, &mut res);
                         return Poll::Ready(Ok(res));
                     }
@@ -116,24 +124,44 @@ where
                 }
                 StateProj::Calling { future, handle } => {
                     let mut res = ready!(future.poll(cx))?;
+                    rerender_rejection(this.exchange, &mut res);
                     write_headers(this.exchange, handle, &mut res);
                     return Poll::Ready(Ok(res));
                 }
                 StateProj::Refused { answer } => {
                     let answer = answer.take().expect("polled after completion");
-                    return Poll::Ready(Ok(answer_response(answer)));
+                    return Poll::Ready(Ok(answer.map(ResBody::from)));
                 }
             }
         }
     }
 }
 
-fn answer_response<B: From<Bytes>>(answer: RouteResponse) -> Response<B> {
+fn route_response<B: From<Bytes>>(answer: RouteResponse) -> Response<B> {
     let mut res = Response::new(B::from(answer.body));
     *res.status_mut() = answer.status;
     res.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
     res
+}
+
+fn rejection_response(exchange: &SessionExchange, rejection: &Rejection) -> Response<Bytes> {
+    let mut res = route_response(exchange.rejection_response(rejection));
+    if let Some((name, value)) = exchange.retry_after(rejection) {
+        res.headers_mut().insert(name, value);
+    }
+    res
+}
+
+/// A handler (or an extractor) answered with a [`Rejection`]: its body is
+/// rendered in the exchange's format, like the layer's own refusals.
+fn rerender_rejection<B: From<Bytes>>(exchange: &SessionExchange, res: &mut Response<B>) {
+    if let Some(rejection) = res.extensions_mut().remove::<Rejection>() {
+        let (content_type, body) = exchange.render(&rejection);
+        res.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        *res.body_mut() = B::from(body);
+    }
 }
 
 fn write_headers<B>(exchange: &SessionExchange, handle: &SessionHandle, res: &mut Response<B>) {

@@ -3,8 +3,6 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
-
 use crate::clock::as_ms;
 #[cfg(feature = "drift")]
 use crate::drift::{DriftAdvice, TelemetrySample};
@@ -15,9 +13,7 @@ use crate::manager::{
 use crate::session::SessionContext;
 use crate::token::Token;
 
-use super::SessionExchange;
 use super::rejection::Rejection;
-use super::transport::{EXPIRES_IN_HEADER, IDLE_EXPIRES_IN_HEADER};
 
 /// What the request brought.
 #[derive(Debug, Clone)]
@@ -36,7 +32,7 @@ enum Presence {
     Rejected(Rejection),
     /// A token not validated yet: the refresh route, whose renewal is the
     /// request's validation and its one rotation (see
-    /// [`SessionExchange::begin_at`]).
+    /// [`SessionExchange::begin`](super::SessionExchange::begin)).
     Deferred {
         presented: Token,
         request: Box<RequestInfo>,
@@ -301,7 +297,7 @@ impl SessionHandle {
     /// client receives the renewed token.
     ///
     /// On the refresh route the request was not validated first (see
-    /// [`SessionExchange::begin_at`]): the renewal is its validation, with
+    /// [`SessionExchange::begin`](super::SessionExchange::begin)): the renewal is its validation, with
     /// the token the client presented. If the renewal is refused before
     /// the token was checked (too early, limits), the request is validated
     /// then, like any other.
@@ -443,6 +439,96 @@ impl SessionHandle {
     }
 }
 
+/// What the response must carry, as [`SessionExchange::finish`](super::SessionExchange::finish) writes it.
+/// `expiry` is `(expires_in, idle_expires_in)` of an active session.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Nothing {
+        expiry: Option<(Duration, Duration)>,
+    },
+    Token {
+        token: Token,
+        max_age: Option<Duration>,
+        expiry: Option<(Duration, Duration)>,
+    },
+    Clear,
+}
+
+impl SessionHandle {
+    fn with_state(manager: SessionManager, request: &RequestInfo, state: State) -> Self {
+        Self {
+            manager,
+            context: request.context.clone().unwrap_or_default(),
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// A request without a token.
+    pub(crate) fn missing(manager: SessionManager, request: RequestInfo) -> Self {
+        let state = State {
+            presence: Presence::Missing,
+            write: Write::Nothing,
+        };
+        Self::with_state(manager, &request, state)
+    }
+
+    /// A request to the refresh route: validated by its renewal (see
+    /// [`SessionExchange::begin`](super::SessionExchange::begin)).
+    pub(crate) fn deferred(
+        manager: SessionManager,
+        presented: String,
+        request: RequestInfo,
+    ) -> Self {
+        let state = State {
+            presence: Presence::Deferred {
+                presented: Token::presented(presented),
+                request: Box::new(request.clone()),
+            },
+            write: Write::Nothing,
+        };
+        Self::with_state(manager, &request, state)
+    }
+
+    /// A request with a token, validated (and renewed under sliding
+    /// expiry when due).
+    pub(crate) async fn validated(
+        manager: SessionManager,
+        presented: String,
+        request: RequestInfo,
+    ) -> Self {
+        let (presence, write) = validate(&manager, Token::presented(presented), &request).await;
+        let handle = Self::with_state(manager, &request, State { presence, write });
+        handle.slide().await;
+        handle
+    }
+
+    /// What the response must carry. A token issued more than `deadline`
+    /// ago is not sent: too late to be sure it is still the one to hold,
+    /// the client recovers on its next request instead.
+    pub(crate) fn outgoing(&self, deadline: Duration) -> Outgoing {
+        let state = self.lock();
+        let expiry = match &state.presence {
+            Presence::Active { session, .. } => {
+                Some((session.expires_in(), session.idle_expires_in()))
+            }
+            _ => None,
+        };
+        match &state.write {
+            Write::Nothing => Outgoing::Nothing { expiry },
+            Write::Token(_, _, Some(issued)) if issued.older_than(deadline, &self.manager) => {
+                metrics::counter!("rolling_session_late_tokens_dropped_total").increment(1);
+                Outgoing::Nothing { expiry }
+            }
+            Write::Token(token, max_age, _) => Outgoing::Token {
+                token: token.clone(),
+                max_age: *max_age,
+                expiry,
+            },
+            Write::Clear => Outgoing::Clear,
+        }
+    }
+}
+
 /// Validates `presented` as one request: the handle's state after it.
 /// The cookie's `Max-Age`: none for a browser-session login (the cookie
 /// ends with the browser); for a remembered one, until the session would
@@ -480,105 +566,5 @@ async fn validate(
         // Never clear the cookie on a refusal: the jar may already hold a
         // newer token than the one refused.
         Err(e) => (Presence::Rejected(Rejection::from(&e)), Write::Nothing),
-    }
-}
-
-impl SessionExchange {
-    /// Validates the request's token (if any) and returns the handle for
-    /// the request. Never fails: a refusal is recorded in the handle.
-    pub async fn begin(&self, token: Option<String>, request: RequestInfo) -> SessionHandle {
-        let manager = self.manager().clone();
-        let context = request.context.clone().unwrap_or_default();
-        let (presence, write) = match token {
-            None => (Presence::Missing, Write::Nothing),
-            Some(presented) => validate(&manager, Token::presented(presented), &request).await,
-        };
-        let handle = SessionHandle {
-            manager,
-            context,
-            state: Arc::new(Mutex::new(State { presence, write })),
-        };
-        handle.slide().await;
-        handle
-    }
-
-    /// [`begin`](Self::begin) for a request to `method` `path`. A request
-    /// to the refresh route (`POST {prefix}/refresh`) is not validated
-    /// here: its renewal validates the presented token and rotates it, once.
-    /// Validating first would rotate it twice in one request (the layer's
-    /// rotation, then the renewal's use of the token it just issued), which
-    /// retires the token the client holds: were the response then lost, or
-    /// dropped as late, the client would be left with a retired token,
-    /// theft after the grace. With one rotation it holds the last
-    /// presented token, which the sequence rule recovers.
-    pub async fn begin_at(
-        &self,
-        token: Option<String>,
-        request: RequestInfo,
-        method: &str,
-        path: &str,
-    ) -> SessionHandle {
-        match token {
-            Some(presented) if self.is_refresh(method, path) => SessionHandle {
-                manager: self.manager().clone(),
-                context: request.context.clone().unwrap_or_default(),
-                state: Arc::new(Mutex::new(State {
-                    presence: Presence::Deferred {
-                        presented: Token::presented(presented),
-                        request: Box::new(request),
-                    },
-                    write: Write::Nothing,
-                })),
-            },
-            token => self.begin(token, request).await,
-        }
-    }
-
-    fn is_refresh(&self, method: &str, path: &str) -> bool {
-        method == "POST" && path.strip_prefix(self.prefix()) == Some("/refresh")
-    }
-
-    /// How long after its issue a token may still leave in a response: half
-    /// of `token.grace_min`, on the monotonic clock and on the manager's
-    /// clock alike. A later response goes without its token (see
-    /// `docs/protocol.md`, late responses).
-    pub fn token_send_deadline(&self) -> Duration {
-        self.manager().config().token.grace_min / 2
-    }
-
-    /// The headers to add to the response: the next token (or its
-    /// removal) with `Cache-Control: no-store`, and the relative expiry
-    /// times of an active session.
-    pub fn finish(&self, handle: &SessionHandle) -> Vec<(HeaderName, HeaderValue)> {
-        let state = handle.lock();
-        let mut headers = Vec::with_capacity(4);
-        let carried = match &state.write {
-            Write::Nothing => None,
-            Write::Token(_, _, Some(issued))
-                if issued.older_than(self.token_send_deadline(), self.manager()) =>
-            {
-                // Too late to be sure this token is still the one to hold:
-                // the client recovers on its next request instead.
-                metrics::counter!("rolling_session_late_tokens_dropped_total").increment(1);
-                None
-            }
-            Write::Token(token, max_age, _) => self.token_transport().write(token, *max_age),
-            Write::Clear => self.token_transport().clear(),
-        };
-        if let Some(h) = carried {
-            headers.push(h);
-            headers.push((CACHE_CONTROL, HeaderValue::from_static("no-store")));
-        }
-        if let Presence::Active { session, .. } = &state.presence {
-            headers.push((
-                HeaderName::from_static(EXPIRES_IN_HEADER),
-                HeaderValue::from(as_ms(session.expires_in())),
-            ));
-            headers.push((
-                HeaderName::from_static(IDLE_EXPIRES_IN_HEADER),
-                HeaderValue::from(as_ms(session.idle_expires_in())),
-            ));
-        }
-        headers
     }
 }

@@ -8,7 +8,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::{ContextExtractor, RejectionFormat, SessionExchange, TokenTransport};
+use super::{MakeContext, RejectionFormat, SessionExchange, TokenTransport};
 use crate::manager::SessionManager;
 
 /// Applies rolling sessions to every request of the wrapped service: see
@@ -62,8 +62,14 @@ impl SessionLayer {
     }
 
     /// How the request context is derived.
-    pub fn context_from(self, extractor: ContextExtractor) -> Self {
-        Self::from_exchange(self.exchange.context_from(extractor))
+    pub fn context_from(self, context: impl MakeContext) -> Self {
+        Self::from_exchange(self.exchange.context_from(context))
+    }
+
+    /// Requests whose path starts with one of `prefixes` pass through
+    /// untouched (static assets): see [`SessionExchange::skip_paths`].
+    pub fn skip_paths<S: Into<String>>(self, prefixes: impl IntoIterator<Item = S>) -> Self {
+        Self::from_exchange(self.exchange.skip_paths(prefixes))
     }
 
     /// The exchange (settings and manager) this layer applies.

@@ -110,10 +110,10 @@ pub(crate) fn cross_site(site: &str) -> Rejection {
 /// Whether `head` (a request with an unsafe method) may go on, under
 /// `policy`: see [`CsrfPolicy`].
 pub(crate) fn check(policy: &CsrfPolicy, head: &RequestHead<'_>) -> Result<(), Rejection> {
-    if !policy.enabled || head.safe_method {
+    if !policy.enabled || head.is_safe_method() {
         return Ok(());
     }
-    let origin = (head.headers)("origin");
+    let origin = head.header_values("origin");
     let origin = match origin.as_slice() {
         [] => None,
         // One header only; several are no browser's doing.
@@ -127,7 +127,7 @@ pub(crate) fn check(policy: &CsrfPolicy, head: &RequestHead<'_>) -> Result<(), R
             .any(|a| Origin::parse(a).is_some_and(|a| &a == o)),
         _ => false,
     };
-    let site = (head.headers)("sec-fetch-site");
+    let site = head.header_values("sec-fetch-site");
     match site.as_slice() {
         [] => match &origin {
             // No browser sent it (or one too old for both headers).
@@ -184,7 +184,8 @@ mod tests {
                 .map(|(_, v)| v.as_bytes())
                 .collect()
         };
-        let head = RequestHead::new(&lookup, safe, None);
+        let method = if safe { "GET" } else { "POST" };
+        let head = RequestHead::new(&lookup, method, "/", None);
         check(policy, &head).map_err(|r| r.reason)
     }
 

@@ -140,14 +140,4 @@ impl SessionExchange {
         };
         result.unwrap_or_else(|r| self.rejection_response(&r))
     }
-
-    /// A rejection in the configured format.
-    pub fn rejection_response(&self, rejection: &Rejection) -> RouteResponse {
-        let (content_type, body) = self.format().format(rejection);
-        RouteResponse {
-            status: rejection.status,
-            content_type,
-            body,
-        }
-    }
 }

@@ -1,0 +1,345 @@
+//! The request path, top to bottom, for every adapter:
+//!
+//! 1. [`inspect`](SessionExchange::inspect): excluded paths pass through;
+//!    cross-site checks; the token and the request context are read from
+//!    the request head.
+//! 2. [`begin`](SessionExchange::begin): the token is verified and
+//!    advanced through the manager (sliding expiry renews here); the
+//!    result is a [`SessionHandle`] for the handler.
+//! 3. [`gate`](SessionExchange::gate): with `require`, a request without a
+//!    valid session is answered here, in the exchange's rejection format.
+//! 4. [`finish`](SessionExchange::finish): the next token (or its removal)
+//!    and the expiry headers go onto the response, and a [`Rejection`] a
+//!    handler answered with is rendered in the same format.
+//!
+//! The tower layer ([`ResponseFuture`](super::ResponseFuture)) and the
+//! actix-web middleware only convert their request and response types
+//! around these four steps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, HeaderName, HeaderValue, RETRY_AFTER};
+
+use super::handle::{Outgoing, SessionHandle};
+use super::head::{DefaultContext, MakeContext, RequestHead};
+use super::rejection::{JsonRejection, Rejection, RejectionFormat, SharedFormat};
+use super::routes::RouteResponse;
+use super::transport::{EXPIRES_IN_HEADER, IDLE_EXPIRES_IN_HEADER, TokenTransport};
+use crate::clock::as_ms;
+use crate::manager::{RequestInfo, SessionManager};
+
+/// The framework-neutral part of every adapter: the settings, and the
+/// four steps around a request (see the [module docs](self)). The tower
+/// layer and the actix-web middleware both wrap one.
+///
+/// ```
+/// use rolling_session::http::{SessionExchange, SessionLayer};
+/// use rolling_session::{KeyRing, SessionManager, TokenKey};
+///
+/// let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1))).build()?;
+/// let exchange = SessionExchange::new(manager)
+///     .route_prefix("/auth/session")
+///     .skip_paths(["/static/", "/favicon.ico"]);
+/// let layer = SessionLayer::from_exchange(exchange);
+/// # let _ = layer;
+/// # Ok::<(), rolling_session::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct SessionExchange {
+    inner: Arc<ExchangeInner>,
+}
+
+#[derive(Clone)]
+struct ExchangeInner {
+    manager: SessionManager,
+    transport: TokenTransport,
+    require: bool,
+    format: SharedFormat,
+    prefix: String,
+    context: Arc<dyn MakeContext>,
+    skip: Vec<String>,
+}
+
+impl std::fmt::Debug for SessionExchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionExchange")
+            .field("transport", &self.inner.transport)
+            .field("require", &self.inner.require)
+            .field("prefix", &self.inner.prefix)
+            .field("skip", &self.inner.skip)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`SessionExchange::inspect`] read of a request.
+#[derive(Debug)]
+pub enum Inspected {
+    /// The path is excluded ([`SessionExchange::skip_paths`]): the request
+    /// goes to the handler untouched, without a [`SessionHandle`].
+    Skip,
+    /// Answer at once (a cross-site request to a state-changing route),
+    /// before the session is looked at.
+    Refuse(Rejection),
+    /// Go on to [`begin`](SessionExchange::begin).
+    Session {
+        /// The token presented, if any.
+        token: Option<String>,
+        /// What the manager needs of the request.
+        request: RequestInfo,
+    },
+}
+
+impl SessionExchange {
+    /// Cookie transport, optional sessions, JSON rejections, prefix
+    /// `/session`, the [`DefaultContext`], no excluded paths.
+    pub fn new(manager: SessionManager) -> Self {
+        Self {
+            inner: Arc::new(ExchangeInner {
+                manager,
+                transport: TokenTransport::default(),
+                require: false,
+                format: Arc::new(JsonRejection),
+                prefix: "/session".into(),
+                context: Arc::new(DefaultContext::default()),
+                skip: Vec::new(),
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut ExchangeInner)) -> Self {
+        f(Arc::make_mut(&mut self.inner));
+        self
+    }
+
+    /// Where the token travels (default: the secure cookie).
+    #[must_use]
+    pub fn transport(self, transport: TokenTransport) -> Self {
+        self.edit(|i| i.transport = transport)
+    }
+    /// Reject requests without a valid session instead of passing them
+    /// through.
+    #[must_use]
+    pub fn require(self, require: bool) -> Self {
+        self.edit(|i| i.require = require)
+    }
+    /// The shape of every rejection this exchange answers with: its own,
+    /// the extractors', and those handlers return (default:
+    /// [`JsonRejection`]).
+    #[must_use]
+    pub fn rejection_format(self, format: impl RejectionFormat) -> Self {
+        self.edit(|i| i.format = Arc::new(format))
+    }
+    /// The prefix of the session routes (default `/session`).
+    #[must_use]
+    pub fn route_prefix(self, prefix: impl Into<String>) -> Self {
+        self.edit(|i| i.prefix = prefix.into())
+    }
+    /// How the request context is derived (default: [`DefaultContext`]).
+    #[must_use]
+    pub fn context_from(self, context: impl MakeContext) -> Self {
+        self.edit(|i| i.context = Arc::new(context))
+    }
+    /// Requests whose path starts with one of `prefixes` pass through
+    /// untouched: no validation, no rotation, no `Set-Cookie`, no
+    /// `Cache-Control: no-store`. For static assets, which need no session
+    /// and should stay cacheable. Handlers behind them get no
+    /// [`SessionHandle`]. (To rotate only on state-changing requests
+    /// instead, see `Rotation::UnsafeMethods`.)
+    #[must_use]
+    pub fn skip_paths<S: Into<String>>(self, prefixes: impl IntoIterator<Item = S>) -> Self {
+        let prefixes: Vec<String> = prefixes.into_iter().map(Into::into).collect();
+        self.edit(|i| i.skip.extend(prefixes))
+    }
+
+    /// The manager.
+    pub fn manager(&self) -> &SessionManager {
+        &self.inner.manager
+    }
+    /// The transport in use.
+    pub fn token_transport(&self) -> &TokenTransport {
+        &self.inner.transport
+    }
+    /// Whether requests without a session are rejected.
+    pub fn is_required(&self) -> bool {
+        self.inner.require
+    }
+    /// The prefix of the session routes.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+    pub(crate) fn format(&self) -> &SharedFormat {
+        &self.inner.format
+    }
+
+    // 1. Inspect.
+
+    /// Step 1: what the request brings, or why it goes no further.
+    pub fn inspect(&self, head: &RequestHead<'_>) -> Inspected {
+        let path = head.path();
+        if self.inner.skip.iter().any(|p| path.starts_with(p.as_str())) {
+            return Inspected::Skip;
+        }
+        if let Err(rejection) = super::origin::check(&self.inner.manager.config().csrf, head) {
+            return Inspected::Refuse(rejection);
+        }
+        let transport = &self.inner.transport;
+        let token = transport.read(head.header_values(transport.request_header()));
+        let request = RequestInfo {
+            safe_method: head.is_safe_method(),
+            context: Some(self.inner.context.make_context(head)),
+        };
+        Inspected::Session { token, request }
+    }
+
+    /// [`inspect`](Self::inspect) for an `http` request head (the tower
+    /// layer). The peer address comes from axum's `ConnectInfo` when the
+    /// server provides it.
+    pub fn inspect_parts(&self, parts: &http::request::Parts) -> Inspected {
+        let headers = |name: &str| -> Vec<&[u8]> {
+            parts
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect()
+        };
+        let head = RequestHead::new(
+            &headers,
+            parts.method.as_str(),
+            parts.uri.path(),
+            peer_ip(&parts.extensions),
+        )
+        .with_authority(parts.uri.authority().map(|a| a.as_str()));
+        self.inspect(&head)
+    }
+
+    // 2. Begin.
+
+    /// Step 2: validates the request's token (if any) and returns the
+    /// handle for the request. Never fails: a refusal is recorded in the
+    /// handle. A request to the refresh route (`POST {prefix}/refresh`) is
+    /// not validated here: its renewal validates the presented token and
+    /// rotates it, once. Validating first would rotate it twice in one
+    /// request (the layer's rotation, then the renewal's use of the token
+    /// it just issued), which retires the token the client holds: were the
+    /// response then lost, or dropped as late, the client would be left
+    /// with a retired token, theft after the grace. With one rotation it
+    /// holds the last presented token, which the sequence rule recovers.
+    pub async fn begin(
+        &self,
+        token: Option<String>,
+        request: RequestInfo,
+        method: &str,
+        path: &str,
+    ) -> SessionHandle {
+        let manager = self.manager().clone();
+        match token {
+            None => SessionHandle::missing(manager, request),
+            Some(presented) if self.is_refresh(method, path) => {
+                SessionHandle::deferred(manager, presented, request)
+            }
+            Some(presented) => SessionHandle::validated(manager, presented, request).await,
+        }
+    }
+
+    fn is_refresh(&self, method: &str, path: &str) -> bool {
+        method == "POST" && path.strip_prefix(self.prefix()) == Some("/refresh")
+    }
+
+    // 3. Gate.
+
+    /// Step 3: with [`require`](Self::require), the answer to a request
+    /// without a valid session (the refresh route decides for itself).
+    pub fn gate(&self, handle: &SessionHandle) -> Result<(), RouteResponse> {
+        if !self.is_required() || handle.is_deferred() {
+            return Ok(());
+        }
+        handle
+            .require()
+            .map(drop)
+            .map_err(|r| self.rejection_response(&r))
+    }
+
+    // 4. Finish.
+
+    /// How long after its issue a token may still leave in a response: half
+    /// of `token.grace_min`, on the monotonic clock and on the manager's
+    /// clock alike. A later response goes without its token (see
+    /// `docs/protocol.md`, late responses).
+    pub fn token_send_deadline(&self) -> Duration {
+        self.manager().config().token.grace_min / 2
+    }
+
+    /// Step 4: the headers to add to the response: the next token (or its
+    /// removal) with `Cache-Control: no-store`, and the relative expiry
+    /// times of an active session.
+    pub fn finish(&self, handle: &SessionHandle) -> Vec<(HeaderName, HeaderValue)> {
+        let transport = self.token_transport();
+        let mut headers = Vec::with_capacity(4);
+        let out = handle.outgoing(self.token_send_deadline());
+        let carried = match &out {
+            Outgoing::Nothing { .. } => None,
+            Outgoing::Token { token, max_age, .. } => transport.write(token, *max_age),
+            Outgoing::Clear => transport.clear(),
+        };
+        if let Some(h) = carried {
+            headers.push(h);
+            headers.push((CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        }
+        if let Outgoing::Nothing {
+            expiry: Some((expires_in, idle_expires_in)),
+        }
+        | Outgoing::Token {
+            expiry: Some((expires_in, idle_expires_in)),
+            ..
+        } = out
+        {
+            headers.push((
+                HeaderName::from_static(EXPIRES_IN_HEADER),
+                HeaderValue::from(as_ms(expires_in)),
+            ));
+            headers.push((
+                HeaderName::from_static(IDLE_EXPIRES_IN_HEADER),
+                HeaderValue::from(as_ms(idle_expires_in)),
+            ));
+        }
+        headers
+    }
+
+    /// A rejection as this exchange answers it: status, content type and
+    /// body in the configured format.
+    pub fn rejection_response(&self, rejection: &Rejection) -> RouteResponse {
+        let (content_type, body) = self.format().format(rejection);
+        RouteResponse {
+            status: rejection.status,
+            content_type,
+            body,
+        }
+    }
+
+    /// The `Retry-After` header a rejection carries, if any.
+    pub fn retry_after(&self, rejection: &Rejection) -> Option<(HeaderName, HeaderValue)> {
+        rejection
+            .retry_after_header()
+            .map(|seconds| (RETRY_AFTER, HeaderValue::from(seconds)))
+    }
+
+    /// A handler's [`Rejection`] re-rendered in this exchange's format
+    /// (the adapters' responses for a `Rejection` are JSON until then):
+    /// the content type and body to put on the response instead.
+    pub(crate) fn render(&self, rejection: &Rejection) -> (&'static str, Bytes) {
+        self.format().format(rejection)
+    }
+}
+
+#[cfg(feature = "axum")]
+fn peer_ip(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
+    crate::axum::peer_ip(extensions)
+}
+
+#[cfg(not(feature = "axum"))]
+fn peer_ip(_: &http::Extensions) -> Option<std::net::IpAddr> {
+    None
+}
