@@ -62,6 +62,7 @@ pub use handle::SessionHandle;
 pub use layer::{SessionLayer, SessionService};
 pub use origin::Origin;
 pub use rejection::{JsonRejection, Rejection, RejectionFormat};
+#[cfg(any(feature = "axum", feature = "actix"))]
 pub(crate) use routes::ROUTE_BODY_LIMIT;
 pub use routes::{CLIENT_JS, RouteResponse, SessionRoute};
 pub use transport::{CookieConfig, EXPIRES_IN_HEADER, IDLE_EXPIRES_IN_HEADER, TokenTransport};

@@ -223,7 +223,8 @@ mod tests {
             allowed_origins: vec!["https://app.example.com".into()],
         };
         let host = ("host", "api.example.com");
-        let cases: &[(&[(&str, &str)], Result<(), &str>)] = &[
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Headers<'_>, Result<(), &str>)] = &[
             (&[], Ok(())),
             (&[host], Ok(())),
             (&[("sec-fetch-site", "same-origin")], Ok(())),

@@ -14,6 +14,7 @@ use super::rejection::Rejection;
 
 /// Bodies above this size are refused by the adapters before the session
 /// routes read them; `POST telemetry` then applies its own, smaller limit.
+#[cfg(any(feature = "axum", feature = "actix"))]
 pub(crate) const ROUTE_BODY_LIMIT: usize = 64 * 1024;
 
 /// The browser client, served at `GET {prefix}/client.js`.
