@@ -4,9 +4,13 @@
 //! default sink, [`TracingSink`], writes them as `tracing` events under the
 //! target `rolling_session::audit`; the manager also counts outcomes with
 //! the `metrics` facade (`rolling_session_requests_total{verdict}`,
-//! `rolling_session_events_total{event}`, and
+//! `rolling_session_events_total{event}`,
 //! `rolling_session_records_tampered_total` for records that failed their
-//! integrity check), which costs nothing until a recorder is installed.
+//! integrity check, `rolling_session_logins_refused_total{reason}` for
+//! logins refused by the admission limits, and, at the HTTP edge,
+//! `rolling_session_store_errors_total{kind}` for store failures, which are
+//! also logged under the target `rolling_session::store`), which costs
+//! nothing until a recorder is installed.
 
 use serde::Serialize;
 

@@ -10,6 +10,15 @@ use super::rejection::Rejection;
 
 /// A web origin, `scheme://host[:port]`, compared as browsers write it in
 /// the `Origin` header: lowercase, default ports dropped.
+///
+/// ```
+/// use rolling_session::http::Origin;
+///
+/// let origin = Origin::parse("HTTPS://App.Example.com:443").unwrap();
+/// assert_eq!(origin.to_string(), "https://app.example.com");
+/// assert_eq!(Origin::parse("https://app.example.com/path"), None);
+/// assert_eq!(Origin::parse("null"), None);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     scheme: String,
@@ -224,7 +233,8 @@ mod tests {
             allowed_origins: vec!["https://app.example.com".into()],
         };
         let host = ("host", "api.example.com");
-        let cases: &[(&[(&str, &str)], Result<(), &str>)] = &[
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Headers<'_>, Result<(), &str>)] = &[
             (&[], Ok(())),
             (&[host], Ok(())),
             (&[("sec-fetch-site", "same-origin")], Ok(())),
