@@ -86,6 +86,7 @@ async fn refresh_racing_a_response_in_flight_is_refused_then_retried() {
     common::refresh_racing_a_response_in_flight_is_refused_then_retried(base, &clock).await;
 }
 
+#[cfg(feature = "drift")]
 #[tokio::test]
 async fn telemetry_route() {
     let (base, clock) = server().await;
@@ -128,4 +129,11 @@ async fn admission_server() -> String {
 #[tokio::test]
 async fn admission_limits() {
     common::admission_limits(admission_server().await).await;
+}
+
+#[cfg(not(feature = "drift"))]
+#[tokio::test]
+async fn telemetry_route_without_drift() {
+    let (base, _clock) = server().await;
+    common::telemetry_route_disabled(base).await;
 }

@@ -280,3 +280,50 @@ async fn drift_state_follows_renewal_and_ends_with_the_session() {
     manager.sweep_expired().await.unwrap();
     assert_eq!(manager.drift_tracked_sessions(), 0);
 }
+
+/// Two nodes behind a round-robin balancer: each sees every other report,
+/// and the echoed server timestamps show it; one node alone (sticky routing)
+/// counts nothing.
+#[tokio::test]
+async fn reports_answered_by_another_node_are_counted() {
+    let (node_a, clock, _) = manager(Config::default());
+    let node_b = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let login = node_a
+        .create_session("alice", SessionContext::default())
+        .await
+        .unwrap();
+    let mut echo = None;
+    for i in 0..10u64 {
+        clock.advance(Duration::from_secs(5));
+        let node = if i % 2 == 0 { &node_a } else { &node_b };
+        let advice = node
+            .ingest_telemetry(&login.session, &sample(node, i, echo), None)
+            .await
+            .unwrap();
+        echo = Some(advice.server_timestamp);
+    }
+    // Each node's state misses half the reports; from its second report on,
+    // each one follows an answer of the other node.
+    assert_eq!(node_a.telemetry_answered_elsewhere(), 4);
+    assert_eq!(node_b.telemetry_answered_elsewhere(), 4);
+
+    // Sticky: node A alone.
+    let (sticky, clock, _) = manager(Config::default());
+    let login = sticky
+        .create_session("bob", SessionContext::default())
+        .await
+        .unwrap();
+    let mut echo = None;
+    for i in 0..10u64 {
+        clock.advance(Duration::from_secs(5));
+        let advice = sticky
+            .ingest_telemetry(&login.session, &sample(&sticky, i, echo), None)
+            .await
+            .unwrap();
+        echo = Some(advice.server_timestamp);
+    }
+    assert_eq!(sticky.telemetry_answered_elsewhere(), 0);
+}

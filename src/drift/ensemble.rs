@@ -353,10 +353,18 @@ impl Ensemble {
     }
 
     fn median_increment_rate(&self, now: f64, h: f64) -> Option<f64> {
-        let points: Vec<[f64; 2]> = self.ordered().collect();
-        let mut inc: Vec<f64> = Vec::with_capacity(points.len());
+        // On the stack: this runs on every new checkpoint.
+        let mut buf = [[0.0f64; 2]; HISTORY];
+        let mut len = 0;
+        for (slot, p) in buf.iter_mut().zip(self.ordered()) {
+            *slot = p;
+            len += 1;
+        }
+        let points = &buf[..len];
+        let mut incs = [0.0f64; HISTORY];
+        let mut n = 0;
         let mut j = 0;
-        for p in &points {
+        for p in points {
             let target = p[0] + h;
             if target > now {
                 break;
@@ -370,12 +378,16 @@ impl Ensemble {
             } else {
                 b[1]
             };
-            inc.push(c - p[1]);
+            if let Some(slot) = incs.get_mut(n) {
+                *slot = c - p[1];
+                n += 1;
+            }
         }
-        if inc.len() < MIN_INCREMENTS {
+        if n < MIN_INCREMENTS {
             return None;
         }
-        let mid = inc.len() / 2;
+        let inc = &mut incs[..n];
+        let mid = n / 2;
         let (_, m, _) = inc.select_nth_unstable_by(mid, f64::total_cmp);
         Some((*m / h).max(0.0))
     }
@@ -489,7 +501,15 @@ impl Ensemble {
         }
 
         // Checkpoints, and the median past increment when one is added.
-        let newest = self.ordered().last().map_or(f64::NEG_INFINITY, |p| p[0]);
+        // The newest checkpoint (as `ordered()` sees it): the last one pushed until the ring
+        // is full, then the one just before the next slot.
+        let newest = if self.history.len() < HISTORY {
+            self.history.last()
+        } else {
+            self.history
+                .get((self.history_next as usize + HISTORY - 1) % HISTORY)
+        }
+        .map_or(f64::NEG_INFINITY, |p| p[0]);
         if t - newest >= HISTORY_SPACING_S {
             if self.history.len() < HISTORY {
                 self.history.push([t, c]);

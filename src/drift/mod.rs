@@ -514,6 +514,22 @@ pub struct SessionDrift {
     rtt: RttWindow,
     clock_steps: u32,
     anomalies: u32,
+    /// Set once `repair` has run for a configuration's window: state that never left memory
+    /// is not re-checked on every report. Not persisted, so state loaded from a store is.
+    #[serde(skip)]
+    repaired: RepairMark,
+}
+
+/// The `skew_window` a state was repaired for (0: not repaired; the window is at least 8).
+/// Equal to every other mark: it is bookkeeping, not state, and a state loaded from a store
+/// equals the one saved.
+#[derive(Clone, Copy, Debug, Default)]
+struct RepairMark(u16);
+
+impl PartialEq for RepairMark {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl Default for SessionDrift {
@@ -543,6 +559,7 @@ impl SessionDrift {
             rtt: RttWindow::default(),
             clock_steps: 0,
             anomalies: 0,
+            repaired: RepairMark::default(),
         }
     }
 
@@ -846,7 +863,12 @@ impl DriftPredictor {
     ) -> Result<DriftAdvice, TelemetryError> {
         self.validate(state, sample, now_ms)?;
         let cfg = &self.config;
-        state.repair(cfg);
+        // The sanitised window is 8..=1024.
+        let mark = u16::try_from(cfg.skew_window).unwrap_or(u16::MAX);
+        if state.repaired.0 != mark {
+            state.repair(cfg);
+            state.repaired = RepairMark(mark);
+        }
         let first = state.samples == 0;
         let elapsed_ms = if first {
             0.0

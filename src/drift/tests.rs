@@ -394,3 +394,28 @@ fn corrupted_state_is_repaired_not_panicked_on() {
     let a = p.ingest(&mut broken, &sample(t - 300, 1_000), ctx(0), t);
     assert!(a.is_ok_and(|a| a.skew_ms.is_finite() && a.anomaly_score.is_finite()));
 }
+
+#[test]
+fn state_is_repaired_once_per_configuration_and_after_loading() {
+    let p = DriftPredictor::new(DriftConfig::default());
+    let mut s = SessionDrift::new();
+    let now = warm_up(&p, &mut s, 20);
+    assert_eq!(s.repaired.0, 128, "repaired for the default window");
+
+    // Loaded from a store: not marked, so the next report repairs it.
+    let json = serde_json::to_string(&s).unwrap_or_default();
+    let mut loaded: SessionDrift = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.repaired.0, 0);
+    assert_eq!(loaded, s, "the mark is not state");
+
+    // Another configuration repairs again, to its own window.
+    let small = DriftPredictor::new(DriftConfig {
+        skew_window: 16,
+        ..DriftConfig::default()
+    });
+    let t = now + 10_000;
+    small
+        .ingest(&mut loaded, &sample(t - 300, 500), ctx(10_000 * 21), t)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.repaired.0, 16);
+}

@@ -421,6 +421,27 @@ pub async fn refresh_racing_a_response_in_flight_is_refused_then_retried(
     assert_eq!(c.go(Method::GET, "/me", None).await.status, StatusCode::OK);
 }
 
+/// Without the `drift` feature `POST /session/telemetry` answers 404
+/// `drift_disabled`, signed in or not, and the session still works.
+pub async fn telemetry_route_disabled(base: String) {
+    let mut c = Client::new(base);
+    let report = json!({ "timestamp": 1, "operation_count": 1, "client_entropy": 0.5 });
+    for signed_in in [false, true] {
+        if signed_in {
+            c.login("telemetry").await;
+        }
+        let a = c
+            .send(Method::POST, "/session/telemetry", Some(report.clone()))
+            .await;
+        assert_eq!(
+            (a.status, a.json["error"].as_str()),
+            (StatusCode::NOT_FOUND, Some("drift_disabled")),
+            "signed in: {signed_in}"
+        );
+    }
+    assert_eq!(c.go(Method::GET, "/me", None).await.status, StatusCode::OK);
+}
+
 /// `POST /session/telemetry`: advice for good reports, 400 with a reason
 /// for bad ones, 429 when too frequent; the session keeps rolling.
 pub async fn telemetry_route(base: String, clock: &ManualClock) {
