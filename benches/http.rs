@@ -88,8 +88,9 @@ fn session_layer() -> (SessionManager, SessionLayer) {
     )))
     .build()
     .unwrap();
-    let layer = SessionLayer::new(manager.clone())
-        .transport(TokenTransport::Cookie(CookieConfig::development(COOKIE)));
+    let layer = SessionLayer::new(manager.clone()).transport(TokenTransport::Cookie(
+        CookieConfig::development(COOKIE).expect("a valid cookie name"),
+    ));
     (manager, layer)
 }
 

@@ -44,7 +44,7 @@ async fn main() -> std::io::Result<()> {
         .expect("default configuration is valid");
     // DEVELOPMENT COOKIE CONFIG (plain HTTP on localhost), see the file docs.
     let exchange = SessionExchange::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development("rs_session"),
+        CookieConfig::development("rs_session").expect("a valid cookie name"),
     ));
     let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3001".into());
     println!("rolling-session actix example listening on http://{addr}");

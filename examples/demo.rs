@@ -267,7 +267,7 @@ pub fn app() -> Result<Router, Box<dyn std::error::Error>> {
     };
     // DEVELOPMENT COOKIE CONFIG (plain HTTP on localhost), see the file docs.
     let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development("rs_session"),
+        CookieConfig::development("rs_session").expect("a valid cookie name"),
     ));
     let app = Router::new()
         .route("/", get(page))

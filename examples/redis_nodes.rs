@@ -89,8 +89,9 @@ async fn logout(handle: SessionHandle) -> Result<Json<Value>, Rejection> {
 /// the `/session` routes) behind its `SessionLayer`.
 pub fn node_app(name: &'static str, manager: SessionManager) -> Router {
     // DEVELOPMENT COOKIE CONFIG (plain HTTP on localhost), see the file docs.
-    let layer = SessionLayer::new(manager)
-        .transport(TokenTransport::Cookie(CookieConfig::development(COOKIE)));
+    let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
+        CookieConfig::development(COOKIE).expect("a valid cookie name"),
+    ));
     Router::new()
         .route("/login", post(login))
         .route("/me", get(me))

@@ -31,9 +31,9 @@ fn exchange() -> SessionExchange {
         .build()
         .unwrap();
     SessionExchange::new(manager)
-        .transport(TokenTransport::Cookie(CookieConfig::development(
-            common::COOKIE,
-        )))
+        .transport(TokenTransport::Cookie(
+            CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
+        ))
         .rejection_format(PlainText)
         .skip_paths(["/static/"])
 }

@@ -39,7 +39,7 @@ fn server() -> (String, ManualClock) {
         .build()
         .unwrap();
     let exchange = SessionExchange::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(common::COOKIE),
+        CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
     ));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -117,7 +117,7 @@ fn admission_server() -> String {
         .build()
         .unwrap();
     let exchange = SessionExchange::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(common::COOKIE),
+        CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
     ));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

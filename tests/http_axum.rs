@@ -38,7 +38,7 @@ async fn server() -> (String, ManualClock) {
         .build()
         .unwrap();
     let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(common::COOKIE),
+        CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
     ));
     let app = Router::new()
         .route("/login", post(login))
@@ -106,7 +106,7 @@ async fn admission_server() -> String {
         .build()
         .unwrap();
     let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(common::COOKIE),
+        CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
     ));
     let app = Router::new()
         .route("/login", post(login))

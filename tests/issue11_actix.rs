@@ -55,9 +55,10 @@ fn server() -> Server {
     let clock = ManualClock::new(1_800_000_000_000);
     let events = Arc::new(MemorySink::new());
     let gate = web::Data::new(Gate::default());
-    let exchange = SessionExchange::new(issue11::manager(&clock, &events)).transport(
-        TokenTransport::Cookie(CookieConfig::development(common::COOKIE)),
-    );
+    let exchange =
+        SessionExchange::new(issue11::manager(&clock, &events)).transport(TokenTransport::Cookie(
+            CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
+        ));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let data = gate.clone();

@@ -57,9 +57,10 @@ async fn server() -> Server {
     let clock = ManualClock::new(1_800_000_000_000);
     let events = Arc::new(MemorySink::new());
     let gate = Arc::new(Gate::default());
-    let layer = SessionLayer::new(issue11::manager(&clock, &events)).transport(
-        TokenTransport::Cookie(CookieConfig::development(common::COOKIE)),
-    );
+    let layer =
+        SessionLayer::new(issue11::manager(&clock, &events)).transport(TokenTransport::Cookie(
+            CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
+        ));
     let app = Router::new()
         .route("/login", post(login))
         .route("/me", get(me))

@@ -42,7 +42,7 @@ async fn server(config: Config) -> (String, ManualClock) {
         .build()
         .unwrap();
     let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(common::COOKIE),
+        CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
     ));
     let app = Router::new()
         .route("/login", post(login))

@@ -143,8 +143,9 @@ async fn store_failures_are_counted_and_logged_with_their_source() {
         .store(store)
         .build()
         .unwrap();
-    let layer = SessionLayer::new(manager)
-        .transport(TokenTransport::Cookie(CookieConfig::development("sid")));
+    let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
+        CookieConfig::development("sid").expect("a valid cookie name"),
+    ));
     let app = Router::new()
         .route("/login", post(login))
         .route("/me", get(me))

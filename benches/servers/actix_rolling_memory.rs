@@ -31,7 +31,7 @@ fn main() {
         .build()
         .unwrap();
         let exchange = SessionExchange::new(manager).transport(TokenTransport::Cookie(
-            CookieConfig::development("rs_session"),
+            CookieConfig::development("rs_session").expect("a valid cookie name"),
         ));
         HttpServer::new(move || {
             App::new()

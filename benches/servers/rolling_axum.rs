@@ -28,7 +28,7 @@ pub async fn serve(addr: &str, store: impl SessionStore) {
     .unwrap();
     // Plain HTTP on loopback: the development cookie (no `Secure`).
     let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development("rs_session"),
+        CookieConfig::development("rs_session").expect("a valid cookie name"),
     ));
     let app = Router::new()
         .route("/", get(hello))

@@ -22,7 +22,7 @@ use crate::manager::SessionManager;
 /// // Every route behind this layer needs a session (401 with the reason
 /// // otherwise); the cookie works over plain http://localhost.
 /// let layer = SessionLayer::new(manager)
-///     .transport(TokenTransport::Cookie(CookieConfig::development("sid")))
+///     .transport(TokenTransport::Cookie(CookieConfig::development("sid").unwrap()))
 ///     .require();
 /// assert!(layer.exchange().is_required());
 /// # Ok::<(), rolling_session::ConfigError>(())

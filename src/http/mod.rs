@@ -71,4 +71,6 @@ pub use rejection::{JsonRejection, Rejection, RejectionFormat};
 #[cfg(any(feature = "axum", feature = "actix"))]
 pub(crate) use routes::ROUTE_BODY_LIMIT;
 pub use routes::{CLIENT_JS, RouteResponse, SessionRoute};
-pub use transport::{CookieConfig, EXPIRES_IN_HEADER, IDLE_EXPIRES_IN_HEADER, TokenTransport};
+pub use transport::{
+    CookieConfig, CookieError, EXPIRES_IN_HEADER, IDLE_EXPIRES_IN_HEADER, TokenTransport,
+};

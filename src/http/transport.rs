@@ -24,7 +24,9 @@ impl Default for TokenTransport {
     }
 }
 
-/// The session cookie's name and attributes.
+/// The session cookie's name and attributes, checked when they are set:
+/// a configuration browsers would drop or mangle is an error, never a
+/// cookie that silently goes missing.
 ///
 /// The default is the strictest a browser session allows: the `__Host-`
 /// prefix (which browsers only accept with `Secure`, `Path=/` and no
@@ -32,29 +34,71 @@ impl Default for TokenTransport {
 ///
 /// ```
 /// use cookie::SameSite;
-/// use rolling_session::http::{CookieConfig, TokenTransport};
+/// use rolling_session::http::{CookieConfig, CookieError, TokenTransport};
 ///
 /// // Production: keep the defaults.
 /// let secure = CookieConfig::default();
-/// assert_eq!((secure.name.as_str(), secure.secure), ("__Host-session", true));
+/// assert_eq!((secure.name(), secure.is_secure()), ("__Host-session", true));
 ///
 /// // Plain http://localhost while developing: no `__Host-` prefix and no
 /// // `Secure`, which browsers would refuse over HTTP.
-/// let dev = CookieConfig::development("rs_session");
-/// assert!(!dev.secure && dev.http_only && dev.same_site == SameSite::Lax);
+/// let dev = CookieConfig::development("rs_session")?;
+/// assert!(!dev.is_secure() && dev.is_http_only() && dev.same_site_policy() == SameSite::Lax);
+///
+/// // Shared by the subdomains of example.com, under /app.
+/// let shared = CookieConfig::new("__Secure-sid")?.domain("example.com")?.path("/app")?;
+/// assert_eq!(shared.cookie_domain(), Some("example.com"));
+///
+/// // What browsers would drop is refused where it is written.
+/// assert!(matches!(CookieConfig::development("__Host-sid"), Err(CookieError::PrefixNeedsSecure { .. })));
+/// assert!(matches!(CookieConfig::new("sessión"), Err(CookieError::Name { .. })));
 /// let transport = TokenTransport::Cookie(dev);
 /// # let _ = transport;
+/// # Ok::<(), CookieError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CookieConfig {
-    /// The cookie name, `__Host-session` by default.
-    pub name: String,
-    /// Send only over HTTPS. Default true.
-    pub secure: bool,
-    /// Hide from JavaScript. Default true.
-    pub http_only: bool,
-    /// The `SameSite` attribute. Default `Lax`.
-    pub same_site: SameSite,
+    name: String,
+    secure: bool,
+    http_only: bool,
+    same_site: SameSite,
+    domain: Option<String>,
+    path: String,
+}
+
+/// A cookie configuration browsers would drop or mangle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CookieError {
+    /// Cookie names are RFC 6265 tokens: visible ASCII without separators
+    /// (`()<>@,;:\"/[]?={}`, spaces).
+    #[error("cookie name {name:?} is not an RFC 6265 token (visible ASCII, no separators)")]
+    Name {
+        /// The name refused.
+        name: String,
+    },
+    /// `__Host-` and `__Secure-` cookies are only accepted with `Secure`
+    /// (and so over HTTPS); `SameSite=None` needs it too.
+    #[error("{what} needs the Secure attribute (browsers drop it otherwise)")]
+    PrefixNeedsSecure {
+        /// The prefix or attribute that needs it.
+        what: &'static str,
+    },
+    /// `__Host-` cookies must have `Path=/` and no `Domain`.
+    #[error("a __Host- cookie must have Path=/ and no Domain")]
+    HostPrefixScope,
+    /// Not a domain name (letters, digits, `-` and `.`).
+    #[error("cookie domain {domain:?} is not a domain name")]
+    Domain {
+        /// The domain refused.
+        domain: String,
+    },
+    /// A path starts with `/` and has no `;` or control characters.
+    #[error("cookie path {path:?} must start with / and hold no ; or control characters")]
+    Path {
+        /// The path refused.
+        path: String,
+    },
 }
 
 impl Default for CookieConfig {
@@ -64,20 +108,150 @@ impl Default for CookieConfig {
             secure: true,
             http_only: true,
             same_site: SameSite::Lax,
+            domain: None,
+            path: "/".into(),
         }
     }
 }
 
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
 impl CookieConfig {
+    /// The secure defaults under another name.
+    pub fn new(name: impl Into<String>) -> Result<Self, CookieError> {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+        .checked()
+    }
+
     /// **For development over plain `http://localhost` only**: no
     /// `__Host-` prefix and no `Secure`, which browsers require for HTTP.
-    /// Everything else keeps the secure defaults.
-    pub fn development(name: impl Into<String>) -> Self {
+    /// Everything else keeps the secure defaults. A name with the
+    /// `__Host-` or `__Secure-` prefix is refused: browsers drop such
+    /// cookies without `Secure`.
+    pub fn development(name: impl Into<String>) -> Result<Self, CookieError> {
         Self {
             name: name.into(),
             secure: false,
             ..Self::default()
         }
+        .checked()
+    }
+
+    /// Sends the cookie over HTTPS only (default true).
+    pub fn secure(mut self, secure: bool) -> Result<Self, CookieError> {
+        self.secure = secure;
+        self.checked()
+    }
+
+    /// Hides the cookie from JavaScript (default true).
+    #[must_use]
+    pub fn http_only(mut self, http_only: bool) -> Self {
+        self.http_only = http_only;
+        self
+    }
+
+    /// The `SameSite` attribute (default `Lax`; `None` needs `Secure`).
+    pub fn same_site(mut self, same_site: SameSite) -> Result<Self, CookieError> {
+        self.same_site = same_site;
+        self.checked()
+    }
+
+    /// Shares the cookie with the subdomains of `domain` (default: this
+    /// host only). Not with the `__Host-` prefix.
+    pub fn domain(mut self, domain: impl Into<String>) -> Result<Self, CookieError> {
+        self.domain = Some(domain.into());
+        self.checked()
+    }
+
+    /// Sends the cookie only under `path` (default `/`). Not with the
+    /// `__Host-` prefix. The session routes must be under it.
+    pub fn path(mut self, path: impl Into<String>) -> Result<Self, CookieError> {
+        self.path = path.into();
+        self.checked()
+    }
+
+    /// The cookie's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Whether it is sent over HTTPS only.
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+    /// Whether it is hidden from JavaScript.
+    pub fn is_http_only(&self) -> bool {
+        self.http_only
+    }
+    /// Its `SameSite` attribute.
+    pub fn same_site_policy(&self) -> SameSite {
+        self.same_site
+    }
+    /// Its `Domain`, if shared with subdomains.
+    pub fn cookie_domain(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+    /// Its `Path`.
+    pub fn cookie_path(&self) -> &str {
+        &self.path
+    }
+
+    fn checked(self) -> Result<Self, CookieError> {
+        if !is_token(&self.name) {
+            return Err(CookieError::Name { name: self.name });
+        }
+        let host = self.name.starts_with("__Host-");
+        if host && !self.secure {
+            return Err(CookieError::PrefixNeedsSecure {
+                what: "the __Host- prefix",
+            });
+        }
+        if self.name.starts_with("__Secure-") && !self.secure {
+            return Err(CookieError::PrefixNeedsSecure {
+                what: "the __Secure- prefix",
+            });
+        }
+        if self.same_site == SameSite::None && !self.secure {
+            return Err(CookieError::PrefixNeedsSecure {
+                what: "SameSite=None",
+            });
+        }
+        if host && (self.domain.is_some() || self.path != "/") {
+            return Err(CookieError::HostPrefixScope);
+        }
+        if let Some(domain) = &self.domain {
+            let bare = domain.strip_prefix('.').unwrap_or(domain);
+            let valid = !bare.is_empty()
+                && bare.len() <= 253
+                && bare.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !valid {
+                return Err(CookieError::Domain {
+                    domain: domain.clone(),
+                });
+            }
+        }
+        if !self.path.starts_with('/')
+            || self
+                .path
+                .bytes()
+                .any(|b| b == b';' || b.is_ascii_control() || !b.is_ascii())
+        {
+            return Err(CookieError::Path { path: self.path });
+        }
+        Ok(self)
     }
 
     /// The `Set-Cookie` value. Written directly rather than through
@@ -87,7 +261,10 @@ impl CookieConfig {
     fn build(&self, value: &str, max_age: Option<Duration>) -> Option<HeaderValue> {
         use std::fmt::Write as _;
         let mut out = String::with_capacity(self.name.len() + value.len() + 80);
-        let _ = write!(out, "{}={value}; Path=/", self.name);
+        let _ = write!(out, "{}={value}; Path={}", self.name, self.path);
+        if let Some(domain) = &self.domain {
+            let _ = write!(out, "; Domain={domain}");
+        }
         if let Some(max_age) = max_age {
             let _ = write!(out, "; Max-Age={}", max_age.as_secs().min(i64::MAX as u64));
         }
@@ -205,7 +382,9 @@ mod tests {
             assert!(value.contains(attr), "{value} lacks {attr}");
         }
         assert!(!value.contains("Domain"));
-        let dev = TokenTransport::Cookie(CookieConfig::development("rs_session"));
+        let dev = TokenTransport::Cookie(
+            CookieConfig::development("rs_session").expect("a valid cookie name"),
+        );
         let (_, value) = dev.write(&token, None).unwrap();
         let value = value.to_str().unwrap();
         assert!(value.starts_with("rs_session=") && !value.contains("Secure"));
@@ -224,8 +403,99 @@ mod tests {
     }
 
     #[test]
+    fn configurations_browsers_would_drop_are_refused_where_written() {
+        assert!(matches!(
+            CookieConfig::development("__Host-sid"),
+            Err(CookieError::PrefixNeedsSecure { .. })
+        ));
+        assert!(matches!(
+            CookieConfig::development("__Secure-sid"),
+            Err(CookieError::PrefixNeedsSecure { .. })
+        ));
+        for bad in [
+            "", "sessión", "a b", "a;b", "a=b", "a\"b", "a\nb", "a,b", "{x}",
+        ] {
+            assert!(
+                matches!(CookieConfig::new(bad), Err(CookieError::Name { .. })),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            CookieConfig::development("dev")
+                .unwrap()
+                .same_site(SameSite::None),
+            Err(CookieError::PrefixNeedsSecure {
+                what: "SameSite=None"
+            })
+        );
+        assert_eq!(
+            CookieConfig::default().domain("example.com"),
+            Err(CookieError::HostPrefixScope)
+        );
+        assert_eq!(
+            CookieConfig::default().path("/app"),
+            Err(CookieError::HostPrefixScope)
+        );
+        assert!(matches!(
+            CookieConfig::default().secure(false),
+            Err(CookieError::PrefixNeedsSecure { .. })
+        ));
+        let named = CookieConfig::new("sid").unwrap();
+        for bad in [
+            "exa mple.com",
+            "",
+            ".",
+            "a..b",
+            "bad;domain",
+            "ex\u{e4}mple.com",
+        ] {
+            assert!(
+                matches!(named.clone().domain(bad), Err(CookieError::Domain { .. })),
+                "{bad:?}"
+            );
+        }
+        for bad in ["app", "/a;b", "/a\nb", ""] {
+            assert!(
+                matches!(named.clone().path(bad), Err(CookieError::Path { .. })),
+                "{bad:?}"
+            );
+        }
+        // Every error says what to fix.
+        let err = CookieConfig::development("__Host-sid")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("__Host-") && err.contains("Secure"), "{err}");
+    }
+
+    #[test]
+    fn domain_and_path_are_written() {
+        let cfg = CookieConfig::new("__Secure-sid")
+            .unwrap()
+            .domain("example.com")
+            .unwrap()
+            .path("/app")
+            .unwrap();
+        let t = TokenTransport::Cookie(cfg);
+        let token = crate::KeyRing::new(crate::TokenKey::new(1, [1; 32]))
+            .mint(&crate::SessionId::from_bytes([1; 16]), 0);
+        let (_, value) = t.write(&token, None).unwrap();
+        let parsed = Cookie::parse(value.to_str().unwrap()).unwrap();
+        assert_eq!(parsed.name(), "__Secure-sid");
+        assert_eq!(parsed.domain(), Some("example.com"));
+        assert_eq!(parsed.path(), Some("/app"));
+        assert_eq!(parsed.secure(), Some(true));
+        let (_, cleared) = t.clear().unwrap();
+        let cleared = Cookie::parse(cleared.to_str().unwrap()).unwrap();
+        assert_eq!(
+            (cleared.domain(), cleared.path()),
+            (Some("example.com"), Some("/app"))
+        );
+    }
+
+    #[test]
     fn reads_the_named_cookie_among_others_and_survives_junk() {
-        let t = TokenTransport::Cookie(CookieConfig::development("s"));
+        let t =
+            TokenTransport::Cookie(CookieConfig::development("s").expect("a valid cookie name"));
         let found = t.read([b"a=1; s=tok; b=2".as_slice()]);
         assert_eq!(found.as_deref(), Some("tok"));
         assert_eq!(t.read([b"a=1".as_slice()]), None);
