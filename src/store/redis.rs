@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -14,7 +15,7 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::{Advance, Created, SessionLimit, SessionStore};
-use crate::clock::as_ms;
+use crate::clock::{Clock, SystemClock, as_ms};
 use crate::error::StoreError;
 use crate::sequence::{
     AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict,
@@ -32,6 +33,9 @@ const RECORD_FIELDS: [&str; 13] = [
     "ids", "uid", "created", "meta", "ctr", "pre", "req", "seen", "iss", "ret", "rev", "ends",
     "idle",
 ];
+
+/// [`Inner::clock_offset`] before the first reply taught it.
+const OFFSET_UNKNOWN: i64 = i64::MIN;
 
 /// The `rev` of a hash `create_limited` wrote and its user's index has not
 /// admitted yet: every script and read treats it as absent.
@@ -101,6 +105,16 @@ const PENDING: &str = "pending";
 /// HTTP layer answers with `503 store_unavailable`. The connection
 /// reconnects by itself in the background; nothing needs a restart.
 ///
+/// A command the node gave up on may still reach Redis later: queued
+/// behind a hang, or kept by TCP on a cut link. The advance script is
+/// therefore given a deadline (the call's timeout plus the
+/// [`deadline_margin`](RedisStoreBuilder::deadline_margin), on Redis's own
+/// clock: the node learns the offset between the two clocks from every
+/// reply) and refuses, unapplied, a command that arrives after it. Applied
+/// that late, with the time it was sent, it would present a token retired
+/// and forgotten since: theft, for an honest user
+/// (`tests/store_faults.rs`).
+///
 /// # Example
 ///
 /// ```no_run
@@ -129,6 +143,10 @@ pub struct RedisStore {
 struct Inner {
     prefix: String,
     timeout: Duration,
+    deadline_margin: Duration,
+    /// Redis's clock minus this machine's, in ms, as the last advance
+    /// reply showed it ([`OFFSET_UNKNOWN`] before the first).
+    clock_offset: AtomicI64,
     expiry_slack_ms: u64,
     codec: Codec,
     scripts: Scripts,
@@ -186,6 +204,7 @@ impl fmt::Debug for RedisStore {
             .field("mode", &self.conn.mode())
             .field("prefix", &self.inner.prefix)
             .field("timeout", &self.inner.timeout)
+            .field("deadline_margin", &self.inner.deadline_margin)
             .field("expiry_slack_ms", &self.inner.expiry_slack_ms)
             .field("payload", &self.inner.codec.payload)
             .finish()
@@ -243,6 +262,7 @@ impl ConnectionLike for Conn {
 pub struct RedisStoreBuilder {
     prefix: String,
     timeout: Duration,
+    deadline_margin: Duration,
     expiry_slack: Duration,
     payload: Option<PayloadKeys>,
     accept_plaintext: bool,
@@ -253,6 +273,7 @@ impl Default for RedisStoreBuilder {
         Self {
             prefix: "rs:".into(),
             timeout: Duration::from_secs(1),
+            deadline_margin: Duration::from_millis(500),
             expiry_slack: Duration::from_secs(60),
             payload: None,
             accept_plaintext: false,
@@ -282,6 +303,19 @@ impl RedisStoreBuilder {
     /// 1 s). Past it the call fails with [`StoreError::Unavailable`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long after its [timeout](Self::timeout) a request may still be
+    /// applied by Redis (default 500 ms); later, the advance script refuses
+    /// it unapplied. It absorbs the error of the clock offset the node
+    /// learns from Redis's replies (half a round trip) and clock
+    /// differences between the masters of a cluster. Keep the timeout plus
+    /// this margin below `token.grace_min` (default 2 s): a request
+    /// applied later than the grace after it was sent can find its token
+    /// retired and forgotten, and be taken for theft.
+    pub fn deadline_margin(mut self, margin: Duration) -> Self {
+        self.deadline_margin = margin;
         self
     }
 
@@ -324,7 +358,9 @@ impl RedisStoreBuilder {
         .await
         .map_err(|_| StoreError::unavailable(Timeout(timeout)))?
         .map_err(StoreError::unavailable)?;
-        Ok(self.finish(Conn::Single(conn)))
+        let store = self.finish(Conn::Single(conn));
+        store.learn_clock().await;
+        Ok(store)
     }
 
     /// Like [`connect`](Self::connect), but without waiting for the
@@ -356,7 +392,9 @@ impl RedisStoreBuilder {
             .await
             .map_err(|_| StoreError::unavailable(Timeout(timeout)))?
             .map_err(StoreError::unavailable)?;
-        Ok(self.finish(Conn::Cluster(conn)))
+        let store = self.finish(Conn::Cluster(conn));
+        store.learn_clock().await;
+        Ok(store)
     }
 
     fn manager_config(&self) -> ConnectionManagerConfig {
@@ -376,6 +414,8 @@ impl RedisStoreBuilder {
             inner: Arc::new(Inner {
                 prefix: self.prefix,
                 timeout: self.timeout,
+                deadline_margin: self.deadline_margin,
+                clock_offset: AtomicI64::new(OFFSET_UNKNOWN),
                 expiry_slack_ms: as_ms(self.expiry_slack),
                 codec: Codec {
                     payload: self.payload,
@@ -436,6 +476,46 @@ impl RedisStore {
         tokio::time::timeout(limit, call)
             .await
             .unwrap_or_else(|_| Err(StoreError::unavailable(Timeout(limit))))
+    }
+
+    /// The advance script's deadline for a call sent at `sent_ms` (this
+    /// machine's clock), on Redis's clock; `None` until the offset between
+    /// the two clocks is known.
+    fn deadline(&self, sent_ms: u64) -> Option<u64> {
+        let offset = self.inner.clock_offset.load(Ordering::Relaxed);
+        if offset == OFFSET_UNKNOWN {
+            return None;
+        }
+        let wait = as_ms(self.inner.timeout).saturating_add(as_ms(self.inner.deadline_margin));
+        Some(sent_ms.saturating_add_signed(offset).saturating_add(wait))
+    }
+
+    /// Asks Redis for its clock (`TIME`) to learn the offset before the
+    /// first advance; best effort, as every advance reply teaches it too.
+    async fn learn_clock(&self) {
+        let mut conn = self.conn.clone();
+        let sent = SystemClock.now_ms();
+        let time = tokio::time::timeout(
+            self.inner.timeout,
+            ::redis::cmd("TIME").query_async::<(u64, u64)>(&mut conn),
+        )
+        .await;
+        if let Ok(Ok((secs, micros))) = time {
+            let server_ms = secs.saturating_mul(1_000).saturating_add(micros / 1_000);
+            self.learn_offset(sent, SystemClock.now_ms(), server_ms);
+        }
+    }
+
+    /// Learns the offset of Redis's clock from a reply stamped `server_ms`
+    /// that was sent at `sent_ms` and received at `received_ms`: the
+    /// stamp is taken as the middle of the round trip, so the error is at
+    /// most half of it.
+    fn learn_offset(&self, sent_ms: u64, received_ms: u64, server_ms: u64) {
+        let middle = sent_ms / 2 + received_ms / 2;
+        let offset = i64::try_from(i128::from(server_ms) - i128::from(middle))
+            .unwrap_or(OFFSET_UNKNOWN)
+            .max(OFFSET_UNKNOWN + 1);
+        self.inner.clock_offset.store(offset, Ordering::Relaxed);
     }
 
     fn ttl_ms(&self, deadline: u64, reference: u64) -> u64 {
@@ -1018,6 +1098,7 @@ impl SessionStore for RedisStore {
                 Rotate::ReplaceUndelivered => ("u", 0),
             };
             let mut conn = self.conn.clone();
+            let sent = SystemClock.now_ms();
             let reply: Option<Vec<Vec<u8>>> = self
                 .inner
                 .scripts
@@ -1032,15 +1113,26 @@ impl SessionStore for RedisStore {
                 .arg(param.to_string())
                 .arg(self.inner.expiry_slack_ms.to_string())
                 .arg(request.new_id.map_or_else(String::new, |n| n.to_string()))
+                .arg(
+                    self.deadline(sent)
+                        .map_or_else(String::new, |d| d.to_string()),
+                )
                 .invoke_async(&mut conn)
                 .await
                 .map_err(map_err)?;
-            let Some(reply) = reply else {
+            let Some(mut reply) = reply else {
                 return Ok(None);
             };
+            let server_ms = reply
+                .pop()
+                .ok_or_else(|| corrupt("empty reply from the advance script"))?;
+            self.learn_offset(sent, SystemClock.now_ms(), number(&server_ms)?);
             let (verdict, fields) = reply
                 .split_first()
                 .ok_or_else(|| corrupt("empty reply from the advance script"))?;
+            if verdict == b"late" {
+                return Err(StoreError::unavailable(Late));
+            }
             let verdict = parse_verdict(verdict)?;
             let record = self.inner.codec.decode(fields)?;
             if record.lineage() != id.lineage() {
@@ -1293,6 +1385,18 @@ impl fmt::Display for Timeout {
 }
 
 impl std::error::Error for Timeout {}
+
+/// A request that reached Redis after its deadline, refused unapplied.
+#[derive(Debug, Clone, Copy)]
+struct Late;
+
+impl fmt::Display for Late {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the request reached Redis after its deadline and was not applied")
+    }
+}
+
+impl std::error::Error for Late {}
 
 /// The first byte of a sealed payload; a payload in clear is JSON and
 /// starts with `{`.

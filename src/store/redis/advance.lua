@@ -10,10 +10,18 @@
 -- ARGV[7]  the rotate parameter    ARGV[8]  expiry slack (ms)
 -- ARGV[9]  the new id if this request moves the lineage (renewal,
 --          elevation), else ''
+-- ARGV[10] the deadline, ms since the epoch on this server's clock ('' for
+--          none): past it the node has given up waiting for the reply, so
+--          the command is refused unapplied ({ 'late', time }). A command
+--          stuck on a cut link or queued behind a hang is otherwise applied
+--          with the time it was sent, long after its token was retired and
+--          forgotten: that would read as theft.
 --
 -- Reply: false if there is no such lineage (or it is still being created:
 -- rev 'pending') or ARGV[1] is not one of its ids, else { verdict, ids,
--- uid, created, meta, ctr, pre, req, seen, iss, ret, rev, ends, idle }.
+-- uid, created, meta, ctr, pre, req, seen, iss, ret, rev, ends, idle,
+-- time }; `time` is this server's clock (ms), from which the node learns
+-- its offset to the node's clock for the next deadlines.
 --
 -- Fields: ids  the lineage's ids, comma-separated, oldest first, the
 --              current one (for which tokens are minted) last
@@ -32,6 +40,12 @@
 -- those that are computed (n + 1, c + 1, req + 1) are printed with %.0f.
 
 local key = KEYS[1]
+local clock = redis.call('TIME')
+local server_ms = clock[1] * 1000 + math.floor(clock[2] / 1000)
+local server_time = string.format('%.0f', server_ms)
+if ARGV[10] ~= '' and server_ms > tonumber(ARGV[10]) then
+  return { 'late', server_time }
+end
 local f = redis.call('HMGET', key, 'ids', 'uid', 'created', 'meta', 'ctr',
   'pre', 'req', 'seen', 'iss', 'ret', 'rev', 'ends', 'idle')
 local present = false
@@ -103,7 +117,7 @@ end
 
 local function reply(verdict)
   return { verdict, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11],
-    f[12], f[13] }
+    f[12], f[13], server_time }
 end
 
 local now = tonumber(ARGV[3])
