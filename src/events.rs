@@ -97,6 +97,23 @@ pub enum SessionEvent {
         /// The context of the replaying request, if the caller gave one.
         request_context: Option<SessionContext>,
     },
+    /// A token ahead of the store's live counter (by at most
+    /// `token.max_ahead`) was accepted and the sequence moved forward to
+    /// it: its tag verified, so the server minted it, and the store lost
+    /// the writes that issued it (a failover with replication lag, a
+    /// restart from an older snapshot). Many of these at once say the
+    /// store rolled back; see `docs/redis.md` for the durability settings
+    /// that prevent it.
+    StoreRolledBack {
+        /// The session.
+        session_id: SessionId,
+        /// Its user.
+        user_id: String,
+        /// The counter of the token presented, now the live one.
+        presented_counter: u64,
+        /// The live counter the store had.
+        stored_counter: u64,
+    },
     /// A request came from a context unlike the session's.
     ContextMismatch {
         /// The session.
@@ -140,6 +157,7 @@ impl SessionEvent {
             Self::Terminated { .. } => "terminated",
             Self::Expired { .. } => "expired",
             Self::TheftDetected { .. } => "theft_detected",
+            Self::StoreRolledBack { .. } => "store_rolled_back",
             Self::ContextMismatch { .. } => "context_mismatch",
             Self::Anomaly { .. } => "anomaly",
             Self::RecordTampered { .. } => "record_tampered",
@@ -156,7 +174,8 @@ pub trait EventSink: Send + Sync + 'static {
 }
 
 /// Writes events through `tracing`: rotations at `TRACE`, theft,
-/// anomalies, context mismatches and tampered records at `WARN`, the rest
+/// anomalies, context mismatches, store rollbacks and tampered records at
+/// `WARN`, the rest
 /// at `INFO`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingSink;
@@ -169,6 +188,7 @@ impl EventSink for TracingSink {
             SessionEvent::TheftDetected { .. }
             | SessionEvent::Anomaly { .. }
             | SessionEvent::ContextMismatch { .. }
+            | SessionEvent::StoreRolledBack { .. }
             | SessionEvent::RecordTampered { .. } => tracing::warn!(target: T, ?event),
             _ => tracing::info!(target: T, ?event),
         }

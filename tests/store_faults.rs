@@ -366,7 +366,7 @@ async fn commands_delivered_after_a_link_cut_accuse_nobody() {
         .connect(&proxy.url())
         .await
         .expect("connect through the proxy");
-    let nodes = vec![
+    let nodes = [
         start_node("cut", cut).await,
         start_node("direct", single_node_store(&redis).await).await,
     ];

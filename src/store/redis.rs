@@ -1117,6 +1117,7 @@ impl SessionStore for RedisStore {
                     self.deadline(sent)
                         .map_or_else(String::new, |d| d.to_string()),
                 )
+                .arg(request.max_ahead.to_string())
                 .invoke_async(&mut conn)
                 .await
                 .map_err(map_err)?;

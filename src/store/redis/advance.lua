@@ -16,6 +16,9 @@
 --          stuck on a cut link or queued behind a hang is otherwise applied
 --          with the time it was sent, long after its token was retired and
 --          forgotten: that would read as theft.
+-- ARGV[11] N (max ahead): a counter at most this far above the live one
+--          fast-forwards the sequence (the store lost writes); further,
+--          or with 0, it is 'ahead'
 --
 -- Reply: false if there is no such lineage (or it is still being created:
 -- rev 'pending') or ARGV[1] is not one of its ids, else { verdict, ids,
@@ -132,7 +135,7 @@ if now >= seen + idle then
   return reply('idle_timeout')
 end
 local c = tonumber(ARGV[2])
-if c > ctr then
+if c > ctr and (ARGV[6] == 'u' or c - ctr > (tonumber(ARGV[11]) or 0)) then
   return reply('ahead')
 end
 
@@ -163,10 +166,13 @@ local function retire(from_text, to_text)
     from_text .. '-' .. to_text .. '@' .. ARGV[3] }
   local keep = math.max(depth, 1)
   local texts = {}
+  local now_kept = {}
   for i = math.max(#kept - keep + 1, 1), #kept do
     texts[#texts + 1] = kept[i][4]
+    now_kept[#now_kept + 1] = kept[i]
   end
   f[10] = table.concat(texts, ',')
+  retired = now_kept
 end
 -- SessionRecord::issue: the next token, and the move to the new id if
 -- one is asked for, differs from the current one and shares the lineage.
@@ -185,6 +191,22 @@ local function store_and_expire()
   local purge = math.min(ends, seen + idle)
   local ttl = math.min(math.max(purge - now, 0) + slack, 1e12)
   redis.call('PEXPIRE', key, string.format('%.0f', math.max(ttl, 1)))
+end
+
+if c > ctr then
+  -- Fast-forward: the server minted c (its tag verified), so the store
+  -- lost the writes that issued it. c becomes the live token, in use, with
+  -- no new token; p (if older than n) and n..c-1 are retired now.
+  accept()
+  if pre and pre < ctr then
+    retire(f[6], f[6])
+  end
+  retire(f[5], string.format('%.0f', c - 1))
+  f[5] = ARGV[2]
+  f[6] = ARGV[2]
+  f[9] = ARGV[3]
+  store_and_expire()
+  return reply('fast_forward')
 end
 
 if ARGV[6] == 'u' then
