@@ -409,3 +409,92 @@ async fn commands_delivered_after_a_link_cut_accuse_nobody() {
     assert!(refused.is_empty(), "{refused:?}");
     assert_eq!(revoked_sessions(&redis), Vec::<String>::new());
 }
+
+/// A primary, a replica and three sentinels on loopback. The replica
+/// replicates through a proxy whose link is held for a second before the
+/// primary is killed (SIGKILL) under load, so the replica that Sentinel
+/// promotes lacks the last writes: the browsers active then hold tokens
+/// ahead of the store (fast-forwarded, `docs/protocol.md`). Nobody is
+/// refused or revoked, and the node follows the new primary by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sentinel_failover_with_replication_lag_logs_nobody_out() {
+    // Longer than T (2 s): the outage then outlasts every request and
+    // response in flight when the primary died (`docs/protocol.md`).
+    const DOWN_AFTER_MS: u64 = 2_500;
+    let mut primary = RedisServer::start();
+    let link = support::Proxy::start(primary.port);
+    let replica = RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--replicaof",
+        "127.0.0.1",
+        &link.port.to_string(),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !replica
+        .cmd(&["INFO", "replication"])
+        .contains("master_link_status:up")
+    {
+        assert!(Instant::now() < deadline, "the replica never synced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sentinels: Vec<support::Sentinel> = (0..3)
+        .map(|_| support::Sentinel::start(primary.port, DOWN_AFTER_MS))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sentinels.iter().all(|s| {
+        s.master_field("num-slaves").as_deref() == Some("1")
+            && s.master_field("num-other-sentinels").as_deref() == Some("2")
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the sentinels never saw each other and the replica"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let urls: Vec<String> = sentinels.iter().map(support::Sentinel::url).collect();
+    let mut nodes = Vec::new();
+    for name in ["a", "b"] {
+        let store = RedisStore::builder()
+            .timeout(TIMEOUT)
+            .connect_sentinel(&urls, "mymaster")
+            .await
+            .expect("connect through sentinel");
+        nodes.push(start_node(name, store).await);
+    }
+    let browsers = log_in(&nodes).await;
+
+    let replica_port = replica.port;
+    let sentinels_ref = &sentinels;
+    let primary_ref = &mut primary;
+    let mut promoted_after = Duration::ZERO;
+    let promoted_ref = &mut promoted_after;
+    let out = under_load(&nodes, browsers, || async move {
+        // Replication lags: a second of writes never reaches the replica.
+        link.hold();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let killed = Instant::now();
+        primary_ref.kill();
+        drop(link);
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while sentinels_ref
+            .iter()
+            .any(|s| s.primary_port() != Some(replica_port))
+        {
+            assert!(Instant::now() < deadline, "no failover");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        *promoted_ref = killed.elapsed();
+        Instant::now()
+    })
+    .await;
+    println!("sentinel: the replica was promoted {promoted_after:?} after the kill");
+    check("sentinel failover with replication lag", &out, &replica);
+    assert!(
+        out.slowest_recovery < Duration::from_secs(5),
+        "the node followed the new primary in {:?}",
+        out.slowest_recovery
+    );
+}

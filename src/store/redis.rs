@@ -3,11 +3,13 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster_async::ClusterConnection;
+use ::redis::sentinel::{SentinelClient, SentinelServerType};
 use ::redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use async_trait::async_trait;
 use futures_util::future::join_all;
@@ -211,12 +213,14 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-/// One server through a reconnecting multiplexed connection, or a cluster
-/// through a slot-routing one. Both are cheap to clone.
+/// One server through a reconnecting multiplexed connection, a cluster
+/// through a slot-routing one, or the primary Sentinel names. All are
+/// cheap to clone.
 #[derive(Clone)]
 enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(Arc<SentinelConn>),
 }
 
 impl Conn {
@@ -224,6 +228,7 @@ impl Conn {
         match self {
             Self::Single(_) => "single",
             Self::Cluster(_) => "cluster",
+            Self::Sentinel(_) => "sentinel",
         }
     }
 }
@@ -233,6 +238,11 @@ impl ConnectionLike for Conn {
         match self {
             Self::Single(c) => c.req_packed_command(cmd),
             Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Sentinel(s) => Box::pin(async move {
+                let (generation, mut primary) = s.primary().await?;
+                let reply = primary.req_packed_command(cmd).await;
+                s.check(generation, reply)
+            }),
         }
     }
 
@@ -245,6 +255,11 @@ impl ConnectionLike for Conn {
         match self {
             Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Sentinel(s) => Box::pin(async move {
+                let (generation, mut primary) = s.primary().await?;
+                let reply = primary.req_packed_commands(pipeline, offset, count).await;
+                s.check(generation, reply)
+            }),
         }
     }
 
@@ -252,7 +267,72 @@ impl ConnectionLike for Conn {
         match self {
             Self::Single(c) => c.get_db(),
             Self::Cluster(c) => c.get_db(),
+            Self::Sentinel(_) => 0,
         }
+    }
+}
+
+/// The primary of a Sentinel-managed group: asked of the sentinels when
+/// first needed, and again whenever it stops being the primary (it answers
+/// `READONLY`: demoted to a replica) or cannot be reached (it died: the
+/// sentinels promote a replica). No restart is needed to follow a failover.
+struct SentinelConn {
+    sentinels: tokio::sync::Mutex<SentinelClient>,
+    /// The current primary's connection and its generation.
+    primary: Mutex<Option<(u64, ConnectionManager)>>,
+    generations: AtomicU64,
+    config: ConnectionManagerConfig,
+}
+
+impl SentinelConn {
+    /// The current primary, asking the sentinels if it is not known.
+    async fn primary(&self) -> Result<(u64, ConnectionManager), RedisError> {
+        if let Some(known) = self.known() {
+            return Ok(known);
+        }
+        // One discovery at a time; whoever waited finds its result.
+        let mut sentinels = self.sentinels.lock().await;
+        if let Some(known) = self.known() {
+            return Ok(known);
+        }
+        let client = sentinels.async_get_client().await?;
+        let conn = ConnectionManager::new_with_config(client, self.config.clone()).await?;
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        *self.primary.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, conn.clone()));
+        tracing::info!(
+            generation,
+            "connected to the Redis primary named by Sentinel"
+        );
+        Ok((generation, conn))
+    }
+
+    fn known(&self) -> Option<(u64, ConnectionManager)> {
+        self.primary
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Passes `reply` on; if it says the primary is no longer one (or is
+    /// gone), forgets it so that the next call asks the sentinels again.
+    fn check<T>(&self, generation: u64, reply: Result<T, RedisError>) -> Result<T, RedisError> {
+        if let Err(e) = &reply
+            && (e.code() == Some("READONLY")
+                || e.is_io_error()
+                || e.is_connection_refusal()
+                || e.is_connection_dropped())
+        {
+            let mut primary = self.primary.lock().unwrap_or_else(|e| e.into_inner());
+            if primary.as_ref().is_some_and(|(g, _)| *g == generation) {
+                *primary = None;
+                tracing::warn!(
+                    generation,
+                    error = %e,
+                    "the Redis primary failed or was demoted: asking Sentinel again"
+                );
+            }
+        }
+        reply
     }
 }
 
@@ -371,6 +451,52 @@ impl RedisStoreBuilder {
         let conn = ConnectionManager::new_lazy_with_config(client, self.manager_config())
             .map_err(StoreError::unavailable)?;
         Ok(self.finish(Conn::Single(conn)))
+    }
+
+    /// Connects to the primary that Redis Sentinel names `service` (the
+    /// `sentinel monitor <service> ...` name), through any of `sentinels`,
+    /// e.g. `["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"]`, and
+    /// follows it: when the primary dies or is demoted (it answers
+    /// `READONLY`), the next call asks the sentinels again and connects to
+    /// the new one. Calls during the failover fail with
+    /// [`StoreError::Unavailable`] (`503`); nothing needs a restart.
+    ///
+    /// `docs/redis.md` has the failover figures and the settings that keep
+    /// acknowledged writes (`min-replicas-to-write`).
+    pub async fn connect_sentinel<I, S>(
+        self,
+        sentinels: I,
+        service: &str,
+    ) -> Result<RedisStore, StoreError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let sentinels: Vec<String> = sentinels
+            .into_iter()
+            .map(|s| s.as_ref().to_owned())
+            .collect();
+        let client = SentinelClient::build(
+            sentinels,
+            service.to_owned(),
+            None,
+            SentinelServerType::Master,
+        )
+        .map_err(StoreError::unavailable)?;
+        let conn = Arc::new(SentinelConn {
+            sentinels: tokio::sync::Mutex::new(client),
+            primary: Mutex::new(None),
+            generations: AtomicU64::new(0),
+            config: self.manager_config(),
+        });
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, conn.primary())
+            .await
+            .map_err(|_| StoreError::unavailable(Timeout(timeout)))?
+            .map_err(StoreError::unavailable)?;
+        let store = self.finish(Conn::Sentinel(conn));
+        store.learn_clock().await;
+        Ok(store)
     }
 
     /// Connects to a Redis Cluster through any of its nodes, e.g.
