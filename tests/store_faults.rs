@@ -498,3 +498,76 @@ async fn a_sentinel_failover_with_replication_lag_logs_nobody_out() {
         out.slowest_recovery
     );
 }
+
+/// A Redis Cluster of three masters and three replicas; one master is
+/// killed (SIGKILL) under load, its replica takes over its slots. Nobody
+/// is refused or revoked, and the node follows the new topology by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_master_killed_under_load_logs_nobody_out() {
+    let mut cluster = support::RedisCluster::start_with_replicas(1);
+    let mut nodes = Vec::new();
+    for name in ["a", "b"] {
+        let store = RedisStore::builder()
+            .timeout(TIMEOUT)
+            .connect_cluster(cluster.urls())
+            .await
+            .expect("connect to the cluster");
+        nodes.push(start_node(name, store).await);
+    }
+    let browsers = log_in(&nodes).await;
+    let victim = cluster
+        .nodes
+        .iter()
+        .position(|n| n.cmd(&["INFO", "replication"]).contains("role:master"))
+        .expect("a master");
+    let victim_port = cluster.nodes[victim].port;
+    let survivors: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != victim).collect();
+    let cluster_ref = &mut cluster;
+    let mut failover_took = Duration::ZERO;
+    let took_ref = &mut failover_took;
+    let out = under_load(&nodes, browsers, || async move {
+        let killed = Instant::now();
+        cluster_ref.nodes[victim].kill();
+        // Back once every surviving node sees the cluster whole again
+        // (the dead master's replica promoted).
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while !survivors.iter().all(|&i| {
+            let n = &cluster_ref.nodes[i];
+            n.cmd(&["CLUSTER", "INFO"]).contains("cluster_state:ok")
+                && !n
+                    .cmd(&["CLUSTER", "SLOTS"])
+                    .lines()
+                    .any(|l| l == victim_port.to_string())
+        }) {
+            assert!(Instant::now() < deadline, "no cluster failover");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        *took_ref = killed.elapsed();
+        Instant::now()
+    })
+    .await;
+    println!("cluster: a replica took over {failover_took:?} after the kill");
+    let mut revoked = Vec::new();
+    for (i, n) in cluster.nodes.iter().enumerate() {
+        if i != victim && n.cmd(&["INFO", "replication"]).contains("role:master") {
+            revoked.extend(revoked_sessions(n));
+        }
+    }
+    assert_eq!(revoked, Vec::<String>::new());
+    println!(
+        "cluster failover: {} answers 200, {} answers 503 (slowest {:?}), slowest browser back {:?} \
+         after the failover, refusals {:?}",
+        out.ok, out.unavailable, out.slowest_503, out.slowest_recovery, out.refused
+    );
+    assert!(out.refused.is_empty(), "{:?}", out.refused);
+    assert!(
+        out.slowest_503 < TIMEOUT + SLACK,
+        "a 503 took {:?}",
+        out.slowest_503
+    );
+    assert!(
+        out.slowest_recovery < Duration::from_secs(5),
+        "the node followed the new topology in {:?}",
+        out.slowest_recovery
+    );
+}

@@ -330,15 +330,21 @@ fn value_text(v: redis::Value) -> String {
     }
 }
 
-/// A Redis Cluster of three masters, no replicas.
+/// A Redis Cluster of three masters, with or without a replica each.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
+    /// Three masters, no replicas.
     pub fn start() -> Self {
+        Self::start_with_replicas(0)
+    }
+
+    /// Three masters with `replicas` replicas each.
+    pub fn start_with_replicas(replicas: usize) -> Self {
         need("redis-cli");
-        let nodes: Vec<RedisServer> = (0..3)
+        let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
             .map(|_| {
                 RedisServer::start_with(&[
                     "--cluster-enabled",
@@ -362,7 +368,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("run redis-cli --cluster create");
         assert!(
@@ -375,6 +381,10 @@ impl RedisCluster {
         while !nodes.iter().all(|n| {
             n.cmd(&["CLUSTER", "INFO"]).contains("cluster_state:ok")
                 && n.cmd(&["CLUSTER", "SLOTS"]).lines().count() >= 3
+                && (replicas == 0
+                    || !n.cmd(&["INFO", "replication"]).contains("role:slave")
+                    || n.cmd(&["INFO", "replication"])
+                        .contains("master_link_status:up"))
         }) {
             assert!(Instant::now() < deadline, "the cluster never became ok");
             std::thread::sleep(Duration::from_millis(100));
