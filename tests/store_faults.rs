@@ -410,88 +410,168 @@ async fn commands_delivered_after_a_link_cut_accuse_nobody() {
     assert_eq!(revoked_sessions(&redis), Vec::<String>::new());
 }
 
-/// A primary, a replica and three sentinels on loopback. The replica
-/// replicates through a proxy whose link is held for a second before the
-/// primary is killed (SIGKILL) under load, so the replica that Sentinel
-/// promotes lacks the last writes: the browsers active then hold tokens
-/// ahead of the store (fast-forwarded, `docs/protocol.md`). Nobody is
-/// refused or revoked, and the node follows the new primary by itself.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_sentinel_failover_with_replication_lag_logs_nobody_out() {
-    // Longer than T (2 s): the outage then outlasts every request and
-    // response in flight when the primary died (`docs/protocol.md`).
-    const DOWN_AFTER_MS: u64 = 2_500;
-    let mut primary = RedisServer::start();
-    let link = support::Proxy::start(primary.port);
-    let replica = RedisServer::start_with(&[
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--replicaof",
-        "127.0.0.1",
-        &link.port.to_string(),
-    ]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !replica
-        .cmd(&["INFO", "replication"])
-        .contains("master_link_status:up")
-    {
-        assert!(Instant::now() < deadline, "the replica never synced");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let sentinels: Vec<support::Sentinel> = (0..3)
-        .map(|_| support::Sentinel::start(primary.port, DOWN_AFTER_MS))
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !sentinels.iter().all(|s| {
-        s.master_field("num-slaves").as_deref() == Some("1")
-            && s.master_field("num-other-sentinels").as_deref() == Some("2")
-    }) {
-        assert!(
-            Instant::now() < deadline,
-            "the sentinels never saw each other and the replica"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let urls: Vec<String> = sentinels.iter().map(support::Sentinel::url).collect();
-    let mut nodes = Vec::new();
-    for name in ["a", "b"] {
-        let store = RedisStore::builder()
-            .timeout(TIMEOUT)
-            .connect_sentinel(&urls, "mymaster")
-            .await
-            .expect("connect through sentinel");
-        nodes.push(start_node(name, store).await);
-    }
-    let browsers = log_in(&nodes).await;
+/// A primary, a replica replicating through `link` (a proxy), and three
+/// sentinels that see both.
+struct SentinelGroup {
+    primary: RedisServer,
+    link: Option<support::Proxy>,
+    replica: RedisServer,
+    sentinels: Vec<support::Sentinel>,
+}
 
-    let replica_port = replica.port;
-    let sentinels_ref = &sentinels;
-    let primary_ref = &mut primary;
-    let mut promoted_after = Duration::ZERO;
-    let promoted_ref = &mut promoted_after;
-    let out = under_load(&nodes, browsers, || async move {
-        // Replication lags: a second of writes never reaches the replica.
-        link.hold();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let killed = Instant::now();
-        primary_ref.kill();
-        drop(link);
+impl SentinelGroup {
+    async fn start(down_after_ms: u64) -> Self {
+        let primary = RedisServer::start();
+        let link = support::Proxy::start(primary.port);
+        let replica = RedisServer::start_with(&[
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--replicaof",
+            "127.0.0.1",
+            &link.port.to_string(),
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !replica
+            .cmd(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(Instant::now() < deadline, "the replica never synced");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let sentinels: Vec<support::Sentinel> = (0..3)
+            .map(|_| support::Sentinel::start(primary.port, down_after_ms))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !sentinels.iter().all(|s| {
+            s.master_field("num-slaves").as_deref() == Some("1")
+                && s.master_field("num-other-sentinels").as_deref() == Some("2")
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "the sentinels never saw each other and the replica"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self {
+            primary,
+            link: Some(link),
+            replica,
+            sentinels,
+        }
+    }
+
+    /// Two nodes whose stores follow the primary through the sentinels.
+    async fn nodes(&self) -> Vec<String> {
+        let urls: Vec<String> = self.sentinels.iter().map(support::Sentinel::url).collect();
+        let mut nodes = Vec::new();
+        for name in ["a", "b"] {
+            let store = RedisStore::builder()
+                .timeout(TIMEOUT)
+                .connect_sentinel(&urls, "mymaster")
+                .await
+                .expect("connect through sentinel");
+            nodes.push(start_node(name, store).await);
+        }
+        nodes
+    }
+
+    /// Waits until every sentinel names the replica as the primary.
+    async fn wait_promoted(&self) {
         let deadline = Instant::now() + Duration::from_secs(40);
-        while sentinels_ref
+        while self
+            .sentinels
             .iter()
-            .any(|s| s.primary_port() != Some(replica_port))
+            .any(|s| s.primary_port() != Some(self.replica.port))
         {
             assert!(Instant::now() < deadline, "no failover");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// The replica replicates through a proxy whose link is held for a second
+/// before the primary is killed (SIGKILL) under load, so the replica that
+/// Sentinel promotes lacks the last writes: the browsers active then hold
+/// tokens ahead of the store (fast-forwarded, `docs/protocol.md`). Nobody
+/// is refused or revoked, and the node follows the new primary by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sentinel_failover_with_replication_lag_logs_nobody_out() {
+    // Longer than T (2 s): the outage then outlasts every request and
+    // response in flight when the primary died (`docs/protocol.md`).
+    let mut group = SentinelGroup::start(2_500).await;
+    let nodes = group.nodes().await;
+    let browsers = log_in(&nodes).await;
+    let group_ref = &mut group;
+    let mut promoted_after = Duration::ZERO;
+    let promoted_ref = &mut promoted_after;
+    let out = under_load(&nodes, browsers, || async move {
+        // Replication lags: a second of writes never reaches the replica.
+        let link = group_ref.link.take().expect("the link");
+        link.hold();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let killed = Instant::now();
+        group_ref.primary.kill();
+        drop(link);
+        group_ref.wait_promoted().await;
         *promoted_ref = killed.elapsed();
         Instant::now()
     })
     .await;
     println!("sentinel: the replica was promoted {promoted_after:?} after the kill");
-    check("sentinel failover with replication lag", &out, &replica);
+    check(
+        "sentinel failover with replication lag",
+        &out,
+        &group.replica,
+    );
+    assert!(
+        out.slowest_recovery < Duration::from_secs(5),
+        "the node followed the new primary in {:?}",
+        out.slowest_recovery
+    );
+}
+
+/// `SENTINEL FAILOVER` under load: the primary stays up and is demoted to
+/// a replica, so the node's open connection to it answers `READONLY`; the
+/// store asks the sentinels again and follows the new primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_demoted_primary_is_left_for_the_new_one() {
+    let group = SentinelGroup::start(2_500).await;
+    let nodes = group.nodes().await;
+    let browsers = log_in(&nodes).await;
+    let group_ref = &group;
+    let out = under_load(&nodes, browsers, || async move {
+        let reply = group_ref.sentinels[0]
+            .try_cmd(&["SENTINEL", "FAILOVER", "mymaster"])
+            .expect("SENTINEL FAILOVER");
+        assert_eq!(reply, "OK");
+        group_ref.wait_promoted().await;
+        // Back once the old primary is a replica (answering `READONLY` to
+        // the writes it still gets).
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while !group_ref
+            .primary
+            .try_cmd(&["INFO", "replication"])
+            .unwrap_or_default()
+            .contains("role:slave")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the old primary was never demoted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Instant::now()
+    })
+    .await;
+    println!(
+        "demotion: {} answers 200, {} answers 503, slowest browser back {:?} after the \
+         promotion, refusals {:?}",
+        out.ok, out.unavailable, out.slowest_recovery, out.refused
+    );
+    assert!(out.refused.is_empty(), "{:?}", out.refused);
+    assert_eq!(revoked_sessions(&group.replica), Vec::<String>::new());
     assert!(
         out.slowest_recovery < Duration::from_secs(5),
         "the node followed the new primary in {:?}",

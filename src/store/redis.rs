@@ -272,41 +272,121 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// How often a node asks the sentinels whether its primary is still the
+/// primary, in the background.
+const SENTINEL_RECHECK: Duration = Duration::from_secs(1);
+
 /// The primary of a Sentinel-managed group: asked of the sentinels when
-/// first needed, and again whenever it stops being the primary (it answers
-/// `READONLY`: demoted to a replica) or cannot be reached (it died: the
-/// sentinels promote a replica). No restart is needed to follow a failover.
+/// first needed, again whenever it stops being the primary (it answers
+/// `READONLY` or `NOREPLICAS`: demoted, or cut off from its replicas) or
+/// cannot be reached (it died: the sentinels promote a replica), and in
+/// the background every [`SENTINEL_RECHECK`] (a primary that was replaced
+/// while it kept running accepts writes until it is reconfigured, and
+/// those writes are lost). No restart is needed to follow a failover.
 struct SentinelConn {
     sentinels: tokio::sync::Mutex<SentinelClient>,
-    /// The current primary's connection and its generation.
-    primary: Mutex<Option<(u64, ConnectionManager)>>,
+    /// The current primary.
+    primary: Mutex<Option<Primary>>,
     generations: AtomicU64,
+    rechecking: std::sync::atomic::AtomicBool,
     config: ConnectionManagerConfig,
+}
+
+#[derive(Clone)]
+struct Primary {
+    generation: u64,
+    conn: ConnectionManager,
+    addr: String,
+    checked: std::time::Instant,
 }
 
 impl SentinelConn {
     /// The current primary, asking the sentinels if it is not known.
-    async fn primary(&self) -> Result<(u64, ConnectionManager), RedisError> {
+    async fn primary(self: &Arc<Self>) -> Result<(u64, ConnectionManager), RedisError> {
         if let Some(known) = self.known() {
-            return Ok(known);
+            if known.checked.elapsed() >= SENTINEL_RECHECK
+                && !self.rechecking.swap(true, Ordering::AcqRel)
+            {
+                let this = Arc::clone(self);
+                tokio::spawn(async move {
+                    this.recheck(known.generation).await;
+                    this.rechecking.store(false, Ordering::Release);
+                });
+            }
+            return Ok((known.generation, known.conn));
         }
         // One discovery at a time; whoever waited finds its result.
         let mut sentinels = self.sentinels.lock().await;
         if let Some(known) = self.known() {
-            return Ok(known);
+            return Ok((known.generation, known.conn));
         }
         let client = sentinels.async_get_client().await?;
+        let installed = self.install(client, None).await;
+        drop(sentinels);
+        installed
+    }
+
+    /// Connects to the primary `client` names and makes it the current
+    /// one, unless `replacing` (a generation) is no longer current.
+    async fn install(
+        &self,
+        client: ::redis::Client,
+        replacing: Option<u64>,
+    ) -> Result<(u64, ConnectionManager), RedisError> {
+        let addr = client.get_connection_info().addr().to_string();
         let conn = ConnectionManager::new_with_config(client, self.config.clone()).await?;
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        *self.primary.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, conn.clone()));
-        tracing::info!(
+        let mut primary = self.primary.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = replacing
+            && let Some(p) = primary.as_ref()
+            && p.generation != g
+        {
+            // Replaced meanwhile by a discovery after an error.
+            return Ok((p.generation, p.conn.clone()));
+        }
+        *primary = Some(Primary {
             generation,
-            "connected to the Redis primary named by Sentinel"
-        );
+            conn: conn.clone(),
+            addr: addr.clone(),
+            checked: std::time::Instant::now(),
+        });
+        tracing::info!(generation, %addr, "connected to the Redis primary named by Sentinel");
         Ok((generation, conn))
     }
 
-    fn known(&self) -> Option<(u64, ConnectionManager)> {
+    /// Asks the sentinels which server is the primary now, and follows it
+    /// if it is not the current one.
+    async fn recheck(&self, generation: u64) {
+        let named = tokio::time::timeout(SENTINEL_RECHECK, async {
+            let mut sentinels = self.sentinels.lock().await;
+            sentinels.async_get_client().await
+        })
+        .await;
+        let Some(current) = self.known().filter(|p| p.generation == generation) else {
+            return;
+        };
+        if let Ok(Ok(client)) = named {
+            let addr = client.get_connection_info().addr().to_string();
+            if addr != current.addr {
+                tracing::warn!(
+                    old = %current.addr,
+                    new = %addr,
+                    "Sentinel names another Redis primary: following it"
+                );
+                let _ =
+                    tokio::time::timeout(SENTINEL_RECHECK, self.install(client, Some(generation)))
+                        .await;
+                return;
+            }
+        }
+        // The same primary, or no answer: check again after an interval.
+        let mut primary = self.primary.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = primary.as_mut().filter(|p| p.generation == generation) {
+            p.checked = std::time::Instant::now();
+        }
+    }
+
+    fn known(&self) -> Option<Primary> {
         self.primary
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -317,13 +397,13 @@ impl SentinelConn {
     /// gone), forgets it so that the next call asks the sentinels again.
     fn check<T>(&self, generation: u64, reply: Result<T, RedisError>) -> Result<T, RedisError> {
         if let Err(e) = &reply
-            && (e.code() == Some("READONLY")
+            && (matches!(e.code(), Some("READONLY" | "NOREPLICAS" | "MASTERDOWN"))
                 || e.is_io_error()
                 || e.is_connection_refusal()
                 || e.is_connection_dropped())
         {
             let mut primary = self.primary.lock().unwrap_or_else(|e| e.into_inner());
-            if primary.as_ref().is_some_and(|(g, _)| *g == generation) {
+            if primary.as_ref().is_some_and(|p| p.generation == generation) {
                 *primary = None;
                 tracing::warn!(
                     generation,
@@ -487,6 +567,7 @@ impl RedisStoreBuilder {
             sentinels: tokio::sync::Mutex::new(client),
             primary: Mutex::new(None),
             generations: AtomicU64::new(0),
+            rechecking: std::sync::atomic::AtomicBool::new(false),
             config: self.manager_config(),
         });
         let timeout = self.timeout;

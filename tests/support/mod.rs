@@ -154,7 +154,7 @@ impl RedisServer {
         signal("-CONT", self.pid());
     }
 
-    fn try_cmd(&self, args: &[&str]) -> redis::RedisResult<String> {
+    pub fn try_cmd(&self, args: &[&str]) -> redis::RedisResult<String> {
         let client = redis::Client::open(self.url())?;
         let mut conn = client.get_connection_with_timeout(Duration::from_secs(1))?;
         conn.set_read_timeout(Some(Duration::from_secs(5)))?;
