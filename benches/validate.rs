@@ -114,6 +114,7 @@ fn validate(c: &mut Criterion) {
                             grace_window_ms: 10_000,
                             rotate: Rotate::Always,
                             new_id: None,
+                            max_ahead: 64,
                         };
                         let a = f
                             .store

@@ -399,6 +399,13 @@ pub struct TokenGrace {
     /// too long ago. Default 64 (64 rotations while one request is in
     /// flight), at most 256.
     pub grace_depth: u32,
+    /// N: how far ahead of the store's live counter a token (whose tag
+    /// verified, so the server minted it) may be and still be accepted,
+    /// fast-forwarding the sequence: the store lost the writes that issued
+    /// it (a failover with replication lag, a restart from an older
+    /// snapshot). Default 64; `0` refuses every such token
+    /// (`token_ahead`). `docs/protocol.md` argues the rule.
+    pub max_ahead: u32,
 }
 
 impl Default for TokenGrace {
@@ -407,6 +414,7 @@ impl Default for TokenGrace {
             grace_window: Duration::from_secs(10),
             grace_min: Duration::from_secs(2),
             grace_depth: 64,
+            max_ahead: 64,
         }
     }
 }

@@ -102,6 +102,23 @@ pub enum SessionEvent {
         /// The context of the replaying request, if the caller gave one.
         request_context: Option<SessionContext>,
     },
+    /// A token ahead of the store's live counter (by at most
+    /// `token.max_ahead`) was accepted and the sequence moved forward to
+    /// it: its tag verified, so the server minted it, and the store lost
+    /// the writes that issued it (a failover with replication lag, a
+    /// restart from an older snapshot). Many of these at once say the
+    /// store rolled back; see `docs/redis.md` for the durability settings
+    /// that prevent it.
+    StoreRolledBack {
+        /// The session.
+        session_id: SessionId,
+        /// Its user.
+        user_id: String,
+        /// The counter of the token presented, now the live one.
+        presented_counter: u64,
+        /// The live counter the store had.
+        stored_counter: u64,
+    },
     /// A request came from a context unlike the session's.
     ContextMismatch {
         /// The session.
@@ -165,6 +182,7 @@ impl SessionEvent {
             Self::Evicted { .. } => "evicted",
             Self::Expired { .. } => "expired",
             Self::TheftDetected { .. } => "theft_detected",
+            Self::StoreRolledBack { .. } => "store_rolled_back",
             Self::ContextMismatch { .. } => "context_mismatch",
             #[cfg(feature = "drift")]
             Self::Anomaly { .. } => "anomaly",
@@ -198,7 +216,8 @@ pub trait EventSink: Send + Sync + 'static {
 }
 
 /// Writes events through `tracing`: rotations at `TRACE`, theft,
-/// anomalies, context mismatches and tampered records at `WARN`, the rest
+/// anomalies, context mismatches, store rollbacks and tampered records at
+/// `WARN`, the rest
 /// at `INFO`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingSink;
@@ -210,6 +229,7 @@ impl EventSink for TracingSink {
             SessionEvent::Rotated { .. } => tracing::trace!(target: T, ?event),
             SessionEvent::TheftDetected { .. }
             | SessionEvent::ContextMismatch { .. }
+            | SessionEvent::StoreRolledBack { .. }
             | SessionEvent::RecordTampered { .. } => tracing::warn!(target: T, ?event),
             #[cfg(feature = "drift")]
             SessionEvent::Anomaly { .. } => tracing::warn!(target: T, ?event),

@@ -631,6 +631,7 @@ impl SessionManager {
             grace_window_ms: self.grace_window_ms(&verified.session_id),
             rotate,
             new_id,
+            max_ahead: u64::from(self.inner.config.token.max_ahead),
         };
         let advance = match self
             .inner
@@ -667,6 +668,21 @@ impl SessionManager {
         if !verdict.is_accepted() {
             // Boxed: the refusal path is rare and its future is large.
             Box::pin(self.refuse_unless_accepted(&verified, verdict, &record, context)).await?;
+        }
+        if verdict == Verdict::FastForward {
+            // The newest retirement starts at the live counter the store
+            // had before it moved forward.
+            let stored_counter = record
+                .sequence
+                .retired
+                .last()
+                .map_or(record.sequence.counter, |r| r.from);
+            self.emit(SessionEvent::StoreRolledBack {
+                session_id: record.id,
+                user_id: record.user_id.clone(),
+                presented_counter: verified.counter,
+                stored_counter,
+            });
         }
         let next_token = verdict.issues_token().then(|| {
             self.emit(SessionEvent::Rotated {

@@ -13,7 +13,8 @@
 //!
 //! | case                                   | verdict | answer |
 //! |----------------------------------------|---------|--------|
-//! | `c > n`                                | [`Verdict::Ahead`]: refused, nothing changes | 401, cookie kept |
+//! | `c > n + N`                            | [`Verdict::Ahead`]: refused, nothing changes | 401, cookie kept |
+//! | `n < c <= n + N`                        | [`Verdict::FastForward`]: the store lost writes; `n = p = c` | no token |
 //! | `c == n`                               | [`Verdict::Rotated`] / [`Verdict::Current`] | the next token / none |
 //! | `c == p < n`, `n` issued `<= 2T` ago    | [`Verdict::Pending`]: a burst or a retry while `n` is in flight | no token |
 //! | `c == p < n`, `n` issued `> 2T` ago     | [`Verdict::Recovered`]: `n`'s response was lost; `(p, n]` abandoned | a fresh token |
@@ -26,6 +27,14 @@
 //! never carry a token: a copy within its grace is served but can never
 //! move forward, and the honest client's cookie jar can never be rolled
 //! back, because every token travels in exactly one response.
+//!
+//! The tag check before the store guarantees that `c` was minted by the
+//! server, and a store that keeps its writes never sees a minted counter
+//! above `n`: `c > n` means the store lost writes (a failover with
+//! replication lag, a restart from an older snapshot). Within `N`
+//! ([`AdvanceRequest::max_ahead`], `token.max_ahead`, default 64) the
+//! sequence is moved forward to `c` as if `c` were the live token in use,
+//! and everything before it is retired now; `docs/protocol.md` argues it.
 
 use serde::{Deserialize, Serialize};
 
@@ -154,6 +163,12 @@ pub struct AdvanceRequest {
     /// moves to this id (it must share the lineage key) and the token is
     /// minted for it.
     pub new_id: Option<SessionId>,
+    /// N: a (validly tagged) counter at most this far ahead of the store's
+    /// live counter means the store lost writes, and fast-forwards the
+    /// sequence ([`Verdict::FastForward`]); further ahead, or with `0`, it
+    /// is refused ([`Verdict::Ahead`]).
+    #[serde(default)]
+    pub max_ahead: u64,
 }
 
 /// What the store decided. [`is_accepted`](Self::is_accepted) says which
@@ -176,8 +191,15 @@ pub enum Verdict {
     /// A retired token within the grace (a request in flight when the
     /// holder moved on): accepted, no new token.
     Grace,
-    /// A counter the server never issued: refused, nothing changes.
+    /// A counter ahead of the live one by more than `max_ahead`: refused,
+    /// nothing changes.
     Ahead,
+    /// A counter ahead of the live one by at most `max_ahead`: the server
+    /// minted it (its tag verified), so the store lost the writes that
+    /// issued it. Accepted without a new token: the sequence moves to it
+    /// (it becomes the live token, in use) and every earlier counter the
+    /// store knew of is retired now.
+    FastForward,
     /// A token retired longer than the grace ago: two parties hold the
     /// lineage; it is now revoked.
     Reused,
@@ -194,13 +216,14 @@ pub enum Verdict {
 
 impl Verdict {
     /// Every verdict, in declaration order.
-    pub const ALL: [Verdict; 11] = [
+    pub const ALL: [Verdict; 12] = [
         Self::Rotated,
         Self::Current,
         Self::Pending,
         Self::Recovered,
         Self::Grace,
         Self::Ahead,
+        Self::FastForward,
         Self::Reused,
         Self::Revoked,
         Self::Expired,
@@ -212,7 +235,12 @@ impl Verdict {
     pub fn is_accepted(self) -> bool {
         matches!(
             self,
-            Self::Rotated | Self::Current | Self::Pending | Self::Recovered | Self::Grace
+            Self::Rotated
+                | Self::Current
+                | Self::Pending
+                | Self::Recovered
+                | Self::Grace
+                | Self::FastForward
         )
     }
 
@@ -230,6 +258,7 @@ impl Verdict {
             Self::Recovered => "recovered",
             Self::Grace => "grace",
             Self::Ahead => "ahead",
+            Self::FastForward => "fast_forward",
             Self::Reused => "reused",
             Self::Revoked => "revoked",
             Self::Expired => "expired",
@@ -265,7 +294,29 @@ impl SessionRecord {
         let c = req.presented;
         let live = self.sequence.counter;
         if c > live {
-            return Verdict::Ahead;
+            if req.rotate == Rotate::ReplaceUndelivered || c - live > req.max_ahead {
+                return Verdict::Ahead;
+            }
+            // The server minted `c` (its tag verified before the store was
+            // asked), so the store lost the writes that issued it. `c` is
+            // taken as the live token in use, without a new token (one
+            // minted now for `c + 1` could reach the jar after a newer one
+            // the lost writes had issued). Everything the store knew is
+            // retired now, so requests still in flight with those tokens
+            // are served within the grace, and a second holder of one is
+            // caught after it.
+            self.accept(now);
+            let seq = &mut self.sequence;
+            if let Some(p) = seq.presented
+                && p < live
+            {
+                seq.retire(p, p, now, req);
+            }
+            seq.retire(live, c - 1, now, req);
+            seq.counter = c;
+            seq.presented = Some(c);
+            seq.issued_at = now;
+            return Verdict::FastForward;
         }
         if req.rotate == Rotate::ReplaceUndelivered {
             // Renewal or elevation inside a handler, with the token this
@@ -395,6 +446,7 @@ mod tests {
             grace_window_ms: T,
             rotate: Rotate::Always,
             new_id: None,
+            max_ahead: 0,
         }
     }
 
@@ -488,6 +540,38 @@ mod tests {
         assert_eq!(r.advance(&req(5, 1)), Verdict::Ahead);
         assert_eq!(r.sequence.revoked, None);
         assert_eq!(r.advance(&req(0, 2)), Verdict::Rotated);
+    }
+
+    #[test]
+    fn a_minted_token_ahead_of_the_store_fast_forwards_within_n() {
+        let ahead = |presented, now_ms| AdvanceRequest {
+            max_ahead: 3,
+            ..req(presented, now_ms)
+        };
+        let mut r = record(0);
+        assert_eq!(r.advance(&ahead(0, 1)), Verdict::Rotated);
+        assert_eq!(r.advance(&ahead(1, 2)), Verdict::Rotated);
+        // The store lost writes: the client holds 4, the store has n = 2.
+        let before = r.clone();
+        assert_eq!(r.advance(&ahead(6, 3)), Verdict::Ahead, "more than N");
+        assert_eq!(r, before);
+        assert_eq!(r.advance(&ahead(4, 3)), Verdict::FastForward);
+        assert_eq!((r.sequence.counter, r.sequence.presented), (4, Some(4)));
+        // Everything the store knew of before 4 is retired now (0 was
+        // retired when 1 was first used).
+        for c in 1..4 {
+            assert_eq!(r.sequence.retired_at(c), Some(3), "{c}");
+        }
+        assert_eq!(r.sequence.retired_at(0), Some(2));
+        // A burst with 4 still in flight, then the next request rotates.
+        assert_eq!(r.advance(&ahead(4, 4)), Verdict::Rotated);
+        assert_eq!(r.advance(&ahead(4, 5)), Verdict::Pending);
+        // A copy of 3 is served within the grace, theft after it.
+        assert_eq!(r.advance(&ahead(3, 3 + T)), Verdict::Grace);
+        assert_eq!(r.advance(&ahead(3, 4 + T)), Verdict::Reused);
+        // With N = 0 nothing is ever fast-forwarded.
+        let mut r = record(0);
+        assert_eq!(r.advance(&req(1, 1)), Verdict::Ahead);
     }
 
     #[test]
@@ -596,7 +680,10 @@ mod tests {
             for (presented, dt) in steps {
                 now += dt;
                 let before = r.sequence.clone();
-                let v = r.advance(&req(presented, now));
+                let v = r.advance(&AdvanceRequest {
+                    max_ahead: 2,
+                    ..req(presented, now)
+                });
                 prop_assert!(r.sequence.counter >= before.counter);
                 prop_assert!(r.sequence.presented.is_none_or(|p| p <= r.sequence.counter));
                 if before.revoked.is_some() {
@@ -604,6 +691,10 @@ mod tests {
                 }
                 if v.issues_token() {
                     prop_assert_eq!(r.sequence.counter, before.counter + 1);
+                } else if v == Verdict::FastForward {
+                    prop_assert!(presented > before.counter && presented <= before.counter + 2);
+                    prop_assert_eq!(r.sequence.counter, presented);
+                    prop_assert_eq!(r.sequence.presented, Some(presented));
                 } else {
                     prop_assert_eq!(r.sequence.counter, before.counter);
                 }

@@ -263,10 +263,44 @@ async fn parallel_requests_applied_in_random_order_are_never_theft() {
 }
 
 #[tokio::test]
-async fn forged_counter_ahead_is_rejected_without_revocation() {
+async fn a_minted_counter_ahead_fast_forwards_within_n_and_is_refused_beyond() {
     let f = fixture(Config::default());
     let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
-    let ahead = f.manager.keys().mint(&login.session.id(), 7);
+    let id = login.session.id();
+    // Beyond N (64): refused, nothing changes, no revocation.
+    let far = f.manager.keys().mint(&id, 65);
+    assert_eq!(
+        kind(f.manager.validate_session(far.expose()).await),
+        ErrorKind::TokenAhead
+    );
+    // Within N: the store lost the writes that issued it. Accepted without
+    // a new token, reported, and the sequence continues from it.
+    let ahead = f.manager.keys().mint(&id, 7);
+    let v = f.manager.validate_session(ahead.expose()).await.unwrap();
+    assert_eq!(v.verdict, Verdict::FastForward);
+    assert!(v.next_token.is_none());
+    assert!(f.events.events().iter().any(|e| matches!(
+        e,
+        SessionEvent::StoreRolledBack {
+            presented_counter: 7,
+            stored_counter: 0,
+            ..
+        }
+    )));
+    let next = step(&f.manager, &ahead).await;
+    assert_eq!(next, f.manager.keys().mint(&id, 8));
+    // The login token is older than 7: retired at the fast-forward.
+    f.clock.advance(11 * Duration::from_secs(1));
+    assert_eq!(
+        kind(f.manager.validate_session(login.token.expose()).await),
+        ErrorKind::TokenReused
+    );
+    // With N = 0 every counter ahead is refused.
+    let mut config = Config::default();
+    config.token.max_ahead = 0;
+    let f = fixture(config);
+    let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
+    let ahead = f.manager.keys().mint(&login.session.id(), 1);
     assert_eq!(
         kind(f.manager.validate_session(ahead.expose()).await),
         ErrorKind::TokenAhead

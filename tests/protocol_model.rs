@@ -7,7 +7,16 @@
 //! time (slow requests); responses delivered in any order or lost; time
 //! passing in ticks; and, in the theft runs, a thief copying the jar at any
 //! moment and using the copy (plain requests or renewals) whenever it
-//! likes.
+//! likes. With a rollback budget, the store may also lose its last writes
+//! (up to [`LOSS_DEPTH`] of them, as a failover with replication lag or a
+//! restart from an older snapshot does), at any moment; responses already
+//! on their way still arrive. A store that lost writes is one that failed
+//! (a primary died, a server crashed): until it is back, requests reaching
+//! it are refused (503, the jar is kept: a lost request), and it is back
+//! only once nothing is in flight any more: every request and response
+//! that was on its way has arrived or been lost, i.e. the outage lasts at
+//! least T (A1, A2). `docs/protocol.md` states this as the rule's
+//! assumption about failovers.
 //!
 //! What the network may do is bounded by the protocol's assumptions
 //! (`docs/protocol.md`): a request arrives within T of being sent or never
@@ -26,6 +35,13 @@
 //!   two parties take turns (victim, thief, victim, or thief, victim,
 //!   thief), each after a pause longer than 2T, one of the three requests is
 //!   refused: two holders cannot both keep the session.
+//!
+//! A store that lost writes forgot what was presented in them: after a
+//! rollback, "presented" in the upgrade check means presented to the store
+//! as it is now (what a party showed only in the lost writes is
+//! forgotten, as the store forgot it). Rollbacks never undo a renewal: a
+//! session whose renewal was lost is unknown to the store (its new id is
+//! not among the lineage's), which `docs/protocol.md` states as a limit.
 //!
 //! Time is kept relative (all stored times shifted so that "now" is fixed,
 //! and times older than 2T + 2 ticks clamped), so the state space is finite
@@ -47,6 +63,10 @@ const A_REQ: u8 = T as u8;
 /// Longest transit of a response, in ticks (assumption A2: T - D).
 const A_RESP: u8 = T as u8 - D;
 const NOW: u64 = 1_000_000;
+/// How many of its last writes the store may lose at once.
+const LOSS_DEPTH: usize = 2;
+/// N, `token.max_ahead`.
+const MAX_AHEAD: u64 = 64;
 const FLOOR: u64 = NOW - (2 * T + 2) * TICK;
 
 const VICTIM: u8 = 0;
@@ -85,6 +105,13 @@ struct State {
     shown: [Option<u64>; 2],
     /// The counter of the thief's copy.
     copy: Option<u64>,
+    /// The store's last writes, oldest first (while a rollback may still
+    /// happen).
+    history: Vec<Seq>,
+    /// Rollbacks still allowed.
+    rollbacks: u8,
+    /// The store failed and lost writes, and is not back yet.
+    down: bool,
 }
 
 fn ids() -> Vec<SessionId> {
@@ -103,6 +130,8 @@ struct Model {
     thief: bool,
     /// Renewal requests allowed in all.
     renewals: u8,
+    /// Times the store may lose its last writes.
+    rollbacks: u8,
 }
 
 #[derive(Default, Debug)]
@@ -205,9 +234,16 @@ impl Model {
             grace_window_ms: T * TICK,
             rotate,
             new_id,
+            max_ahead: MAX_AHEAD,
         });
         let mut next = s.clone();
         next.seq = Self::project(&r, &self.ids);
+        if s.rollbacks > 0 && next.seq != s.seq {
+            next.history.push(s.seq.clone());
+            if next.history.len() > LOSS_DEPTH {
+                next.history.remove(0);
+            }
+        }
         let issued = v.issues_token().then_some(Tok {
             id: next.seq.5,
             ctr: next.seq.0,
@@ -217,9 +253,11 @@ impl Model {
 
     fn tick(s: &mut State) {
         let shift = |t: &mut u64| *t = t.saturating_sub(TICK).max(FLOOR);
-        shift(&mut s.seq.2);
-        for r in &mut s.seq.3 {
-            shift(&mut r.2);
+        for seq in std::iter::once(&mut s.seq).chain(&mut s.history) {
+            shift(&mut seq.2);
+            for r in &mut seq.3 {
+                shift(&mut r.2);
+            }
         }
         for m in &mut s.msgs {
             match m {
@@ -253,6 +291,30 @@ impl Model {
                 }
             }
         }
+        // The store loses its last k writes (never a renewal: see the file
+        // docs).
+        if s.rollbacks > 0 {
+            for k in 1..=s.history.len() {
+                let target = &s.history[s.history.len() - k];
+                if target.5 != s.seq.5 {
+                    continue;
+                }
+                let mut n = s.clone();
+                n.seq = target.clone();
+                n.rollbacks -= 1;
+                n.history.truncate(s.history.len() - k);
+                n.down = true;
+                if n.rollbacks == 0 {
+                    n.history.clear();
+                }
+                // What was presented only in the lost writes is forgotten.
+                let known = n.seq.1;
+                for shown in &mut n.shown {
+                    *shown = shown.zip(known).map(|(x, p)| x.min(p));
+                }
+                out.push(n);
+            }
+        }
         // Copy.
         if self.thief && !s.copied && s.jars[0].is_some() {
             let mut n = s.clone();
@@ -268,6 +330,9 @@ impl Model {
                 Msg::Req(p, tok, renew, _) => {
                     // Lost.
                     out.push(base.clone());
+                    if s.down {
+                        continue;
+                    }
                     // Arrives.
                     let (v, issued, mut n) = self.request(&base, tok, renew);
                     if v == Verdict::Reused {
@@ -279,6 +344,14 @@ impl Model {
                                 .example
                                 .get_or_insert_with(|| format!("{s:?} -> {m:?}"));
                         }
+                    }
+                    if v == Verdict::FastForward && s.rollbacks == self.rollbacks {
+                        // Only a store that lost writes sees a minted
+                        // counter ahead of its own.
+                        report.false_thefts += 1;
+                        report
+                            .example
+                            .get_or_insert_with(|| format!("ahead, no loss: {s:?} -> {m:?}"));
                     }
                     if matches!(v, Verdict::Ahead | Verdict::Unknown) && !self.thief {
                         report.false_thefts += 1;
@@ -301,7 +374,21 @@ impl Model {
                             report.upgrades += 1;
                             report
                                 .example
-                                .get_or_insert_with(|| format!("upgrade: {s:?} -> {m:?}"));
+                                .get_or_insert_with(|| format!("upgrade ({v:?}): {s:?} -> {m:?}"));
+                        }
+                        // With rollbacks, a token the store issued the
+                        // thief without upgrading it makes the thief a
+                        // holder of it, as if it had copied it: later
+                        // checks compare against it. (A rollback forgets
+                        // who moved ahead: the store may then mint again a
+                        // counter the thief was issued before the loss, or
+                        // one of the lost window that the victim holds too.)
+                        if let Some(t) = issued
+                            && p == THIEF
+                            && self.rollbacks > 0
+                            && !(behind || past_copy)
+                        {
+                            n.copy = Some(n.copy.map_or(t.ctr, |c| c.max(t.ctr)));
                         }
                         let shown = &mut n.shown[p as usize];
                         *shown = Some(shown.map_or(tok.ctr, |x| x.max(tok.ctr)));
@@ -342,6 +429,9 @@ impl Model {
         }
         for n in &mut out {
             n.msgs.sort();
+            if n.down && n.msgs.is_empty() {
+                n.down = false;
+            }
         }
         out
     }
@@ -349,8 +439,13 @@ impl Model {
     /// From a quiet state, the two parties take turns after long pauses;
     /// true if all three turns were accepted.
     fn coexist(&self, s: &State, first: u8) -> bool {
+        // A rollback can make a copy's token live again: the store then
+        // mints the counters after it once more, the very tokens the other
+        // party already holds, and one more turn is needed before one of
+        // them is behind (see the file docs).
+        let turns = if s.rollbacks < self.rollbacks { 4 } else { 3 };
         let mut s = s.clone();
-        for turn in 0..3 {
+        for turn in 0..turns {
             let p = if turn % 2 == 0 { first } else { 1 - first };
             for _ in 0..=2 * T + 1 {
                 Self::tick(&mut s);
@@ -383,6 +478,9 @@ impl Model {
                 msgs: vec![],
                 shown: [None; 2],
                 copy: None,
+                history: vec![],
+                rollbacks: 0,
+                down: false,
             })
         };
         let start = State {
@@ -394,6 +492,9 @@ impl Model {
             msgs: vec![],
             shown: [None; 2],
             copy: None,
+            history: vec![],
+            rollbacks: self.rollbacks,
+            down: false,
         };
         let mut seen = HashSet::new();
         let mut queue = VecDeque::new();
@@ -451,6 +552,7 @@ fn no_honest_browser_is_accused() {
         ids: ids(),
         thief: false,
         renewals: bound("MODEL_RENEWALS", 1),
+        rollbacks: 0,
     };
     let report = model.explore([bound("MODEL_HONEST_REQUESTS", 5), 0], 20_000_000);
     eprintln!("honest: {report:?}");
@@ -464,6 +566,7 @@ fn no_thief_coexists_or_is_upgraded() {
         ids: ids(),
         thief: true,
         renewals: bound("MODEL_RENEWALS", 1),
+        rollbacks: 0,
     };
     let report = model.explore(
         [
@@ -473,6 +576,41 @@ fn no_thief_coexists_or_is_upgraded() {
         20_000_000,
     );
     eprintln!("thief: {report:?}");
+    assert!(report.thefts_detected > 0, "theft is reachable: {report:?}");
+    assert_eq!(report.upgrades, 0, "{report:?}");
+    assert_eq!(report.coexistences, 0, "{report:?}");
+}
+
+#[test]
+fn no_honest_browser_is_accused_when_the_store_loses_writes() {
+    let model = Model {
+        ids: ids(),
+        thief: false,
+        renewals: 0,
+        rollbacks: bound("MODEL_ROLLBACKS", 1),
+    };
+    let report = model.explore([bound("MODEL_LOSS_HONEST_REQUESTS", 4), 0], 20_000_000);
+    eprintln!("honest, store losing writes: {report:?}");
+    assert!(report.states > 1_000, "the exploration ran: {report:?}");
+    assert_eq!(report.false_thefts, 0, "{report:?}");
+}
+
+#[test]
+fn no_thief_coexists_or_is_upgraded_when_the_store_loses_writes() {
+    let model = Model {
+        ids: ids(),
+        thief: true,
+        renewals: 0,
+        rollbacks: bound("MODEL_ROLLBACKS", 1),
+    };
+    let report = model.explore(
+        [
+            bound("MODEL_VICTIM_REQUESTS", 2),
+            bound("MODEL_THIEF_REQUESTS", 2),
+        ],
+        20_000_000,
+    );
+    eprintln!("thief, store losing writes: {report:?}");
     assert!(report.thefts_detected > 0, "theft is reachable: {report:?}");
     assert_eq!(report.upgrades, 0, "{report:?}");
     assert_eq!(report.coexistences, 0, "{report:?}");

@@ -107,6 +107,7 @@ fn req(session: SessionId, presented: u64, now_ms: u64) -> AdvanceRequest {
         grace_window_ms: 10_000,
         rotate: Rotate::Always,
         new_id: None,
+        max_ahead: 0,
     }
 }
 

@@ -129,7 +129,7 @@ fn sample(user: &str, now: u64) -> SessionRecord {
 }
 
 /// A request presenting `presented` with a token of `session`: grace
-/// K = 1, T = 10 s, rotation on every request, no new id.
+/// K = 1, T = 10 s, rotation on every request, no new id, no fast-forward.
 fn request(session: SessionId, presented: u64, now_ms: u64) -> AdvanceRequest {
     AdvanceRequest {
         session,
@@ -139,6 +139,7 @@ fn request(session: SessionId, presented: u64, now_ms: u64) -> AdvanceRequest {
         grace_window_ms: 10 * SEC,
         rotate: Rotate::Always,
         new_id: None,
+        max_ahead: 0,
     }
 }
 
@@ -610,6 +611,39 @@ pub async fn sequence_rule(store: &dyn SessionStore) {
     expect(store, &mut r, deep(2, now + 10), Verdict::Grace, check).await;
     expect(store, &mut r, deep(1, now + 10), Verdict::Grace, check).await;
     expect(store, &mut r, deep(0, now + 10), Verdict::Reused, check).await;
+
+    // Fast-forward: a counter at most N ahead (the store lost writes).
+    let mut r = sample(&user, now);
+    create(store, &r).await;
+    let id = r.id;
+    let ahead = |presented, now_ms| AdvanceRequest {
+        grace_depth: 8,
+        max_ahead: 3,
+        ..request(id, presented, now_ms)
+    };
+    for (req, want) in [
+        (ahead(0, now + 1), Verdict::Rotated),
+        (ahead(1, now + 2), Verdict::Rotated),
+        // p = 1, n = 2: 6 is more than 3 ahead.
+        (ahead(6, now + 3), Verdict::Ahead),
+        (ahead(5, now + 4), Verdict::FastForward),
+        // 5 is live and in use now; 1 and 2..=4 were retired at now + 4.
+        (ahead(5, now + 5), Verdict::Rotated),
+        (ahead(3, now + 6), Verdict::Grace),
+        (ahead(1, now + 4 + t), Verdict::Grace),
+        (ahead(2, now + 5 + t), Verdict::Reused),
+    ] {
+        expect(store, &mut r, req, want, check).await;
+    }
+    // An undelivered token is never fast-forwarded.
+    let mut r = sample(&user, now);
+    create(store, &r).await;
+    let replace = AdvanceRequest {
+        rotate: Rotate::ReplaceUndelivered,
+        max_ahead: 3,
+        ..request(r.id, 2, now + 1)
+    };
+    expect(store, &mut r, replace, Verdict::Ahead, check).await;
 
     // Rotation policies, and new_id.
     let mut r = sample(&user, now);
@@ -1520,7 +1554,7 @@ pub async fn differential(store: &dyn SessionStore, seed: u64, steps: u64) {
                 r.from + rng.below(r.to - r.from + 1)
             }
             10..=14 => live.saturating_sub(1 + rng.below(3)),
-            15..=16 => live + 1 + rng.below(2),
+            15..=16 => live + 1 + rng.below(4),
             _ => rng.below(live + 2),
         };
         let session = match rng.below(20) {
@@ -1553,6 +1587,11 @@ pub async fn differential(store: &dyn SessionStore, seed: u64, steps: u64) {
             },
             rotate,
             new_id,
+            max_ahead: match rng.below(3) {
+                0 => 0,
+                1 => rng.below(3),
+                _ => 64,
+            },
         };
         let member = local.has_id(&session);
         let before = local.clone();

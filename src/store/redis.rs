@@ -3,10 +3,13 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster_async::ClusterConnection;
+use ::redis::sentinel::{SentinelClient, SentinelServerType};
 use ::redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use async_trait::async_trait;
 use futures_util::future::join_all;
@@ -14,7 +17,7 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::{Advance, Created, SessionLimit, SessionStore};
-use crate::clock::as_ms;
+use crate::clock::{Clock, SystemClock, as_ms};
 use crate::error::StoreError;
 use crate::sequence::{
     AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict,
@@ -32,6 +35,9 @@ const RECORD_FIELDS: [&str; 13] = [
     "ids", "uid", "created", "meta", "ctr", "pre", "req", "seen", "iss", "ret", "rev", "ends",
     "idle",
 ];
+
+/// [`Inner::clock_offset`] before the first reply taught it.
+const OFFSET_UNKNOWN: i64 = i64::MIN;
 
 /// The `rev` of a hash `create_limited` wrote and its user's index has not
 /// admitted yet: every script and read treats it as absent.
@@ -101,6 +107,16 @@ const PENDING: &str = "pending";
 /// HTTP layer answers with `503 store_unavailable`. The connection
 /// reconnects by itself in the background; nothing needs a restart.
 ///
+/// A command the node gave up on may still reach Redis later: queued
+/// behind a hang, or kept by TCP on a cut link. The advance script is
+/// therefore given a deadline (the call's timeout plus the
+/// [`deadline_margin`](RedisStoreBuilder::deadline_margin), on Redis's own
+/// clock: the node learns the offset between the two clocks from every
+/// reply) and refuses, unapplied, a command that arrives after it. Applied
+/// that late, with the time it was sent, it would present a token retired
+/// and forgotten since: theft, for an honest user
+/// (`tests/store_faults.rs`).
+///
 /// # Example
 ///
 /// ```no_run
@@ -129,6 +145,10 @@ pub struct RedisStore {
 struct Inner {
     prefix: String,
     timeout: Duration,
+    deadline_margin: Duration,
+    /// Redis's clock minus this machine's, in ms, as the last advance
+    /// reply showed it ([`OFFSET_UNKNOWN`] before the first).
+    clock_offset: AtomicI64,
     expiry_slack_ms: u64,
     codec: Codec,
     scripts: Scripts,
@@ -186,18 +206,21 @@ impl fmt::Debug for RedisStore {
             .field("mode", &self.conn.mode())
             .field("prefix", &self.inner.prefix)
             .field("timeout", &self.inner.timeout)
+            .field("deadline_margin", &self.inner.deadline_margin)
             .field("expiry_slack_ms", &self.inner.expiry_slack_ms)
             .field("payload", &self.inner.codec.payload)
             .finish()
     }
 }
 
-/// One server through a reconnecting multiplexed connection, or a cluster
-/// through a slot-routing one. Both are cheap to clone.
+/// One server through a reconnecting multiplexed connection, a cluster
+/// through a slot-routing one, or the primary Sentinel names. All are
+/// cheap to clone.
 #[derive(Clone)]
 enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(Arc<SentinelConn>),
 }
 
 impl Conn {
@@ -205,6 +228,7 @@ impl Conn {
         match self {
             Self::Single(_) => "single",
             Self::Cluster(_) => "cluster",
+            Self::Sentinel(_) => "sentinel",
         }
     }
 }
@@ -214,6 +238,11 @@ impl ConnectionLike for Conn {
         match self {
             Self::Single(c) => c.req_packed_command(cmd),
             Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Sentinel(s) => Box::pin(async move {
+                let (generation, mut primary) = s.primary().await?;
+                let reply = primary.req_packed_command(cmd).await;
+                s.check(generation, reply)
+            }),
         }
     }
 
@@ -226,6 +255,11 @@ impl ConnectionLike for Conn {
         match self {
             Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Sentinel(s) => Box::pin(async move {
+                let (generation, mut primary) = s.primary().await?;
+                let reply = primary.req_packed_commands(pipeline, offset, count).await;
+                s.check(generation, reply)
+            }),
         }
     }
 
@@ -233,7 +267,152 @@ impl ConnectionLike for Conn {
         match self {
             Self::Single(c) => c.get_db(),
             Self::Cluster(c) => c.get_db(),
+            Self::Sentinel(_) => 0,
         }
+    }
+}
+
+/// How often a node asks the sentinels whether its primary is still the
+/// primary, in the background.
+const SENTINEL_RECHECK: Duration = Duration::from_secs(1);
+
+/// The primary of a Sentinel-managed group: asked of the sentinels when
+/// first needed, again whenever it stops being the primary (it answers
+/// `READONLY` or `NOREPLICAS`: demoted, or cut off from its replicas) or
+/// cannot be reached (it died: the sentinels promote a replica), and in
+/// the background every [`SENTINEL_RECHECK`] (a primary that was replaced
+/// while it kept running accepts writes until it is reconfigured, and
+/// those writes are lost). No restart is needed to follow a failover.
+struct SentinelConn {
+    sentinels: tokio::sync::Mutex<SentinelClient>,
+    /// The current primary.
+    primary: Mutex<Option<Primary>>,
+    generations: AtomicU64,
+    rechecking: std::sync::atomic::AtomicBool,
+    config: ConnectionManagerConfig,
+}
+
+#[derive(Clone)]
+struct Primary {
+    generation: u64,
+    conn: ConnectionManager,
+    addr: String,
+    checked: std::time::Instant,
+}
+
+impl SentinelConn {
+    /// The current primary, asking the sentinels if it is not known.
+    async fn primary(self: &Arc<Self>) -> Result<(u64, ConnectionManager), RedisError> {
+        if let Some(known) = self.known() {
+            if known.checked.elapsed() >= SENTINEL_RECHECK
+                && !self.rechecking.swap(true, Ordering::AcqRel)
+            {
+                let this = Arc::clone(self);
+                tokio::spawn(async move {
+                    this.recheck(known.generation).await;
+                    this.rechecking.store(false, Ordering::Release);
+                });
+            }
+            return Ok((known.generation, known.conn));
+        }
+        // One discovery at a time; whoever waited finds its result.
+        let mut sentinels = self.sentinels.lock().await;
+        if let Some(known) = self.known() {
+            return Ok((known.generation, known.conn));
+        }
+        let client = sentinels.async_get_client().await?;
+        let installed = self.install(client, None).await;
+        drop(sentinels);
+        installed
+    }
+
+    /// Connects to the primary `client` names and makes it the current
+    /// one, unless `replacing` (a generation) is no longer current.
+    async fn install(
+        &self,
+        client: ::redis::Client,
+        replacing: Option<u64>,
+    ) -> Result<(u64, ConnectionManager), RedisError> {
+        let addr = client.get_connection_info().addr().to_string();
+        let conn = ConnectionManager::new_with_config(client, self.config.clone()).await?;
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut primary = self.primary.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = replacing
+            && let Some(p) = primary.as_ref()
+            && p.generation != g
+        {
+            // Replaced meanwhile by a discovery after an error.
+            return Ok((p.generation, p.conn.clone()));
+        }
+        *primary = Some(Primary {
+            generation,
+            conn: conn.clone(),
+            addr: addr.clone(),
+            checked: std::time::Instant::now(),
+        });
+        tracing::info!(generation, %addr, "connected to the Redis primary named by Sentinel");
+        Ok((generation, conn))
+    }
+
+    /// Asks the sentinels which server is the primary now, and follows it
+    /// if it is not the current one.
+    async fn recheck(&self, generation: u64) {
+        let named = tokio::time::timeout(SENTINEL_RECHECK, async {
+            let mut sentinels = self.sentinels.lock().await;
+            sentinels.async_get_client().await
+        })
+        .await;
+        let Some(current) = self.known().filter(|p| p.generation == generation) else {
+            return;
+        };
+        if let Ok(Ok(client)) = named {
+            let addr = client.get_connection_info().addr().to_string();
+            if addr != current.addr {
+                tracing::warn!(
+                    old = %current.addr,
+                    new = %addr,
+                    "Sentinel names another Redis primary: following it"
+                );
+                let _ =
+                    tokio::time::timeout(SENTINEL_RECHECK, self.install(client, Some(generation)))
+                        .await;
+                return;
+            }
+        }
+        // The same primary, or no answer: check again after an interval.
+        let mut primary = self.primary.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = primary.as_mut().filter(|p| p.generation == generation) {
+            p.checked = std::time::Instant::now();
+        }
+    }
+
+    fn known(&self) -> Option<Primary> {
+        self.primary
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Passes `reply` on; if it says the primary is no longer one (or is
+    /// gone), forgets it so that the next call asks the sentinels again.
+    fn check<T>(&self, generation: u64, reply: Result<T, RedisError>) -> Result<T, RedisError> {
+        if let Err(e) = &reply
+            && (matches!(e.code(), Some("READONLY" | "NOREPLICAS" | "MASTERDOWN"))
+                || e.is_io_error()
+                || e.is_connection_refusal()
+                || e.is_connection_dropped())
+        {
+            let mut primary = self.primary.lock().unwrap_or_else(|e| e.into_inner());
+            if primary.as_ref().is_some_and(|p| p.generation == generation) {
+                *primary = None;
+                tracing::warn!(
+                    generation,
+                    error = %e,
+                    "the Redis primary failed or was demoted: asking Sentinel again"
+                );
+            }
+        }
+        reply
     }
 }
 
@@ -243,6 +422,7 @@ impl ConnectionLike for Conn {
 pub struct RedisStoreBuilder {
     prefix: String,
     timeout: Duration,
+    deadline_margin: Duration,
     expiry_slack: Duration,
     payload: Option<PayloadKeys>,
     accept_plaintext: bool,
@@ -253,6 +433,7 @@ impl Default for RedisStoreBuilder {
         Self {
             prefix: "rs:".into(),
             timeout: Duration::from_secs(1),
+            deadline_margin: Duration::from_millis(500),
             expiry_slack: Duration::from_secs(60),
             payload: None,
             accept_plaintext: false,
@@ -282,6 +463,19 @@ impl RedisStoreBuilder {
     /// 1 s). Past it the call fails with [`StoreError::Unavailable`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long after its [timeout](Self::timeout) a request may still be
+    /// applied by Redis (default 500 ms); later, the advance script refuses
+    /// it unapplied. It absorbs the error of the clock offset the node
+    /// learns from Redis's replies (half a round trip) and clock
+    /// differences between the masters of a cluster. Keep the timeout plus
+    /// this margin below `token.grace_min` (default 2 s): a request
+    /// applied later than the grace after it was sent can find its token
+    /// retired and forgotten, and be taken for theft.
+    pub fn deadline_margin(mut self, margin: Duration) -> Self {
+        self.deadline_margin = margin;
         self
     }
 
@@ -324,7 +518,9 @@ impl RedisStoreBuilder {
         .await
         .map_err(|_| StoreError::unavailable(Timeout(timeout)))?
         .map_err(StoreError::unavailable)?;
-        Ok(self.finish(Conn::Single(conn)))
+        let store = self.finish(Conn::Single(conn));
+        store.learn_clock().await;
+        Ok(store)
     }
 
     /// Like [`connect`](Self::connect), but without waiting for the
@@ -335,6 +531,53 @@ impl RedisStoreBuilder {
         let conn = ConnectionManager::new_lazy_with_config(client, self.manager_config())
             .map_err(StoreError::unavailable)?;
         Ok(self.finish(Conn::Single(conn)))
+    }
+
+    /// Connects to the primary that Redis Sentinel names `service` (the
+    /// `sentinel monitor <service> ...` name), through any of `sentinels`,
+    /// e.g. `["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"]`, and
+    /// follows it: when the primary dies or is demoted (it answers
+    /// `READONLY`), the next call asks the sentinels again and connects to
+    /// the new one. Calls during the failover fail with
+    /// [`StoreError::Unavailable`] (`503`); nothing needs a restart.
+    ///
+    /// `docs/redis.md` has the failover figures and the settings that keep
+    /// acknowledged writes (`min-replicas-to-write`).
+    pub async fn connect_sentinel<I, S>(
+        self,
+        sentinels: I,
+        service: &str,
+    ) -> Result<RedisStore, StoreError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let sentinels: Vec<String> = sentinels
+            .into_iter()
+            .map(|s| s.as_ref().to_owned())
+            .collect();
+        let client = SentinelClient::build(
+            sentinels,
+            service.to_owned(),
+            None,
+            SentinelServerType::Master,
+        )
+        .map_err(StoreError::unavailable)?;
+        let conn = Arc::new(SentinelConn {
+            sentinels: tokio::sync::Mutex::new(client),
+            primary: Mutex::new(None),
+            generations: AtomicU64::new(0),
+            rechecking: std::sync::atomic::AtomicBool::new(false),
+            config: self.manager_config(),
+        });
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, conn.primary())
+            .await
+            .map_err(|_| StoreError::unavailable(Timeout(timeout)))?
+            .map_err(StoreError::unavailable)?;
+        let store = self.finish(Conn::Sentinel(conn));
+        store.learn_clock().await;
+        Ok(store)
     }
 
     /// Connects to a Redis Cluster through any of its nodes, e.g.
@@ -356,7 +599,9 @@ impl RedisStoreBuilder {
             .await
             .map_err(|_| StoreError::unavailable(Timeout(timeout)))?
             .map_err(StoreError::unavailable)?;
-        Ok(self.finish(Conn::Cluster(conn)))
+        let store = self.finish(Conn::Cluster(conn));
+        store.learn_clock().await;
+        Ok(store)
     }
 
     fn manager_config(&self) -> ConnectionManagerConfig {
@@ -376,6 +621,8 @@ impl RedisStoreBuilder {
             inner: Arc::new(Inner {
                 prefix: self.prefix,
                 timeout: self.timeout,
+                deadline_margin: self.deadline_margin,
+                clock_offset: AtomicI64::new(OFFSET_UNKNOWN),
                 expiry_slack_ms: as_ms(self.expiry_slack),
                 codec: Codec {
                     payload: self.payload,
@@ -436,6 +683,46 @@ impl RedisStore {
         tokio::time::timeout(limit, call)
             .await
             .unwrap_or_else(|_| Err(StoreError::unavailable(Timeout(limit))))
+    }
+
+    /// The advance script's deadline for a call sent at `sent_ms` (this
+    /// machine's clock), on Redis's clock; `None` until the offset between
+    /// the two clocks is known.
+    fn deadline(&self, sent_ms: u64) -> Option<u64> {
+        let offset = self.inner.clock_offset.load(Ordering::Relaxed);
+        if offset == OFFSET_UNKNOWN {
+            return None;
+        }
+        let wait = as_ms(self.inner.timeout).saturating_add(as_ms(self.inner.deadline_margin));
+        Some(sent_ms.saturating_add_signed(offset).saturating_add(wait))
+    }
+
+    /// Asks Redis for its clock (`TIME`) to learn the offset before the
+    /// first advance; best effort, as every advance reply teaches it too.
+    async fn learn_clock(&self) {
+        let mut conn = self.conn.clone();
+        let sent = SystemClock.now_ms();
+        let time = tokio::time::timeout(
+            self.inner.timeout,
+            ::redis::cmd("TIME").query_async::<(u64, u64)>(&mut conn),
+        )
+        .await;
+        if let Ok(Ok((secs, micros))) = time {
+            let server_ms = secs.saturating_mul(1_000).saturating_add(micros / 1_000);
+            self.learn_offset(sent, SystemClock.now_ms(), server_ms);
+        }
+    }
+
+    /// Learns the offset of Redis's clock from a reply stamped `server_ms`
+    /// that was sent at `sent_ms` and received at `received_ms`: the
+    /// stamp is taken as the middle of the round trip, so the error is at
+    /// most half of it.
+    fn learn_offset(&self, sent_ms: u64, received_ms: u64, server_ms: u64) {
+        let middle = sent_ms / 2 + received_ms / 2;
+        let offset = i64::try_from(i128::from(server_ms) - i128::from(middle))
+            .unwrap_or(OFFSET_UNKNOWN)
+            .max(OFFSET_UNKNOWN + 1);
+        self.inner.clock_offset.store(offset, Ordering::Relaxed);
     }
 
     fn ttl_ms(&self, deadline: u64, reference: u64) -> u64 {
@@ -1018,6 +1305,7 @@ impl SessionStore for RedisStore {
                 Rotate::ReplaceUndelivered => ("u", 0),
             };
             let mut conn = self.conn.clone();
+            let sent = SystemClock.now_ms();
             let reply: Option<Vec<Vec<u8>>> = self
                 .inner
                 .scripts
@@ -1032,15 +1320,27 @@ impl SessionStore for RedisStore {
                 .arg(param.to_string())
                 .arg(self.inner.expiry_slack_ms.to_string())
                 .arg(request.new_id.map_or_else(String::new, |n| n.to_string()))
+                .arg(
+                    self.deadline(sent)
+                        .map_or_else(String::new, |d| d.to_string()),
+                )
+                .arg(request.max_ahead.to_string())
                 .invoke_async(&mut conn)
                 .await
                 .map_err(map_err)?;
-            let Some(reply) = reply else {
+            let Some(mut reply) = reply else {
                 return Ok(None);
             };
+            let server_ms = reply
+                .pop()
+                .ok_or_else(|| corrupt("empty reply from the advance script"))?;
+            self.learn_offset(sent, SystemClock.now_ms(), number(&server_ms)?);
             let (verdict, fields) = reply
                 .split_first()
                 .ok_or_else(|| corrupt("empty reply from the advance script"))?;
+            if verdict == b"late" {
+                return Err(StoreError::unavailable(Late));
+            }
             let verdict = parse_verdict(verdict)?;
             let record = self.inner.codec.decode(fields)?;
             if record.lineage() != id.lineage() {
@@ -1293,6 +1593,18 @@ impl fmt::Display for Timeout {
 }
 
 impl std::error::Error for Timeout {}
+
+/// A request that reached Redis after its deadline, refused unapplied.
+#[derive(Debug, Clone, Copy)]
+struct Late;
+
+impl fmt::Display for Late {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the request reached Redis after its deadline and was not applied")
+    }
+}
+
+impl std::error::Error for Late {}
 
 /// The first byte of a sealed payload; a payload in clear is JSON and
 /// starts with `{`.

@@ -154,7 +154,7 @@ impl RedisServer {
         signal("-CONT", self.pid());
     }
 
-    fn try_cmd(&self, args: &[&str]) -> redis::RedisResult<String> {
+    pub fn try_cmd(&self, args: &[&str]) -> redis::RedisResult<String> {
         let client = redis::Client::open(self.url())?;
         let mut conn = client.get_connection_with_timeout(Duration::from_secs(1))?;
         conn.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -330,15 +330,21 @@ fn value_text(v: redis::Value) -> String {
     }
 }
 
-/// A Redis Cluster of three masters, no replicas.
+/// A Redis Cluster of three masters, with or without a replica each.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
+    /// Three masters, no replicas.
     pub fn start() -> Self {
+        Self::start_with_replicas(0)
+    }
+
+    /// Three masters with `replicas` replicas each.
+    pub fn start_with_replicas(replicas: usize) -> Self {
         need("redis-cli");
-        let nodes: Vec<RedisServer> = (0..3)
+        let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
             .map(|_| {
                 RedisServer::start_with(&[
                     "--cluster-enabled",
@@ -362,7 +368,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("run redis-cli --cluster create");
         assert!(
@@ -375,6 +381,10 @@ impl RedisCluster {
         while !nodes.iter().all(|n| {
             n.cmd(&["CLUSTER", "INFO"]).contains("cluster_state:ok")
                 && n.cmd(&["CLUSTER", "SLOTS"]).lines().count() >= 3
+                && (replicas == 0
+                    || !n.cmd(&["INFO", "replication"]).contains("role:slave")
+                    || n.cmd(&["INFO", "replication"])
+                        .contains("master_link_status:up"))
         }) {
             assert!(Instant::now() < deadline, "the cluster never became ok");
             std::thread::sleep(Duration::from_millis(100));
@@ -392,5 +402,199 @@ impl RedisCluster {
             .iter()
             .map(|n| n.cmd(&["DBSIZE"]).parse().unwrap_or(0))
             .collect()
+    }
+}
+
+/// A TCP proxy on a free loopback port in front of a server, whose link can
+/// be held: while held, no byte moves either way (the kernel buffers them,
+/// as on a cut link that TCP keeps retransmitting over), and on release
+/// everything held is delivered, late.
+pub struct Proxy {
+    pub port: u16,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    pub fn start(target_port: u16) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("proxy address").port();
+        let held = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (h, s) = (held.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target_port)) else {
+                    continue;
+                };
+                for (from, to) in [
+                    (client.try_clone(), server.try_clone()),
+                    (server.try_clone(), client.try_clone()),
+                ] {
+                    let (Ok(from), Ok(to)) = (from, to) else {
+                        continue;
+                    };
+                    let (h, s) = (h.clone(), s.clone());
+                    std::thread::spawn(move || forward(from, to, &h, &s));
+                }
+            }
+        });
+        Self { port, held, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops moving bytes, both ways.
+    pub fn hold(&self) {
+        self.held.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Delivers everything held, and moves bytes again.
+    pub fn release(&self) {
+        self.held.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn forward(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    held: &std::sync::atomic::AtomicBool,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{ErrorKind, Read, Write};
+    use std::sync::atomic::Ordering;
+    let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
+    let mut buf = [0u8; 16 * 1024];
+    while !stop.load(Ordering::SeqCst) {
+        if held.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                // Bytes read just as the link was cut wait for it too.
+                while held.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                // A link dropped while held loses what it held.
+                if stop.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// One Redis Sentinel (`redis-server <conf> --sentinel`) on a free loopback
+/// port, watching the primary `mymaster`; stopped on drop.
+pub struct Sentinel {
+    pub port: u16,
+    child: Child,
+    dir: TempDir,
+}
+
+impl Sentinel {
+    /// A sentinel watching the primary on `primary_port` (quorum 2), which
+    /// it takes for down after `down_after_ms`.
+    pub fn start(primary_port: u16, down_after_ms: u64) -> Self {
+        need("redis-server");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\nlogfile {dir}/sentinel.log\n\
+                 sentinel monitor mymaster 127.0.0.1 {primary_port} 2\n\
+                 sentinel down-after-milliseconds mymaster {down_after_ms}\n\
+                 sentinel failover-timeout mymaster 10000\n\
+                 sentinel parallel-syncs mymaster 1\n",
+                dir = dir.path().display()
+            ),
+        )
+        .expect("write sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server --sentinel");
+        let sentinel = Self { port, child, dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sentinel.try_cmd(&["PING"]).ok().as_deref() != Some("PONG") {
+            assert!(
+                Instant::now() < deadline,
+                "the sentinel did not answer; log:\n{}",
+                sentinel.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sentinel
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sentinel.log")).unwrap_or_default()
+    }
+
+    pub fn try_cmd(&self, args: &[&str]) -> redis::RedisResult<String> {
+        let client = redis::Client::open(self.url())?;
+        let mut conn = client.get_connection_with_timeout(Duration::from_secs(1))?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        let value: redis::Value = cmd.query(&mut conn)?;
+        Ok(value_text(value))
+    }
+
+    /// The port of the primary this sentinel names now.
+    pub fn primary_port(&self) -> Option<u16> {
+        let addr = self
+            .try_cmd(&["SENTINEL", "get-master-addr-by-name", "mymaster"])
+            .ok()?;
+        addr.lines().nth(1)?.parse().ok()
+    }
+
+    /// A field of `SENTINEL MASTER mymaster`.
+    pub fn master_field(&self, field: &str) -> Option<String> {
+        let text = self.try_cmd(&["SENTINEL", "MASTER", "mymaster"]).ok()?;
+        let lines: Vec<&str> = text.lines().collect();
+        lines
+            .chunks(2)
+            .find(|kv| kv[0] == field)
+            .and_then(|kv| kv.get(1).map(|v| v.to_string()))
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -10,10 +10,21 @@
 -- ARGV[7]  the rotate parameter    ARGV[8]  expiry slack (ms)
 -- ARGV[9]  the new id if this request moves the lineage (renewal,
 --          elevation), else ''
+-- ARGV[10] the deadline, ms since the epoch on this server's clock ('' for
+--          none): past it the node has given up waiting for the reply, so
+--          the command is refused unapplied ({ 'late', time }). A command
+--          stuck on a cut link or queued behind a hang is otherwise applied
+--          with the time it was sent, long after its token was retired and
+--          forgotten: that would read as theft.
+-- ARGV[11] N (max ahead): a counter at most this far above the live one
+--          fast-forwards the sequence (the store lost writes); further,
+--          or with 0, it is 'ahead'
 --
 -- Reply: false if there is no such lineage (or it is still being created:
 -- rev 'pending') or ARGV[1] is not one of its ids, else { verdict, ids,
--- uid, created, meta, ctr, pre, req, seen, iss, ret, rev, ends, idle }.
+-- uid, created, meta, ctr, pre, req, seen, iss, ret, rev, ends, idle,
+-- time }; `time` is this server's clock (ms), from which the node learns
+-- its offset to the node's clock for the next deadlines.
 --
 -- Fields: ids  the lineage's ids, comma-separated, oldest first, the
 --              current one (for which tokens are minted) last
@@ -32,6 +43,12 @@
 -- those that are computed (n + 1, c + 1, req + 1) are printed with %.0f.
 
 local key = KEYS[1]
+local clock = redis.call('TIME')
+local server_ms = clock[1] * 1000 + math.floor(clock[2] / 1000)
+local server_time = string.format('%.0f', server_ms)
+if ARGV[10] ~= '' and server_ms > tonumber(ARGV[10]) then
+  return { 'late', server_time }
+end
 local f = redis.call('HMGET', key, 'ids', 'uid', 'created', 'meta', 'ctr',
   'pre', 'req', 'seen', 'iss', 'ret', 'rev', 'ends', 'idle')
 local present = false
@@ -103,7 +120,7 @@ end
 
 local function reply(verdict)
   return { verdict, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11],
-    f[12], f[13] }
+    f[12], f[13], server_time }
 end
 
 local now = tonumber(ARGV[3])
@@ -118,7 +135,7 @@ if now >= seen + idle then
   return reply('idle_timeout')
 end
 local c = tonumber(ARGV[2])
-if c > ctr then
+if c > ctr and (ARGV[6] == 'u' or c - ctr > (tonumber(ARGV[11]) or 0)) then
   return reply('ahead')
 end
 
@@ -149,10 +166,13 @@ local function retire(from_text, to_text)
     from_text .. '-' .. to_text .. '@' .. ARGV[3] }
   local keep = math.max(depth, 1)
   local texts = {}
+  local now_kept = {}
   for i = math.max(#kept - keep + 1, 1), #kept do
     texts[#texts + 1] = kept[i][4]
+    now_kept[#now_kept + 1] = kept[i]
   end
   f[10] = table.concat(texts, ',')
+  retired = now_kept
 end
 -- SessionRecord::issue: the next token, and the move to the new id if
 -- one is asked for, differs from the current one and shares the lineage.
@@ -171,6 +191,22 @@ local function store_and_expire()
   local purge = math.min(ends, seen + idle)
   local ttl = math.min(math.max(purge - now, 0) + slack, 1e12)
   redis.call('PEXPIRE', key, string.format('%.0f', math.max(ttl, 1)))
+end
+
+if c > ctr then
+  -- Fast-forward: the server minted c (its tag verified), so the store
+  -- lost the writes that issued it. c becomes the live token, in use, with
+  -- no new token; p (if older than n) and n..c-1 are retired now.
+  accept()
+  if pre and pre < ctr then
+    retire(f[6], f[6])
+  end
+  retire(f[5], string.format('%.0f', c - 1))
+  f[5] = ARGV[2]
+  f[6] = ARGV[2]
+  f[9] = ARGV[3]
+  store_and_expire()
+  return reply('fast_forward')
 end
 
 if ARGV[6] == 'u' then
