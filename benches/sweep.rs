@@ -141,11 +141,14 @@ fn main() {
         .build()
         .unwrap();
     let clock = ManualClock::new(T0 + 2 * HOUR);
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::new(1, &[7; 32])))
-        .store(MemoryStore::new())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let manager = SessionManager::builder(KeyRing::new(TokenKey::new(
+        1,
+        b"0123456789abcdefghijklmnopqrstuv",
+    )))
+    .store(MemoryStore::new())
+    .clock(clock.clone())
+    .build()
+    .unwrap();
 
     rt.block_on(async {
         let mut live = Vec::new();
