@@ -238,7 +238,7 @@ impl IsolationForest {
 
     /// Mean path length `E[h(x)]` over the trees. Missing features count as 0.
     ///
-    /// Trees are walked [`LANES`] at a time in lockstep, one level per pass, so that the
+    /// Trees are walked `LANES` at a time in lockstep, one level per pass, so that the
     /// node loads of different trees overlap instead of waiting on each other; a cursor that
     /// reached its leaf stays there.
     #[must_use]
