@@ -66,13 +66,9 @@ fn warmed(config: DriftConfig, train: bool) -> (DriftPredictor, Session) {
 }
 
 fn bench(c: &mut Criterion) {
-    let (p, s) = warmed(
-        DriftConfig {
-            forest_enabled: true,
-            ..DriftConfig::default()
-        },
-        true,
-    );
+    let mut with_forest = DriftConfig::default();
+    with_forest.forest_enabled = true;
+    let (p, s) = warmed(with_forest, true);
     let json = serde_json::to_vec(&s.state).map_or(0, |v| v.len());
     println!(
         "state per session: size_bytes() = {} B, JSON = {json} B, shared forest = {} B",
@@ -96,8 +92,8 @@ fn bench(c: &mut Criterion) {
     let data: Vec<f32> = (0..4096 * 5)
         .map(|i| ((i * 7919) % 1000) as f32 / 100.0)
         .collect();
-    let params = rolling_session::drift::forest::ForestParams::default();
-    let forest = rolling_session::drift::forest::IsolationForest::fit(&data, 5, &params);
+    let params = rolling_session::drift::eval::ForestParams::default();
+    let forest = rolling_session::drift::eval::IsolationForest::fit(&data, 5, &params);
     if let Some(forest) = forest {
         let x = [0.3f32, 1.0, 2.0, 3.0, 4.0];
         g.bench_function("forest_score", |b| {
@@ -107,7 +103,7 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("forest_fit_4096", |b| {
         b.iter(|| {
-            black_box(rolling_session::drift::forest::IsolationForest::fit(
+            black_box(rolling_session::drift::eval::IsolationForest::fit(
                 &data, 5, &params,
             ))
         })

@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
-use rolling_session::drift::clock::LowerEnvelope;
-use rolling_session::drift::forecast::{LocalLinearTrend, TrendParams};
-use rolling_session::drift::forest::{ForestParams, IsolationForest, roc_auc};
+use rolling_session::drift::TrendParams;
+use rolling_session::drift::eval::{
+    ForestParams, IsolationForest, LocalLinearTrend, LowerEnvelope, roc_auc,
+};
 use serde::Deserialize;
 
 fn load<T: for<'de> Deserialize<'de>>(name: &str) -> T {

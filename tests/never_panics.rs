@@ -76,14 +76,12 @@ proptest! {
 
     #[test]
     fn ingest_never_panics(steps in proptest::collection::vec(step(), 1..80), start in any_i64(), action in 0u8..3) {
-        let cfg = DriftConfig {
-            anomaly_action: match action { 0 => AnomalyAction::Log, 1 => AnomalyAction::RequireRefresh, _ => AnomalyAction::Revoke },
-            forest_enabled: true,
-            forest_min_train: 16,
-            forest_retrain_every: 32,
-            forest_trees: 10,
-            ..DriftConfig::default()
-        };
+        let mut cfg = DriftConfig::default();
+        cfg.anomaly_action = match action { 0 => AnomalyAction::Log, 1 => AnomalyAction::RequireRefresh, _ => AnomalyAction::Revoke };
+        cfg.forest_enabled = true;
+        cfg.forest_min_train = 16;
+        cfg.forest_retrain_every = 32;
+        cfg.forest_trees = 10;
         let predictor = DriftPredictor::new(cfg);
         let mut state = SessionDrift::new();
         let mut now = start;

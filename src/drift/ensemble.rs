@@ -13,7 +13,7 @@
 //! | last value | 0 |
 //! | recent rate | increase over the last 30 s |
 //! | mean rate | increase since the login (since the first report if the age is unknown), weighted `exp(−age/300 s)` ([`EW_MEMORY_S`]), with the population prior |
-//! | trend | the Kalman local linear trend's filtered slope ([`crate::drift::forecast`]) |
+//! | trend | the Kalman local linear trend's filtered slope (`forecast.rs`) |
 //! | median increment | median of the session's past increments over `h` |
 //! | damped mean rate | 0.7 × the mean rate |
 //!
@@ -61,83 +61,83 @@ pub const MODEL_NAMES: [&str; MODELS] = [
 ];
 
 /// Index of the mean-rate model, used until errors are known.
-pub const DEFAULT_MODEL: usize = 2;
+pub(crate) const DEFAULT_MODEL: usize = 2;
 
 /// Factor of the damped mean rate: for bursty users the typical increment over a horizon (the
 /// median, which minimises the absolute error) lies below the mean one.
-pub const DAMPING: f64 = 0.7;
+pub(crate) const DAMPING: f64 = 0.7;
 
 /// Window of the recent-rate model (s).
-pub const RECENT_S: f64 = 30.0;
+pub(crate) const RECENT_S: f64 = 30.0;
 
 /// Checkpoints kept for the recent rate and the past increments.
-pub const HISTORY: usize = 96;
+pub(crate) const HISTORY: usize = 96;
 
 /// Smallest spacing of checkpoints (s).
-pub const HISTORY_SPACING_S: f64 = 2.0;
+pub(crate) const HISTORY_SPACING_S: f64 = 2.0;
 
 /// Pending forecasts kept.
-pub const PENDING: usize = 16;
+pub(crate) const PENDING: usize = 16;
 
 /// Weight of a newly resolved error in each model's running mean error.
-pub const ERROR_WEIGHT: f64 = 0.05;
+pub(crate) const ERROR_WEIGHT: f64 = 0.05;
 
 /// Another model replaces the mean rate only when its recent gain over it (in absolute error)
 /// has a t statistic above this…
-pub const SWITCH_T: f64 = 4.0;
+pub(crate) const SWITCH_T: f64 = 4.0;
 
 /// …counting the overlapping forecasts of one horizon as this many independent ones' worth.
-pub const OVERLAP: f64 = 8.0;
+pub(crate) const OVERLAP: f64 = 8.0;
 
 /// Resolved forecasts needed before the choice follows the errors.
-pub const MIN_RESOLVED: u32 = 3;
+pub(crate) const MIN_RESOLVED: u32 = 3;
 
 /// Past increments needed before the median-increment model has its own rate.
-pub const MIN_INCREMENTS: usize = 4;
+pub(crate) const MIN_INCREMENTS: usize = 4;
 
 /// Shortest idle time (s) taken as "the user left".
-pub const LEFT_MIN_S: f64 = 6.0;
+pub(crate) const LEFT_MIN_S: f64 = 6.0;
 
 /// Only a user who was active for this long (s) without pausing can be taken to have left; a
 /// single burst (a few seconds) followed by silence is a pause.
-pub const LEFT_ACTIVE_S: f64 = 15.0;
+pub(crate) const LEFT_ACTIVE_S: f64 = 15.0;
 
 /// Idle longer than this multiple of the recent longest gap counts as "left".
-pub const LEFT_GAP_MULTIPLE: f64 = 2.0;
+pub(crate) const LEFT_GAP_MULTIPLE: f64 = 2.0;
 
 /// `ln(1000)`: idle longer than this many mean inter-operation times has 0.1 % probability for a
 /// user still active at the mean rate.
-pub const LEFT_SILENCE_LN: f64 = 6.907_755_278_982_137;
+pub(crate) const LEFT_SILENCE_LN: f64 = 6.907_755_278_982_137;
 
 /// The "left" regime stays in use while its recent error is at most this fraction of the
 /// chosen model's on the same forecasts.
-pub const LEFT_KEEP: f64 = 0.8;
+pub(crate) const LEFT_KEEP: f64 = 0.8;
 
 /// Weight of a newly resolved error of the "left" regime.
-pub const LEFT_ERROR_WEIGHT: f64 = 0.2;
+pub(crate) const LEFT_ERROR_WEIGHT: f64 = 0.2;
 
 /// Memory (s) of the exponentially weighted mean rate.
-pub const EW_MEMORY_S: f64 = 300.0;
+pub(crate) const EW_MEMORY_S: f64 = 300.0;
 
 /// Memory (s) of the decaying longest idle gap.
-pub const GAP_MEMORY_S: f64 = 60.0;
+pub(crate) const GAP_MEMORY_S: f64 = 60.0;
 
 /// Sessions contribute to the population's rate statistics from this age (s) on, when their
 /// mean rate is no longer dominated by the first seconds' noise.
-pub const PRIOR_MIN_AGE_S: f64 = 60.0;
+pub(crate) const PRIOR_MIN_AGE_S: f64 = 60.0;
 
 /// Rates above this (ops/s) enter the population's moments at this value.
-pub const PRIOR_MAX_RATE: f64 = 50.0;
+pub(crate) const PRIOR_MAX_RATE: f64 = 50.0;
 
 /// Reports needed before the population prior is used.
-pub const PRIOR_MIN_REPORTS: u64 = 200;
+pub(crate) const PRIOR_MIN_REPORTS: u64 = 200;
 
 /// Smallest weight of a report in the population's running moments.
-pub const PRIOR_WEIGHT: f64 = 0.002;
+pub(crate) const PRIOR_WEIGHT: f64 = 0.002;
 
 /// Largest pseudo-time (s) of the prior: a session's own data outweighs the population's
 /// after this long.
-pub const PRIOR_MAX_S: f64 = 30.0;
+pub(crate) const PRIOR_MAX_S: f64 = 30.0;
 
 /// The population's operation rates, shared by every session of a predictor: an empirical-Bayes
 /// prior for the mean rate of a session too young to have its own.
@@ -148,7 +148,7 @@ pub const PRIOR_MAX_S: f64 = 30.0;
 /// `m·β` operations in `β = m/v` seconds, and a session's mean rate becomes
 /// `(c + m·β)/(a + β)`: close to `m` in its first seconds, to its own `c/a` soon after.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct RatePopulation {
+pub(crate) struct RatePopulation {
     n: u64,
     mean: f64,
     square: f64,
@@ -157,7 +157,7 @@ pub struct RatePopulation {
 
 impl RatePopulation {
     /// Adds one report of a session of age `age_s` with `count` operations since login.
-    pub fn record(&mut self, count: f64, age_s: f64) {
+    pub(crate) fn record(&mut self, count: f64, age_s: f64) {
         if age_s.is_nan() || age_s < PRIOR_MIN_AGE_S || !count.is_finite() || count < 0.0 {
             return;
         }
@@ -173,7 +173,7 @@ impl RatePopulation {
 
     /// The prior `(rate, pseudo-seconds)`, once enough reports are in.
     #[must_use]
-    pub fn prior(&self) -> Option<(f64, f64)> {
+    pub(crate) fn prior(&self) -> Option<(f64, f64)> {
         if self.n < PRIOR_MIN_REPORTS || self.mean.is_nan() || self.mean <= 0.0 {
             return None;
         }
@@ -197,7 +197,7 @@ struct Pending {
 
 /// What the ensemble forecasts after a report.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct EnsembleForecast {
+pub(crate) struct EnsembleForecast {
     /// Forecast rate (ops/s, ≥ 0); the forecast is `count + rate·h`.
     pub rate: f64,
     /// The model chosen (index into [`MODEL_NAMES`]).
@@ -210,7 +210,7 @@ pub struct EnsembleForecast {
 
 /// Per-session state of the forecast ensemble.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Ensemble {
+pub(crate) struct Ensemble {
     started: bool,
     origin_ms: i64,
     first_count: f64,
@@ -251,34 +251,22 @@ fn finite_or(v: f64, d: f64) -> f64 {
 }
 
 impl Ensemble {
-    /// Resolved forecasts so far.
-    #[must_use]
-    pub fn resolved(&self) -> u32 {
-        self.resolved
-    }
-
-    /// Each model's recent mean absolute error at the horizon (ops).
-    #[must_use]
-    pub fn errors(&self) -> [f64; MODELS] {
-        self.errors
-    }
-
     /// Each model's rate (ops/s) at the last report: the forecast `h` ahead was
     /// `count + rate·h`. For evaluation (`benches/drift_eval.rs`).
     #[must_use]
-    pub fn last_rates(&self) -> [f64; MODELS] {
+    pub(crate) fn last_rates(&self) -> [f64; MODELS] {
         self.last_rates.map(f64::from)
     }
 
     /// Heap bytes held.
     #[must_use]
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.history.capacity() * std::mem::size_of::<[f64; 2]>()
             + self.pending.capacity() * std::mem::size_of::<Pending>()
     }
 
     /// Restores invariants after deserialising untrusted state.
-    pub fn repair(&mut self) {
+    pub(crate) fn repair(&mut self) {
         self.history.truncate(HISTORY);
         self.history
             .retain(|p| p[0].is_finite() && p[1].is_finite());
@@ -395,7 +383,7 @@ impl Ensemble {
     /// Feeds one accepted report (server time, count, the trend filter's slope) and returns
     /// the forecast `horizon_s` ahead. `prior` is the population's `(rate, pseudo-seconds)`
     /// ([`RatePopulation::prior`]), if known.
-    pub fn observe(
+    pub(crate) fn observe(
         &mut self,
         server_ms: i64,
         count: u64,

@@ -3,7 +3,7 @@
 //! jumps, replayed reports).
 //!
 //! Each detector returns a ratio `ρ` (evidence ÷ alarm level: `ρ ≥ 1` alarms) that
-//! [`evidence_score`](crate::drift::anomaly::evidence_score) maps to the anomaly score. Both
+//! [`evidence_score`] maps to the anomaly score. Both
 //! stop learning while they see something suspicious, so an attack that goes on stays flagged
 //! as long as it lasts, and both hold an alarm for [`HOLD_S`] after the last alarming report.
 //!
@@ -46,52 +46,52 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::clock::{ClockObservation, MAX_PLAUSIBLE_DRIFT, MIN_STEP_POINTS};
+use super::skew::{ClockObservation, MAX_PLAUSIBLE_DRIFT, MIN_STEP_POINTS};
 
 /// How long (s) an alarm is held after the last alarming report.
-pub const HOLD_S: f64 = 120.0;
+pub(crate) const HOLD_S: f64 = 120.0;
 
 /// The bucket leaks at this multiple of the expected rate.
-pub const RATE_MULTIPLE: f64 = 3.0;
+pub(crate) const RATE_MULTIPLE: f64 = 3.0;
 
 /// Smallest expected rate (ops/s) the leak is based on.
-pub const RATE_FLOOR: f64 = 0.2;
+pub(crate) const RATE_FLOOR: f64 = 0.2;
 
 /// Memory of the expected rate (s).
-pub const RATE_MEMORY_S: f64 = 300.0;
+pub(crate) const RATE_MEMORY_S: f64 = 300.0;
 
 /// Increments enter the expected rate this long (s) after they happened…
-pub const LEARN_LAG_S: f64 = 60.0;
+pub(crate) const LEARN_LAG_S: f64 = 60.0;
 
 /// …in bins of this many seconds…
-pub const LEARN_BIN_S: f64 = 10.0;
+pub(crate) const LEARN_BIN_S: f64 = 10.0;
 
 /// …of which at most this many wait.
-pub const LEARN_BINS: usize = 8;
+pub(crate) const LEARN_BINS: usize = 8;
 
 /// Smallest alarm level of the bucket (operations): a burst of 30 honest clicks never alarms.
-pub const BURST_FLOOR: f64 = 60.0;
+pub(crate) const BURST_FLOOR: f64 = 60.0;
 
 /// The alarm level is this multiple of the largest honest excursion.
-pub const BURST_MULTIPLE: f64 = 2.5;
+pub(crate) const BURST_MULTIPLE: f64 = 2.5;
 
 /// How long (s) the bucket must stay above its alarm level `B` to alarm there — at least,
 /// and [`DRAIN_MARGIN`] times as long as the excursion's peak takes to drain back to `B` at
 /// the leak rate; twice `B` alarms at once.
-pub const PERSIST_S: f64 = 20.0;
+pub(crate) const PERSIST_S: f64 = 20.0;
 
 /// See [`PERSIST_S`].
-pub const DRAIN_MARGIN: f64 = 1.5;
+pub(crate) const DRAIN_MARGIN: f64 = 1.5;
 
 /// A single report this far (ms) above the anchor cannot be a delay.
-pub const MAX_DELAY_MS: f64 = 30_000.0;
+pub(crate) const MAX_DELAY_MS: f64 = 30_000.0;
 
 /// `ρ` of a non-advancing client timestamp.
-pub const REPLAY_RHO: f64 = 2.0;
+pub(crate) const REPLAY_RHO: f64 = 2.0;
 
 /// Evidence from the operation count.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct CountEvidence {
+pub(crate) struct CountEvidence {
     level: f64,
     rate: f64,
     learned_s: f64,
@@ -110,24 +110,12 @@ pub struct CountEvidence {
 impl CountEvidence {
     /// The alarm level `B` (operations).
     #[must_use]
-    pub fn alarm_level(&self) -> f64 {
+    pub(crate) fn alarm_level(&self) -> f64 {
         BURST_FLOOR.max(BURST_MULTIPLE * self.burst)
     }
 
-    /// The expected rate (ops/s).
-    #[must_use]
-    pub fn expected_rate(&self) -> f64 {
-        self.rate
-    }
-
-    /// The bucket's level (operations).
-    #[must_use]
-    pub fn level(&self) -> f64 {
-        self.level
-    }
-
     /// Restores invariants after deserialising untrusted state.
-    pub fn repair(&mut self) {
+    pub(crate) fn repair(&mut self) {
         if self.above_since_s.is_some_and(|t| !t.is_finite()) {
             self.above_since_s = None;
         }
@@ -158,7 +146,7 @@ impl CountEvidence {
 
     /// Feeds the increase `dc` over `dt_s` seconds at session time `t_s`. `learning` is the
     /// cold start: every excursion counts as honest and nothing alarms or holds. Returns `ρ`.
-    pub fn update(&mut self, t_s: f64, dt_s: f64, dc: f64, learning: bool) -> f64 {
+    pub(crate) fn update(&mut self, t_s: f64, dt_s: f64, dc: f64, learning: bool) -> f64 {
         let dt = if dt_s.is_finite() { dt_s.max(0.0) } else { 0.0 };
         let dc = if dc.is_finite() { dc.max(0.0) } else { 0.0 };
         let leak = RATE_MULTIPLE * self.rate.max(RATE_FLOOR);
@@ -222,14 +210,14 @@ impl CountEvidence {
 
 /// Settings of [`ClockEvidence`].
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ClockEvidenceSettings {
+pub(crate) struct ClockEvidenceSettings {
     /// Deviation (ms) that counts: the clock step threshold.
     pub threshold_ms: f64,
 }
 
 /// Evidence from the clock offset.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ClockEvidence {
+pub(crate) struct ClockEvidence {
     /// `[client ms, d at that time, slope]` of the calm regime.
     anchor: Option<[f64; 3]>,
     last_client_ms: Option<i64>,
@@ -239,7 +227,7 @@ pub struct ClockEvidence {
 
 impl ClockEvidence {
     /// Restores invariants after deserialising untrusted state.
-    pub fn repair(&mut self) {
+    pub(crate) fn repair(&mut self) {
         if self
             .anchor
             .is_some_and(|a| !a.iter().all(|v| v.is_finite()))
@@ -256,14 +244,14 @@ impl ClockEvidence {
 
     /// The deviation (ms) of `d` at client time `client_ms` from the anchor, if there is one.
     #[must_use]
-    pub fn deviation(&self, client_ms: i64, d: f64) -> Option<f64> {
+    pub(crate) fn deviation(&self, client_ms: i64, d: f64) -> Option<f64> {
         self.anchor
             .map(|[t, d0, slope]| d - (d0 + slope * (client_ms as f64 - t)))
     }
 
     /// Feeds one report (client send time, `d` = server arrival − client time, what the
     /// skew estimator made of it) at session time `t_s`. Returns `ρ`.
-    pub fn update(
+    pub(crate) fn update(
         &mut self,
         t_s: f64,
         client_ms: i64,
@@ -314,6 +302,19 @@ impl ClockEvidence {
     }
 }
 
+/// Maps a ratio `ρ = evidence / alarm level` to a score in `[0, 1)` that equals `threshold`
+/// at `ρ = 1`: `1 − (1 − threshold)^ρ`.
+#[must_use]
+pub(crate) fn evidence_score(rho: f64, threshold: f64) -> f64 {
+    let rho = if rho.is_finite() { rho.max(0.0) } else { 0.0 };
+    let s = 1.0 - (1.0 - threshold).powf(rho);
+    if s.is_finite() {
+        s.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,5 +348,13 @@ mod tests {
             c.update(f64::from(i), 1.0, 2.0, i < 30);
         }
         assert!(c.update(61.0, 1.0, 500.0, false) >= 1.0);
+    }
+
+    #[test]
+    fn evidence_score_hits_threshold_at_one() {
+        assert!((evidence_score(1.0, 0.7) - 0.7).abs() < 1e-12);
+        assert_eq!(evidence_score(0.0, 0.7), 0.0);
+        assert!(evidence_score(100.0, 0.7) <= 1.0);
+        assert_eq!(evidence_score(f64::NAN, 0.7), 0.0);
     }
 }

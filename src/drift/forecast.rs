@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 /// Noise variances of the local linear trend.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrendParams {
     /// Level noise per second, σ²_level (ops² / s).
     pub level_variance: f64,

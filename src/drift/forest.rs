@@ -19,15 +19,15 @@ use rand::{Rng, SeedableRng, seq::index};
 use rand_chacha::ChaCha8Rng;
 
 /// Largest number of features a forest accepts.
-pub const MAX_FEATURES: usize = 16;
+pub(crate) const MAX_FEATURES: usize = 16;
 
 /// Largest subsample size `ψ`.
-pub const MAX_SUBSAMPLE: usize = 4096;
+pub(crate) const MAX_SUBSAMPLE: usize = 4096;
 
 const LEAF: u8 = u8::MAX;
 
 /// Trees walked side by side when scoring.
-pub const LANES: usize = 8;
+pub(crate) const LANES: usize = 8;
 
 /// Shape and seed of a forest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +63,7 @@ struct Node {
 /// Average path length of an unsuccessful search in a binary search tree of `n` points,
 /// `c(n) = 2·H(n−1) − 2(n−1)/n` with the exact harmonic number; `c(0) = c(1) = 0`.
 #[must_use]
-pub fn average_path_length(n: usize) -> f64 {
+pub(crate) fn average_path_length(n: usize) -> f64 {
     if n <= 1 {
         return 0.0;
     }
@@ -238,7 +238,7 @@ impl IsolationForest {
 
     /// Mean path length `E[h(x)]` over the trees. Missing features count as 0.
     ///
-    /// Trees are walked [`LANES`] at a time in lockstep, one level per pass, so that the
+    /// Trees are walked `LANES` at a time in lockstep, one level per pass, so that the
     /// node loads of different trees overlap instead of waiting on each other; a cursor that
     /// reached its leaf stays there.
     #[must_use]

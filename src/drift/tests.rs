@@ -419,3 +419,16 @@ fn state_is_repaired_once_per_configuration_and_after_loading() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.repaired.0, 16);
 }
+
+#[test]
+fn config_refuses_unknown_keys() {
+    let known: DriftConfig = serde_json::from_str(r#"{"horizon_ms": 40000}"#).unwrap();
+    assert_eq!(known.horizon_ms, 40_000);
+    assert_eq!(known.skew_window, DriftConfig::default().skew_window);
+
+    let err = serde_json::from_str::<DriftConfig>(r#"{"horizon_msx": 1}"#).unwrap_err();
+    assert!(err.to_string().contains("horizon_msx"), "{err}");
+    let err =
+        serde_json::from_str::<DriftConfig>(r#"{"trend": {"level_varianc": 1.0}}"#).unwrap_err();
+    assert!(err.to_string().contains("level_varianc"), "{err}");
+}

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! with `V(τ)` the forecast variance `τ` seconds ahead (a quadratic in `τ`, see
-//! [`crate::drift::forecast::LocalLinearTrend::variance_polynomial`]) and `q` a two-sided
+//! [`LocalLinearTrend::variance_polynomial`](super::forecast::LocalLinearTrend::variance_polynomial)) and `q` a two-sided
 //! quantile: Student's t with `n − 2` degrees of freedom while the session has few reports
 //! (the filter has two free states), the normal quantile after that. Quantiles come from
 //! `statrs` once, when the predictor is built ([`QuantileTable`]), never per report.
@@ -38,11 +38,11 @@
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
 /// Degrees of freedom tabulated for Student's t before switching to the normal quantile.
-pub const STUDENT_T_TABLE: usize = 64;
+pub(crate) const STUDENT_T_TABLE: usize = 64;
 
 /// Two-sided quantiles for a fixed confidence, tabulated by degrees of freedom.
 #[derive(Clone, Debug, PartialEq)]
-pub struct QuantileTable {
+pub(crate) struct QuantileTable {
     student: Vec<f64>,
     normal: f64,
 }
@@ -51,7 +51,7 @@ impl QuantileTable {
     /// Quantiles `q` with `P(|T| ≤ q) = confidence`; a confidence outside (0.5, 1) or not
     /// finite falls back to 0.99.
     #[must_use]
-    pub fn new(confidence: f64) -> Self {
+    pub(crate) fn new(confidence: f64) -> Self {
         let confidence = if confidence.is_finite() && confidence > 0.5 && confidence < 1.0 {
             confidence
         } else {
@@ -77,21 +77,22 @@ impl QuantileTable {
 
     /// The quantile for `dof` degrees of freedom (0 is treated as 1).
     #[must_use]
-    pub fn quantile(&self, dof: u64) -> f64 {
+    pub(crate) fn quantile(&self, dof: u64) -> f64 {
         let i = dof.max(1) as usize - 1;
         self.student.get(i).copied().unwrap_or(self.normal)
     }
 
     /// The normal quantile.
     #[must_use]
-    pub fn normal(&self) -> f64 {
+    #[cfg(test)]
+    pub(crate) fn normal(&self) -> f64 {
         self.normal
     }
 }
 
 /// The session-age factor: `young_factor` at age 0 rising linearly to 1 at `young_ms`.
 #[must_use]
-pub fn age_factor(age_ms: u64, young_factor: f64, young_ms: u64) -> f64 {
+pub(crate) fn age_factor(age_ms: u64, young_factor: f64, young_ms: u64) -> f64 {
     if young_ms == 0 {
         return 1.0;
     }
@@ -101,7 +102,7 @@ pub fn age_factor(age_ms: u64, young_factor: f64, young_ms: u64) -> f64 {
 
 /// The drift factor `1 + |ppm| / reference`, capped at `cap`.
 #[must_use]
-pub fn drift_factor(drift_ppm: f64, reference_ppm: f64, cap: f64) -> f64 {
+pub(crate) fn drift_factor(drift_ppm: f64, reference_ppm: f64, cap: f64) -> f64 {
     let f = 1.0 + drift_ppm.abs() / reference_ppm;
     if f.is_finite() {
         f.clamp(1.0, cap.max(1.0))
@@ -113,7 +114,7 @@ pub fn drift_factor(drift_ppm: f64, reference_ppm: f64, cap: f64) -> f64 {
 /// First `τ > 0` (seconds) at which `|rate_deviation|·τ` reaches `k·sqrt(c0 + c1·τ + c2·τ²)`,
 /// or `None` if it never does.
 #[must_use]
-pub fn crossing_time(rate_deviation: f64, k: f64, variance: (f64, f64, f64)) -> Option<f64> {
+pub(crate) fn crossing_time(rate_deviation: f64, k: f64, variance: (f64, f64, f64)) -> Option<f64> {
     let (c0, c1, c2) = variance;
     let k2 = k * k;
     let a = rate_deviation * rate_deviation - k2 * c2;

@@ -31,7 +31,7 @@ use crate::clock::as_ms;
 use crate::manager::{RequestInfo, SessionManager};
 
 /// The framework-neutral part of every adapter: the settings, and the
-/// four steps around a request (see the [module docs](self)). The tower
+/// four steps around a request (see the module docs of `http::exchange`). The tower
 /// layer and the actix-web middleware both wrap one.
 ///
 /// ```

@@ -41,7 +41,7 @@ impl Rejection {
 
     /// A route reached the session of a request whose validation was
     /// deferred to the refresh route's renewal (see
-    /// [`SessionExchange::begin_at`](super::SessionExchange::begin_at)).
+    /// [`SessionExchange::begin`](super::SessionExchange::begin)).
     pub fn not_validated() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -12,6 +12,7 @@ use crate::error::Error;
 
 use super::SessionExchange;
 use super::handle::SessionHandle;
+#[cfg(feature = "drift")]
 use super::rejection::Rejection;
 
 /// Bodies above this size are refused by the adapters before the session

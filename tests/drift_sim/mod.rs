@@ -42,9 +42,7 @@ use std::fmt::Write as _;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rolling_session::drift::clock::LowerEnvelope;
-use rolling_session::drift::ensemble::{MODEL_NAMES, MODELS};
-use rolling_session::drift::forest::roc_auc;
+use rolling_session::drift::eval::{LowerEnvelope, MODEL_NAMES, MODELS, model_rates, roc_auc};
 use rolling_session::drift::{
     DriftAdvice, DriftConfig, DriftPredictor, SampleContext, SessionDrift, TelemetrySample,
 };
@@ -436,10 +434,9 @@ pub struct Population {
 /// The configuration the demo runs with: the defaults, with the per-session rate limit
 /// lowered to 50 ms so that 1 s cadences are accepted.
 pub fn demo_config() -> DriftConfig {
-    DriftConfig {
-        min_sample_interval_ms: 50,
-        ..DriftConfig::default()
-    }
+    let mut config = DriftConfig::default();
+    config.min_sample_interval_ms = 50;
+    config
 }
 
 impl Population {
@@ -561,7 +558,7 @@ impl Population {
             }
             run.outcomes.push(Outcome {
                 index: i,
-                model_rates: run.state.ensemble().last_rates(),
+                model_rates: model_rates(&run.state),
                 advice,
                 expires_in_ms,
                 age_ms,

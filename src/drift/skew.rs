@@ -374,14 +374,14 @@ impl LowerEnvelope {
 
 /// Largest drift (as a fraction, 1 000 ppm) believed possible when testing for a clock step;
 /// quartz clocks stay within ±100 ppm and NTP refuses to slew beyond 500 ppm.
-pub const MAX_PLAUSIBLE_DRIFT: f64 = 1e-3;
+pub(crate) const MAX_PLAUSIBLE_DRIFT: f64 = 1e-3;
 
 /// Points in the window before residuals are tested for clock steps.
-pub const MIN_STEP_POINTS: usize = 4;
+pub(crate) const MIN_STEP_POINTS: usize = 4;
 
 /// Settings of [`ClockTracker`].
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ClockSettings {
+pub(crate) struct ClockSettings {
     /// Points kept in the envelope window.
     pub window: usize,
     /// A residual beyond this many milliseconds counts towards a clock step.
@@ -392,7 +392,7 @@ pub struct ClockSettings {
 
 /// What one report told about the clocks.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ClockObservation {
+pub(crate) struct ClockObservation {
     /// An upper bound on the offset (server minus client), in ms, at this report: the lowest
     /// line under every point of the regime whose slope allows for the drift estimate's
     /// uncertainty (see [`ClockTracker`]).
@@ -413,10 +413,10 @@ pub struct ClockObservation {
 }
 
 /// The drift is widened by this many delay scales over the regime's span for the skew bound.
-pub const SLOPE_MARGIN: f64 = 2.0;
+pub(crate) const SLOPE_MARGIN: f64 = 2.0;
 
 /// Smallest delay scale (ms) assumed when widening the drift for the skew bound.
-pub const MIN_DELAY_SCALE_MS: f64 = 10.0;
+pub(crate) const MIN_DELAY_SCALE_MS: f64 = 10.0;
 
 /// Per-session skew and drift tracking on top of a [cumulative](LowerEnvelope::cumulative)
 /// [`LowerEnvelope`] with step detection.
@@ -434,7 +434,7 @@ pub const MIN_DELAY_SCALE_MS: f64 = 10.0;
 /// slope error is of the order of the gap between the lowest delays over the span, which `s`
 /// exceeds. The bound tends to the LP line as the regime grows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ClockTracker {
+pub(crate) struct ClockTracker {
     origin: Option<i64>,
     envelope: LowerEnvelope,
     pending_high: u32,
@@ -452,7 +452,7 @@ pub struct ClockTracker {
 impl ClockTracker {
     /// An empty tracker whose envelope keeps at most `window` hull vertices.
     #[must_use]
-    pub fn new(window: usize) -> Self {
+    pub(crate) fn new(window: usize) -> Self {
         Self {
             origin: None,
             envelope: LowerEnvelope::cumulative(window),
@@ -463,20 +463,14 @@ impl ClockTracker {
         }
     }
 
-    /// The envelope (for inspection).
-    #[must_use]
-    pub fn envelope(&self) -> &LowerEnvelope {
-        &self.envelope
-    }
-
     /// Heap bytes held.
     #[must_use]
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.envelope.heap_bytes() + self.recent.capacity() * std::mem::size_of::<[f64; 2]>()
     }
 
     /// Restores invariants after deserialising untrusted state.
-    pub fn repair(&mut self, window: usize) {
+    pub(crate) fn repair(&mut self, window: usize) {
         self.envelope.repair(window);
         while self.recent.len() > 64 {
             self.recent.pop_front();
@@ -495,7 +489,7 @@ impl ClockTracker {
 
     /// Feeds one report: `client_ms` the client's send time, `server_ms` the server's arrival
     /// time. The caller has bounded `|server_ms − client_ms|`.
-    pub fn observe(
+    pub(crate) fn observe(
         &mut self,
         client_ms: i64,
         server_ms: i64,
