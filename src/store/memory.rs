@@ -252,37 +252,54 @@ impl SessionStore for MemoryStore {
     async fn sweep_expired(&self, now_ms: u64) -> Result<u64, StoreError> {
         let mut swept = 0;
         for shard in self.shards.iter() {
-            swept += lock(shard).sweep(now_ms);
-            // One shard's lock is held for one small scan (a few thousand
-            // records at a million sessions); requests on this worker run
-            // between shards.
-            tokio::task::yield_now().await;
+            // Each lock is held for one bounded chunk of removals; the
+            // records are freed after it is released (freeing is most of
+            // the cost), and requests on this worker run between chunks.
+            loop {
+                let (removed, more) = lock(shard).sweep(now_ms, SWEEP_CHUNK);
+                swept += removed.len() as u64;
+                drop(removed);
+                tokio::task::yield_now().await;
+                if !more {
+                    break;
+                }
+            }
         }
         Ok(swept)
     }
 }
 
+/// Records removed per shard lock by a sweep.
+const SWEEP_CHUNK: usize = 512;
+
 impl Shard {
-    /// Removes the records whose purge time has passed and gives memory
-    /// back once the maps are mostly empty; returns how many were removed.
-    fn sweep(&mut self, now_ms: u64) -> u64 {
+    /// Removes at most `chunk` records whose purge time has passed, and
+    /// gives memory back once the maps are mostly empty; returns the
+    /// removed records (for the caller to free after releasing the lock)
+    /// and whether more may be left.
+    fn sweep(&mut self, now_ms: u64, chunk: usize) -> (Vec<Box<SessionRecord>>, bool) {
         let dead: Vec<(LineageKey, String)> = self
             .sessions
             .values()
             .filter(|r| now_ms >= r.purge_at())
+            .take(chunk)
             .map(|r| (r.lineage(), r.user_id.clone()))
             .collect();
+        let more = dead.len() == chunk;
+        let mut removed = Vec::with_capacity(dead.len());
         for (key, user) in &dead {
-            self.sessions.remove(key);
+            removed.extend(self.sessions.remove(key));
             self.unlink_user(user, key);
         }
-        if self.sessions.capacity() > 4 * self.sessions.len() + 64 {
-            self.sessions.shrink_to(self.sessions.len() * 2);
+        if !more {
+            if self.sessions.capacity() > 4 * self.sessions.len() + 64 {
+                self.sessions.shrink_to(self.sessions.len() * 2);
+            }
+            if self.by_user.capacity() > 4 * self.by_user.len() + 64 {
+                self.by_user.shrink_to(self.by_user.len() * 2);
+            }
         }
-        if self.by_user.capacity() > 4 * self.by_user.len() + 64 {
-            self.by_user.shrink_to(self.by_user.len() * 2);
-        }
-        dead.len() as u64
+        (removed, more)
     }
 }
 
