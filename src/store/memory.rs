@@ -277,6 +277,9 @@ impl Shard {
     /// gives memory back once the maps are mostly empty; returns the
     /// removed records (for the caller to free after releasing the lock)
     /// and whether more may be left.
+    // The boxes are the map's own: handing them out unopened moves a
+    // pointer each, where unboxing would copy every record.
+    #[allow(clippy::vec_box)]
     fn sweep(&mut self, now_ms: u64, chunk: usize) -> (Vec<Box<SessionRecord>>, bool) {
         let dead: Vec<(LineageKey, String)> = self
             .sessions
