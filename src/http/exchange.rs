@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, HeaderName, HeaderValue, RETRY_AFTER};
 
-use super::handle::{Outgoing, SessionHandle};
+use super::handle::{Carry, SessionHandle};
 use super::head::{DefaultContext, MakeContext, RequestHead};
 use super::rejection::{JsonRejection, Rejection, RejectionFormat, SharedFormat};
 use super::routes::RouteResponse;
@@ -278,40 +278,34 @@ impl SessionExchange {
     pub fn finish(&self, handle: &SessionHandle) -> Vec<(HeaderName, HeaderValue)> {
         let transport = self.token_transport();
         let mut headers = Vec::with_capacity(4);
-        let out = handle.outgoing(self.token_send_deadline());
-        let carried = match &out {
-            Outgoing::Nothing { .. } => None,
-            Outgoing::Token { token, max_age, .. } => transport.write(token, *max_age),
-            Outgoing::Clear => transport.clear(),
-        };
-        if let Some(h) = carried {
-            headers.push(h);
-            headers.push((CACHE_CONTROL, HeaderValue::from_static("no-store")));
-        }
-        if let Outgoing::Nothing {
-            expiry: Some((expires_in, idle_expires_in)),
-        }
-        | Outgoing::Token {
-            expiry: Some((expires_in, idle_expires_in)),
-            ..
-        } = out
-        {
-            headers.push((
-                HeaderName::from_static(EXPIRES_IN_HEADER),
-                HeaderValue::from(as_ms(expires_in)),
-            ));
-            headers.push((
-                HeaderName::from_static(IDLE_EXPIRES_IN_HEADER),
-                HeaderValue::from(as_ms(idle_expires_in)),
-            ));
-        }
+        handle.outgoing(self.token_send_deadline(), |carry, expiry| {
+            let carried = match carry {
+                Carry::Nothing => None,
+                Carry::Token(token, max_age) => transport.write(token, max_age),
+                Carry::Clear => transport.clear(),
+            };
+            if let Some(h) = carried {
+                headers.push(h);
+                headers.push((CACHE_CONTROL, HeaderValue::from_static("no-store")));
+            }
+            if let Some((expires_in, idle_expires_in)) = expiry {
+                headers.push((
+                    HeaderName::from_static(EXPIRES_IN_HEADER),
+                    HeaderValue::from(as_ms(expires_in)),
+                ));
+                headers.push((
+                    HeaderName::from_static(IDLE_EXPIRES_IN_HEADER),
+                    HeaderValue::from(as_ms(idle_expires_in)),
+                ));
+            }
+        });
         headers
     }
 
     /// A rejection as this exchange answers it: status, content type and
     /// body in the configured format.
     pub fn rejection_response(&self, rejection: &Rejection) -> RouteResponse {
-        let (content_type, body) = self.format().format(rejection);
+        let (content_type, body) = self.render(rejection);
         RouteResponse {
             status: rejection.status,
             content_type,

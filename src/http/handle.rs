@@ -439,18 +439,15 @@ impl SessionHandle {
     }
 }
 
-/// What the response must carry, as [`SessionExchange::finish`](super::SessionExchange::finish) writes it.
-/// `expiry` is `(expires_in, idle_expires_in)` of an active session.
+/// What the response must do to the client's token, as
+/// [`SessionExchange::finish`](super::SessionExchange::finish) writes it:
+/// borrowed from the handle's state, so that a response costs no copy of
+/// the token.
 #[derive(Debug)]
-pub(crate) enum Outgoing {
-    Nothing {
-        expiry: Option<(Duration, Duration)>,
-    },
-    Token {
-        token: Token,
-        max_age: Option<Duration>,
-        expiry: Option<(Duration, Duration)>,
-    },
+pub(crate) enum Carry<'a> {
+    Nothing,
+    /// Send this token, with the cookie's `Max-Age`.
+    Token(&'a Token, Option<Duration>),
     Clear,
 }
 
@@ -502,10 +499,16 @@ impl SessionHandle {
         handle
     }
 
-    /// What the response must carry. A token issued more than `deadline`
-    /// ago is not sent: too late to be sure it is still the one to hold,
-    /// the client recovers on its next request instead.
-    pub(crate) fn outgoing(&self, deadline: Duration) -> Outgoing {
+    /// Hands `write` what the response must carry, and the
+    /// `(expires_in, idle_expires_in)` of an active session. A token issued
+    /// more than `deadline` ago is not sent: too late to be sure it is
+    /// still the one to hold, the client recovers on its next request
+    /// instead.
+    pub(crate) fn outgoing<R>(
+        &self,
+        deadline: Duration,
+        write: impl FnOnce(Carry<'_>, Option<(Duration, Duration)>) -> R,
+    ) -> R {
         let state = self.lock();
         let expiry = match &state.presence {
             Presence::Active { session, .. } => {
@@ -513,23 +516,19 @@ impl SessionHandle {
             }
             _ => None,
         };
-        match &state.write {
-            Write::Nothing => Outgoing::Nothing { expiry },
+        let carry = match &state.write {
+            Write::Nothing => Carry::Nothing,
             Write::Token(_, _, Some(issued)) if issued.older_than(deadline, &self.manager) => {
                 metrics::counter!("rolling_session_late_tokens_dropped_total").increment(1);
-                Outgoing::Nothing { expiry }
+                Carry::Nothing
             }
-            Write::Token(token, max_age, _) => Outgoing::Token {
-                token: token.clone(),
-                max_age: *max_age,
-                expiry,
-            },
-            Write::Clear => Outgoing::Clear,
-        }
+            Write::Token(token, max_age, _) => Carry::Token(token, *max_age),
+            Write::Clear => Carry::Clear,
+        };
+        write(carry, expiry)
     }
 }
 
-/// Validates `presented` as one request: the handle's state after it.
 /// The cookie's `Max-Age`: none for a browser-session login (the cookie
 /// ends with the browser); for a remembered one, until the session would
 /// end if no other request came (idle or lifetime, whichever is first).
@@ -540,6 +539,7 @@ fn cookie_max_age(session: &Session) -> Option<Duration> {
         .then(|| session.expires_in().min(session.idle_expires_in()))
 }
 
+/// Validates `presented` as one request: the handle's state after it.
 async fn validate(
     manager: &SessionManager,
     presented: Token,
