@@ -8,11 +8,12 @@
 #![cfg(feature = "test-util")]
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use rolling_session::http::Rejection;
 use rolling_session::store::{Advance, Created, RecordSeal, SessionLimit, conformance};
 use rolling_session::{
@@ -162,67 +163,26 @@ fn status(e: &rolling_session::Error) -> u16 {
     Rejection::from(e).status.as_u16()
 }
 
-/// Counts `rolling_session_records_tampered_total` in this test binary.
+/// `rolling_session_records_tampered_total` in this test binary, from
+/// `metrics-util`'s debugging recorder.
 fn tampered_metric() -> u64 {
-    static COUNT: OnceLock<Arc<AtomicU64>> = OnceLock::new();
-    let count = COUNT.get_or_init(|| {
-        let count = Arc::new(AtomicU64::new(0));
-        metrics::set_global_recorder(Recorder(count.clone())).expect("one recorder");
-        count
-    });
-    count.load(Ordering::SeqCst)
-}
-
-struct Recorder(Arc<AtomicU64>);
-
-struct Tally(Arc<AtomicU64>);
-
-impl metrics::CounterFn for Tally {
-    fn increment(&self, value: u64) {
-        self.0.fetch_add(value, Ordering::SeqCst);
-    }
-    fn absolute(&self, _: u64) {}
-}
-
-impl metrics::Recorder for Recorder {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        if key.name() == "rolling_session_records_tampered_total" {
-            metrics::Counter::from_arc(Arc::new(Tally(self.0.clone())))
-        } else {
-            metrics::Counter::noop()
-        }
-    }
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-    fn register_histogram(
-        &self,
-        _: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::noop()
-    }
+    static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
+    SNAPSHOTTER
+        .get_or_init(|| {
+            let recorder = DebuggingRecorder::new();
+            let snapshotter = recorder.snapshotter();
+            recorder.install().expect("one recorder");
+            snapshotter
+        })
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == "rolling_session_records_tampered_total")
+        .map(|(.., value)| match value {
+            DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+        .sum()
 }
 
 /// 16 parallel logins of one user, limit 5, evicting: all succeed, exactly

@@ -8,84 +8,44 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use rolling_session::http::{CookieConfig, Rejection, SessionHandle, SessionLayer, TokenTransport};
 use rolling_session::store::RedisStore;
 use rolling_session::{KeyRing, Session, SessionManager, TokenKey};
 use serde_json::{Value, json};
 use support::RedisServer;
 
-/// Counters by name and labels, for this test binary.
-#[derive(Default)]
-struct Counters(Mutex<BTreeMap<String, Arc<AtomicU64>>>);
+/// The counters of this test binary, from `metrics-util`'s debugging
+/// recorder.
+#[derive(Clone)]
+struct Counters(Arc<Snapshotter>);
 
 impl Counters {
-    fn get(&self, key: &str) -> u64 {
-        let map = self.0.lock().unwrap();
-        map.get(key).map_or(0, |c| c.load(Ordering::SeqCst))
-    }
-}
-
-struct Tally(Arc<AtomicU64>);
-
-impl metrics::CounterFn for Tally {
-    fn increment(&self, value: u64) {
-        self.0.fetch_add(value, Ordering::SeqCst);
-    }
-    fn absolute(&self, value: u64) {
-        self.0.store(value, Ordering::SeqCst);
-    }
-}
-
-struct Recorder(Arc<Counters>);
-
-impl metrics::Recorder for Recorder {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        let labels: Vec<String> = key
-            .labels()
-            .map(|l| format!("{}={}", l.key(), l.value()))
-            .collect();
-        let name = format!("{}{{{}}}", key.name(), labels.join(","));
-        let tally = self.0.0.lock().unwrap().entry(name).or_default().clone();
-        metrics::Counter::from_arc(Arc::new(Tally(tally)))
-    }
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-    fn register_histogram(
-        &self,
-        _: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::noop()
+    /// The counter named `name` with exactly the labels `labels`.
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        self.0
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| {
+                let key = key.key();
+                key.name() == name
+                    && key
+                        .labels()
+                        .map(|l| (l.key(), l.value()))
+                        .eq(labels.iter().copied())
+            })
+            .map(|(.., value)| match value {
+                DebugValue::Counter(n) => n,
+                _ => 0,
+            })
+            .sum()
     }
 }
 
@@ -104,11 +64,12 @@ impl Write for Log {
 }
 
 /// The recorder and the log of this test binary, installed once.
-fn observe() -> (Arc<Counters>, Log) {
-    static ONCE: OnceLock<(Arc<Counters>, Log)> = OnceLock::new();
+fn observe() -> (Counters, Log) {
+    static ONCE: OnceLock<(Counters, Log)> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let counters = Arc::new(Counters::default());
-        metrics::set_global_recorder(Recorder(counters.clone())).expect("one recorder");
+        let recorder = DebuggingRecorder::new();
+        let counters = Counters(Arc::new(recorder.snapshotter()));
+        recorder.install().expect("one recorder");
         let log = Log::default();
         let writer = log.clone();
         tracing_subscriber::fmt()
@@ -172,8 +133,11 @@ async fn store_failures_are_counted_and_logged_with_their_source() {
         .next()
         .unwrap()
         .to_owned();
-    let metric = "rolling_session_store_errors_total{kind=unavailable}";
-    assert_eq!(counters.get(metric), 0);
+    let metric = (
+        "rolling_session_store_errors_total",
+        [("kind", "unavailable")],
+    );
+    assert_eq!(counters.get(metric.0, &metric.1), 0);
 
     server.kill();
     let started = Instant::now();
@@ -191,7 +155,11 @@ async fn store_failures_are_counted_and_logged_with_their_source() {
     }
     let elapsed = started.elapsed();
 
-    assert_eq!(counters.get(metric), requests, "every failure is counted");
+    assert_eq!(
+        counters.get(metric.0, &metric.1),
+        requests,
+        "every failure is counted"
+    );
     let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = text
         .lines()
