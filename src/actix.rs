@@ -31,7 +31,7 @@
 use std::future::{Ready, ready};
 use std::rc::Rc;
 
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -221,33 +221,19 @@ where
                 .and_then(|e| e.as_error::<Rejection>())
                 .map(|r| exchange.render(r));
             let mut res = match rejected {
-                Some((content_type, body)) => {
-                    let (req, old) = res.into_parts();
-                    let mut new = HttpResponse::build(old.status());
-                    for (name, value) in old.headers() {
-                        if name != actix_web::http::header::CONTENT_TYPE {
-                            new.append_header((name.clone(), value.clone()));
-                        }
-                    }
-                    let new = new.content_type(content_type).body(body);
-                    return Ok(finish(&exchange, &handle, ServiceResponse::new(req, new))
-                        .map_into_right_body());
-                }
-                None => res,
+                Some((content_type, body)) => res.map_body(|head, _| {
+                    head.headers_mut().insert(
+                        actix_web::http::header::CONTENT_TYPE,
+                        HeaderValue::from_static(content_type),
+                    );
+                    EitherBody::right(BoxBody::new(body))
+                }),
+                None => res.map_into_left_body(),
             };
             write_headers(&exchange, &handle, res.headers_mut());
-            Ok(res.map_into_left_body())
+            Ok(res)
         })
     }
-}
-
-fn finish(
-    exchange: &SessionExchange,
-    handle: &SessionHandle,
-    mut res: ServiceResponse,
-) -> ServiceResponse {
-    write_headers(exchange, handle, res.headers_mut());
-    res
 }
 
 fn rejection_response(exchange: &SessionExchange, rejection: &Rejection) -> HttpResponse {
