@@ -3,7 +3,17 @@
 //! refuses keys nobody drew at random.
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+
+/// Base64 engines that take a key with or without its `=` padding.
+const PADDING_OPTIONAL: GeneralPurposeConfig =
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+const STANDARD_ANY_PADDING: GeneralPurpose =
+    GeneralPurpose::new(&alphabet::STANDARD, PADDING_OPTIONAL);
+const URL_SAFE_ANY_PADDING: GeneralPurpose =
+    GeneralPurpose::new(&alphabet::URL_SAFE, PADDING_OPTIONAL);
 
 /// Why 32 bytes of key material could not be loaded.
 ///
@@ -72,12 +82,9 @@ pub(crate) fn strong(bytes: [u8; 32]) -> Result<[u8; 32], KeyError> {
 /// 32 bytes from base64 (standard or URL-safe alphabet, padded or not).
 pub(crate) fn from_base64(text: &str) -> Result<[u8; 32], KeyError> {
     let text = text.trim().trim_end_matches('=');
-    let decoded = [STANDARD, URL_SAFE]
+    let decoded = [STANDARD_ANY_PADDING, URL_SAFE_ANY_PADDING]
         .iter()
-        .find_map(|engine| {
-            let padded = pad(text);
-            engine.decode(padded).ok()
-        })
+        .find_map(|engine| engine.decode(text).ok())
         .ok_or(KeyError::Encoding)?;
     exactly_32(decoded)
 }
@@ -120,14 +127,6 @@ pub(crate) fn from_env(var: &str) -> Result<[u8; 32], KeyError> {
     from_text(&text)
 }
 
-fn pad(text: &str) -> String {
-    let mut padded = text.to_owned();
-    while !padded.len().is_multiple_of(4) {
-        padded.push('=');
-    }
-    padded
-}
-
 fn exactly_32(decoded: Vec<u8>) -> Result<[u8; 32], KeyError> {
     <[u8; 32]>::try_from(decoded.as_slice()).map_err(|_| KeyError::Length {
         found: decoded.len(),
@@ -137,6 +136,7 @@ fn exactly_32(decoded: Vec<u8>) -> Result<[u8; 32], KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 
     const KEY: [u8; 32] = *b"\x8f\x12\xa0\x33\x5c\x01\xee\x7b\x90\x44\xd2\x19\x6a\xc3\x05\xfb\
                              \x28\x71\xbd\x0e\x93\x5a\xf6\x1c\x87\x4e\x30\xa9\xdb\x62\x15\xc8";
