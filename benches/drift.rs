@@ -13,14 +13,14 @@ use rolling_session::drift::{
 
 const T0: i64 = 1_700_000_000_000;
 
-struct Session {
+struct SessionInfo {
     state: SessionDrift,
     now: i64,
     count: u64,
     i: u64,
 }
 
-impl Session {
+impl SessionInfo {
     fn new() -> Self {
         Self {
             state: SessionDrift::new(),
@@ -53,9 +53,9 @@ impl Session {
     }
 }
 
-fn warmed(config: DriftConfig, train: bool) -> (DriftPredictor, Session) {
+fn warmed(config: DriftConfig, train: bool) -> (DriftPredictor, SessionInfo) {
     let p = DriftPredictor::new(config);
-    let mut s = Session::new();
+    let mut s = SessionInfo::new();
     for _ in 0..2_000 {
         s.report(&p);
     }

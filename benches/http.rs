@@ -18,7 +18,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response, header};
 use http_body_util::Full;
 use rolling_session::http::{CookieConfig, SessionLayer, TokenTransport};
-use rolling_session::{KeyRing, Session, SessionContext, SessionManager, TokenKey};
+use rolling_session::{KeyRing, SessionContext, SessionInfo, SessionManager, TokenKey};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 const COOKIE: &str = "rs_session";
@@ -43,7 +43,7 @@ async fn hello(_: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infalli
     Ok(Response::new(Full::new(Bytes::from_static(b"hello"))))
 }
 
-async fn hello_user(session: Session) -> String {
+async fn hello_user(session: SessionInfo) -> String {
     format!("hello {}", session.user_id())
 }
 

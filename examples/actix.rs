@@ -9,10 +9,8 @@
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use rolling_session::actix::{SessionMiddleware, scope};
-use rolling_session::http::{
-    CookieConfig, Rejection, SessionExchange, SessionHandle, TokenTransport,
-};
-use rolling_session::{KeyRing, Session, SessionManager, TokenKey};
+use rolling_session::http::{CookieConfig, Rejection, Session, SessionExchange, TokenTransport};
+use rolling_session::{KeyRing, SessionInfo, SessionManager, TokenKey};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -21,18 +19,18 @@ struct Login {
     user: String,
 }
 
-async fn login(handle: SessionHandle, body: web::Json<Login>) -> Result<HttpResponse, Rejection> {
+async fn login(handle: Session, body: web::Json<Login>) -> Result<HttpResponse, Rejection> {
     let session = handle.login(body.user.trim()).await?;
     let mut status = serde_json::to_value(handle.manager().status(&session)).unwrap_or_default();
     status["user"] = json!(session.user_id());
     Ok(HttpResponse::Ok().json(status))
 }
 
-async fn me(session: Session) -> HttpResponse {
+async fn me(session: SessionInfo) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "user": session.user_id() }))
 }
 
-async fn logout(handle: SessionHandle) -> Result<HttpResponse, Rejection> {
+async fn logout(handle: Session) -> Result<HttpResponse, Rejection> {
     handle.logout().await?;
     Ok(HttpResponse::Ok().json(json!({ "ok": true })))
 }

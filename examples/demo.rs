@@ -28,10 +28,10 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rolling_session::http::{CookieConfig, Rejection, SessionHandle, SessionLayer, TokenTransport};
+use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
 use rolling_session::{
-    Config, EventSink, KeyRing, LineageKey, LoginOptions, Session, SessionEvent, SessionManager,
-    Token, TokenKey, TracingSink, Verdict,
+    Config, EventSink, KeyRing, LineageKey, LoginOptions, SessionEvent, SessionInfo,
+    SessionManager, Token, TokenKey, TracingSink, Verdict,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -72,7 +72,7 @@ struct Login {
 
 async fn login(
     State(demo): State<Demo>,
-    handle: SessionHandle,
+    handle: Session,
     Json(body): Json<Login>,
 ) -> Result<Response, Rejection> {
     let user = body.user.trim();
@@ -106,17 +106,17 @@ impl Demo {
     }
 }
 
-async fn me(session: Session) -> Json<serde_json::Value> {
+async fn me(session: SessionInfo) -> Json<serde_json::Value> {
     Json(json!({ "user": session.user_id() }))
 }
 
-async fn logout(handle: SessionHandle) -> Result<Json<serde_json::Value>, Rejection> {
+async fn logout(handle: Session) -> Result<Json<serde_json::Value>, Rejection> {
     handle.logout().await?;
     Ok(Json(json!({ "ok": true })))
 }
 
 /// Replays the session's first token, as a thief with a copied cookie would.
-async fn replay(State(demo): State<Demo>, session: Session) -> Response {
+async fn replay(State(demo): State<Demo>, session: SessionInfo) -> Response {
     let stolen = demo
         .first_tokens
         .lock()
@@ -160,7 +160,7 @@ async fn replay(State(demo): State<Demo>, session: Session) -> Response {
 
 async fn revoke(
     State(demo): State<Demo>,
-    session: Session,
+    session: SessionInfo,
 ) -> Result<Json<serde_json::Value>, Rejection> {
     let n = demo
         .manager

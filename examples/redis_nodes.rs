@@ -26,10 +26,10 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rolling_session::http::{CookieConfig, Rejection, SessionHandle, SessionLayer, TokenTransport};
+use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
 use rolling_session::store::RedisStore;
 use rolling_session::{
-    Clock, Config, ConfigError, KeyRing, Session, SessionManager, SystemClock, TokenKey,
+    Clock, Config, ConfigError, KeyRing, SessionInfo, SessionManager, SystemClock, TokenKey,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -67,7 +67,7 @@ struct Login {
 
 async fn login(
     State(node): State<Node>,
-    handle: SessionHandle,
+    handle: Session,
     Json(body): Json<Login>,
 ) -> Result<Json<Value>, Rejection> {
     let session = handle.login(body.user.trim()).await?;
@@ -76,11 +76,11 @@ async fn login(
     ))
 }
 
-async fn me(State(node): State<Node>, session: Session) -> Json<Value> {
+async fn me(State(node): State<Node>, session: SessionInfo) -> Json<Value> {
     Json(json!({ "user": session.user_id(), "node": node.name }))
 }
 
-async fn logout(handle: SessionHandle) -> Result<Json<Value>, Rejection> {
+async fn logout(handle: Session) -> Result<Json<Value>, Rejection> {
     handle.logout().await?;
     Ok(Json(json!({ "ok": true })))
 }

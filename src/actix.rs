@@ -5,9 +5,9 @@
 //! use actix_web::{App, HttpServer, web};
 //! use rolling_session::actix::{SessionMiddleware, scope};
 //! use rolling_session::http::SessionExchange;
-//! use rolling_session::{KeyRing, Session, SessionManager, TokenKey};
+//! use rolling_session::{KeyRing, SessionInfo, SessionManager, TokenKey};
 //!
-//! async fn me(session: Session) -> String {
+//! async fn me(session: SessionInfo) -> String {
 //!     session.user_id().to_owned()
 //! }
 //!
@@ -40,9 +40,9 @@ use futures_util::future::LocalBoxFuture;
 
 use crate::http::ROUTE_BODY_LIMIT;
 use crate::http::{
-    Inspected, Rejection, RequestHead, RouteResponse, SessionExchange, SessionHandle, SessionRoute,
+    Inspected, Rejection, RequestHead, RouteResponse, Session, SessionExchange, SessionRoute,
 };
-use crate::manager::Session;
+use crate::manager::SessionInfo;
 
 fn response(answer: RouteResponse) -> HttpResponse {
     HttpResponse::build(status(answer.status.as_u16()))
@@ -69,20 +69,17 @@ impl ResponseError for Rejection {
     }
 }
 
-fn handle_of(req: &HttpRequest) -> Result<SessionHandle, Rejection> {
-    req.extensions()
-        .get::<SessionHandle>()
-        .cloned()
-        .ok_or_else(|| {
-            Rejection::new(
-                http::StatusCode::INTERNAL_SERVER_ERROR,
-                "session_layer_missing",
-                "the route is not wrapped in rolling_session::actix::SessionMiddleware".into(),
-            )
-        })
+fn handle_of(req: &HttpRequest) -> Result<Session, Rejection> {
+    req.extensions().get::<Session>().cloned().ok_or_else(|| {
+        Rejection::new(
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "session_layer_missing",
+            "the route is not wrapped in rolling_session::actix::SessionMiddleware".into(),
+        )
+    })
 }
 
-impl FromRequest for SessionHandle {
+impl FromRequest for Session {
     type Error = Rejection;
     type Future = Ready<Result<Self, Rejection>>;
 
@@ -92,8 +89,8 @@ impl FromRequest for SessionHandle {
 }
 
 /// A valid session, or a 401 with the reason there is none. Use
-/// `Option<Session>` for routes where a session is optional.
-impl FromRequest for Session {
+/// `Option<SessionInfo>` for routes where a session is optional.
+impl FromRequest for SessionInfo {
     type Error = Rejection;
     type Future = Ready<Result<Self, Rejection>>;
 
@@ -111,18 +108,16 @@ pub fn scope(exchange: &SessionExchange) -> actix_web::Scope {
             .unwrap_or(actix_web::http::Method::GET);
         scope = scope.route(
             path,
-            web::method(method).to(
-                move |handle: SessionHandle, req: HttpRequest, body: web::Bytes| {
-                    let exchange = exchange.clone();
-                    async move {
-                        let content_type = req
-                            .headers()
-                            .get(actix_web::http::header::CONTENT_TYPE)
-                            .map(|v| v.as_bytes());
-                        response(exchange.respond(route, &handle, content_type, &body).await)
-                    }
-                },
-            ),
+            web::method(method).to(move |handle: Session, req: HttpRequest, body: web::Bytes| {
+                let exchange = exchange.clone();
+                async move {
+                    let content_type = req
+                        .headers()
+                        .get(actix_web::http::header::CONTENT_TYPE)
+                        .map(|v| v.as_bytes());
+                    response(exchange.respond(route, &handle, content_type, &body).await)
+                }
+            }),
         );
     }
     // Telemetry reports are tiny; refuse large bodies before buffering them.
@@ -249,7 +244,7 @@ fn rejection_response(exchange: &SessionExchange, rejection: &Rejection) -> Http
 
 fn write_headers(
     exchange: &SessionExchange,
-    handle: &SessionHandle,
+    handle: &Session,
     headers: &mut actix_web::http::header::HeaderMap,
 ) {
     for (name, value) in exchange.finish(handle) {

@@ -5,9 +5,9 @@
 //! ```
 //! use axum::{Router, routing::get};
 //! use rolling_session::http::SessionLayer;
-//! use rolling_session::{KeyRing, Session, SessionManager, TokenKey};
+//! use rolling_session::{KeyRing, SessionInfo, SessionManager, TokenKey};
 //!
-//! async fn me(session: Session) -> String {
+//! async fn me(session: SessionInfo) -> String {
 //!     session.user_id().to_owned()
 //! }
 //!
@@ -31,8 +31,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 
 use crate::http::ROUTE_BODY_LIMIT;
-use crate::http::{Rejection, RouteResponse, SessionExchange, SessionHandle, SessionRoute};
-use crate::manager::Session;
+use crate::http::{Rejection, RouteResponse, Session, SessionExchange, SessionRoute};
+use crate::manager::SessionInfo;
 
 /// JSON, and the rejection itself in the response extensions: behind the
 /// [`SessionLayer`](crate::http::SessionLayer) the body is rendered again
@@ -72,21 +72,17 @@ fn route_response(answer: RouteResponse) -> Response {
         .unwrap_or_else(|_| axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-fn handle_of(parts: &Parts) -> Result<SessionHandle, Rejection> {
-    parts
-        .extensions
-        .get::<SessionHandle>()
-        .cloned()
-        .ok_or_else(|| {
-            Rejection::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "session_layer_missing",
-                "the route is not behind rolling_session::http::SessionLayer".into(),
-            )
-        })
+fn handle_of(parts: &Parts) -> Result<Session, Rejection> {
+    parts.extensions.get::<Session>().cloned().ok_or_else(|| {
+        Rejection::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "session_layer_missing",
+            "the route is not behind rolling_session::http::SessionLayer".into(),
+        )
+    })
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for SessionHandle {
+impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
@@ -95,7 +91,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionHandle {
 }
 
 /// A valid session, or a 401 with the reason there is none.
-impl<S: Send + Sync> FromRequestParts<S> for Session {
+impl<S: Send + Sync> FromRequestParts<S> for SessionInfo {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
@@ -103,8 +99,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     }
 }
 
-/// `Option<Session>`: `None` without a valid session.
-impl<S: Send + Sync> OptionalFromRequestParts<S> for Session {
+/// `Option<SessionInfo>`: `None` without a valid session.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for SessionInfo {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Rejection> {
@@ -124,7 +120,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(exchange: &SessionExchange) -> R
             &format!("{}{path}", exchange.prefix()),
             on(
                 filter,
-                move |handle: SessionHandle, headers: HeaderMap, body: Bytes| async move {
+                move |handle: Session, headers: HeaderMap, body: Bytes| async move {
                     let content_type = headers.get(CONTENT_TYPE).map(|v| v.as_bytes());
                     route_response(exchange.respond(route, &handle, content_type, &body).await)
                 },

@@ -8,22 +8,22 @@
 //! ## Quick start (axum)
 //!
 //! Put a [`SessionLayer`](http::SessionLayer) around your router, log users
-//! in through the [`SessionHandle`](http::SessionHandle) extractor, and read
-//! the [`Session`] in handlers that need one (401 with a reason otherwise):
+//! in through the [`Session`](http::Session) extractor, and read
+//! the [`SessionInfo`] in handlers that need one (401 with a reason otherwise):
 //!
 //! ```
 //! # #[cfg(feature = "axum")] {
 //! use axum::{Router, routing::{get, post}};
-//! use rolling_session::http::{Rejection, SessionHandle, SessionLayer};
-//! use rolling_session::{KeyRing, Session, SessionManager, TokenKey};
+//! use rolling_session::http::{Rejection, Session, SessionLayer};
+//! use rolling_session::{KeyRing, SessionInfo, SessionManager, TokenKey};
 //!
-//! async fn login(handle: SessionHandle) -> Result<&'static str, Rejection> {
+//! async fn login(handle: Session) -> Result<&'static str, Rejection> {
 //!     // ...check the password first, then:
 //!     handle.login("alice").await?;
 //!     Ok("welcome")
 //! }
 //!
-//! async fn me(session: Session) -> String {
+//! async fn me(session: SessionInfo) -> String {
 //!     session.user_id().to_owned()
 //! }
 //!
@@ -95,7 +95,7 @@
 //! | `test-util` | no      | the store conformance suite for your own stores        |
 //!
 //! **Without the `axum` feature** the extractors do not exist, and a handler
-//! taking [`Session`] or [`SessionHandle`](http::SessionHandle) fails to
+//! taking [`SessionInfo`] or [`Session`](http::Session) fails to
 //! compile with rustc's opaque "the trait bound `fn(..) {..}: Handler<_, _>`
 //! is not satisfied". Turn the feature back on (it is a default one:
 //! `default-features = false` removes it).
@@ -151,8 +151,9 @@ pub use config::{
 };
 pub use error::{Error, ErrorKind, StoreError, TokenError};
 pub use events::{EventSink, MemorySink, SessionEvent, TerminationReason, TracingSink};
+pub use http::{Session, SessionLayer};
 pub use manager::{
-    LoginOptions, NewSession, RequestInfo, Session, SessionAnalytics, SessionManager,
+    LoginOptions, NewSession, RequestInfo, SessionAnalytics, SessionInfo, SessionManager,
     SessionManagerBuilder, SessionStatus, Validated,
 };
 pub use sequence::{AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict};

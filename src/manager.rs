@@ -20,12 +20,12 @@ use crate::token::{KeyRing, Token, VerifiedToken};
 /// A validated session as a request handler sees it: a snapshot taken when
 /// the request was validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
+pub struct SessionInfo {
     record: SessionRecord,
     now_ms: u64,
 }
 
-impl Session {
+impl SessionInfo {
     /// The session id (changes on login, renewal and elevation).
     pub fn id(&self) -> SessionId {
         self.record.id
@@ -86,7 +86,7 @@ fn ms(v: u64) -> Duration {
 #[derive(Debug, Clone)]
 pub struct NewSession {
     /// The session.
-    pub session: Session,
+    pub session: SessionInfo,
     /// Its first token.
     pub token: Token,
 }
@@ -123,7 +123,7 @@ impl LoginOptions {
 #[derive(Debug, Clone)]
 pub struct Validated {
     /// The session.
-    pub session: Session,
+    pub session: SessionInfo,
     /// What the sequence rule decided (one of the accepted verdicts).
     pub verdict: Verdict,
     /// The token to send back: the next token after a rotation or a
@@ -587,7 +587,7 @@ impl SessionManager {
     fn new_session(&self, record: SessionRecord, now_ms: u64) -> NewSession {
         NewSession {
             token: self.inner.keys.mint(&record.id, record.sequence.counter),
-            session: Session { record, now_ms },
+            session: SessionInfo { record, now_ms },
         }
     }
 
@@ -722,7 +722,7 @@ impl SessionManager {
             Box::pin(self.reseal(&record.id)).await;
         }
         Ok(Validated {
-            session: Session {
+            session: SessionInfo {
                 record,
                 now_ms: now,
             },
@@ -834,7 +834,7 @@ impl SessionManager {
 
     /// Relative times and renewal advice for a session, as served by
     /// `GET /session/status`.
-    pub fn status(&self, session: &Session) -> SessionStatus {
+    pub fn status(&self, session: &SessionInfo) -> SessionStatus {
         let r = &session.record;
         let now = session.now_ms;
         let renewal_allowed_in_ms = self.renewal_opens_at(r).map(|at| at.saturating_sub(now));
@@ -897,7 +897,7 @@ impl SessionManager {
     /// `renewal_threshold` (and within half of `expiration_time`, so that a
     /// threshold as long as the lifetime does not renew on every request),
     /// and the absolute lifetime leaves room to extend it.
-    pub(crate) fn sliding_renewal_due(&self, session: &Session) -> bool {
+    pub(crate) fn sliding_renewal_due(&self, session: &SessionInfo) -> bool {
         let cfg = &self.inner.config;
         let meta = &session.record.meta;
         let window = cfg.renewal_threshold.min(cfg.expiration_time / 2);
@@ -990,7 +990,7 @@ impl SessionManager {
         Ok((
             from,
             NewSession {
-                session: Session { record, now_ms },
+                session: SessionInfo { record, now_ms },
                 token,
             },
         ))
@@ -1001,7 +1001,7 @@ impl SessionManager {
     /// as for any rotation) and returns the session. Idempotent;
     /// [`ErrorKind::NothingToConfirm`] if the session was never renewed or
     /// elevated.
-    pub async fn confirm_renewal(&self, token: &str) -> Result<Session, Error> {
+    pub async fn confirm_renewal(&self, token: &str) -> Result<SessionInfo, Error> {
         let session = self.check(token, Rotate::Never, None, None).await?.session;
         if session.record.previous_ids.is_empty() {
             return Err(ErrorKind::NothingToConfirm.into());
@@ -1047,9 +1047,9 @@ impl SessionManager {
     /// The user's live sessions (not expired, idle, revoked or superseded).
     /// A record that fails its integrity check is left out and reported
     /// ([`SessionEvent::RecordTampered`]).
-    pub async fn active_sessions(&self, user_id: &str) -> Result<Vec<Session>, Error> {
+    pub async fn active_sessions(&self, user_id: &str) -> Result<Vec<SessionInfo>, Error> {
         let now = self.now_ms();
-        let mut sessions: Vec<Session> = self
+        let mut sessions: Vec<SessionInfo> = self
             .inner
             .store
             .list_by_user(user_id)
@@ -1057,7 +1057,7 @@ impl SessionManager {
             .into_iter()
             .filter(|r| self.check_seal(&r.id, r).is_ok() && r.user_id == user_id)
             .filter(|r| !r.is_dead(now))
-            .map(|record| Session {
+            .map(|record| SessionInfo {
                 record,
                 now_ms: now,
             })
@@ -1098,7 +1098,7 @@ impl SessionManager {
         &self,
         token: &str,
         update: SessionContext,
-    ) -> Result<Session, Error> {
+    ) -> Result<SessionInfo, Error> {
         let mut session = self.check(token, Rotate::Never, None, None).await?.session;
         session.record.meta.context.merge(update);
         self.write_meta(&mut session.record).await?;
@@ -1227,7 +1227,7 @@ impl SessionManager {
     /// session, and store errors.
     pub async fn ingest_telemetry(
         &self,
-        session: &Session,
+        session: &SessionInfo,
         sample: &TelemetrySample,
         operation: Option<&str>,
     ) -> Result<DriftAdvice, Error> {

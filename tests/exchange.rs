@@ -10,10 +10,10 @@ use bytes::Bytes;
 use common::Client;
 use reqwest::{Method, StatusCode};
 use rolling_session::http::{
-    CookieConfig, Rejection, RejectionFormat, SessionExchange, SessionHandle, SessionLayer,
+    CookieConfig, Rejection, RejectionFormat, Session, SessionExchange, SessionLayer,
     TokenTransport,
 };
-use rolling_session::{KeyRing, Session, SessionManager, TokenKey};
+use rolling_session::{KeyRing, SessionInfo, SessionManager, TokenKey};
 use serde_json::{Value, json};
 
 /// `reason: message` as plain text.
@@ -38,17 +38,17 @@ fn exchange() -> SessionExchange {
         .skip_paths(["/static/"])
 }
 
-async fn login(handle: SessionHandle, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
+async fn login(handle: Session, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
     let session = handle.login(body["user"].as_str().unwrap_or("x")).await?;
     Ok(Json(json!({ "user": session.user_id() })))
 }
 
-async fn me(session: Session) -> Json<Value> {
+async fn me(session: SessionInfo) -> Json<Value> {
     Json(json!({ "user": session.user_id() }))
 }
 
 /// A handler that answers with a rejection of its own.
-async fn refuse(handle: SessionHandle) -> Result<&'static str, Rejection> {
+async fn refuse(handle: Session) -> Result<&'static str, Rejection> {
     handle.require()?;
     Err(Rejection::new(
         StatusCode::FORBIDDEN,
@@ -82,17 +82,14 @@ fn actix_server() -> String {
     use actix_web::{App, HttpResponse, HttpServer, web};
     use rolling_session::actix::{SessionMiddleware, scope};
 
-    async fn login(
-        handle: SessionHandle,
-        body: web::Json<Value>,
-    ) -> Result<HttpResponse, Rejection> {
+    async fn login(handle: Session, body: web::Json<Value>) -> Result<HttpResponse, Rejection> {
         let session = handle.login(body["user"].as_str().unwrap_or("x")).await?;
         Ok(HttpResponse::Ok().json(json!({ "user": session.user_id() })))
     }
-    async fn me(session: Session) -> HttpResponse {
+    async fn me(session: SessionInfo) -> HttpResponse {
         HttpResponse::Ok().json(json!({ "user": session.user_id() }))
     }
-    async fn refuse(handle: SessionHandle) -> Result<HttpResponse, Rejection> {
+    async fn refuse(handle: Session) -> Result<HttpResponse, Rejection> {
         handle.require()?;
         Err(Rejection::new(
             StatusCode::FORBIDDEN,

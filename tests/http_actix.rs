@@ -5,28 +5,26 @@ mod common;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use rolling_session::actix::{SessionMiddleware, scope};
-use rolling_session::http::{
-    CookieConfig, Rejection, SessionExchange, SessionHandle, TokenTransport,
-};
-use rolling_session::{KeyRing, ManualClock, Session, SessionManager, TokenKey};
+use rolling_session::http::{CookieConfig, Rejection, Session, SessionExchange, TokenTransport};
+use rolling_session::{KeyRing, ManualClock, SessionInfo, SessionManager, TokenKey};
 use serde_json::{Value, json};
 
-async fn login(handle: SessionHandle, body: web::Json<Value>) -> Result<HttpResponse, Rejection> {
+async fn login(handle: Session, body: web::Json<Value>) -> Result<HttpResponse, Rejection> {
     let user = body["user"].as_str().unwrap_or("anonymous").to_owned();
     let session = handle.login(user).await?;
     Ok(HttpResponse::Ok().json(json!({ "user": session.user_id() })))
 }
 
-async fn me(session: Session) -> HttpResponse {
+async fn me(session: SessionInfo) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "user": session.user_id() }))
 }
 
-async fn logout(handle: SessionHandle) -> Result<HttpResponse, Rejection> {
+async fn logout(handle: Session) -> Result<HttpResponse, Rejection> {
     handle.logout().await?;
     Ok(HttpResponse::Ok().json(json!({ "ok": true })))
 }
 
-async fn elevate(handle: SessionHandle) -> Result<HttpResponse, Rejection> {
+async fn elevate(handle: Session) -> Result<HttpResponse, Rejection> {
     let session = handle.set_permissions(vec!["admin".into()]).await?;
     Ok(HttpResponse::Ok().json(json!({ "permissions": session.record().meta.permissions })))
 }

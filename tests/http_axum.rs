@@ -4,26 +4,26 @@ mod common;
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rolling_session::http::{CookieConfig, Rejection, SessionHandle, SessionLayer, TokenTransport};
-use rolling_session::{KeyRing, ManualClock, Session, SessionManager, TokenKey};
+use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
+use rolling_session::{KeyRing, ManualClock, SessionInfo, SessionManager, TokenKey};
 use serde_json::{Value, json};
 
-async fn login(handle: SessionHandle, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
+async fn login(handle: Session, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
     let user = body["user"].as_str().unwrap_or("anonymous");
     let session = handle.login(user).await?;
     Ok(Json(json!({ "user": session.user_id() })))
 }
 
-async fn me(session: Session) -> Json<Value> {
+async fn me(session: SessionInfo) -> Json<Value> {
     Json(json!({ "user": session.user_id() }))
 }
 
-async fn logout(handle: SessionHandle) -> Result<Json<Value>, Rejection> {
+async fn logout(handle: Session) -> Result<Json<Value>, Rejection> {
     handle.logout().await?;
     Ok(Json(json!({ "ok": true })))
 }
 
-async fn elevate(handle: SessionHandle) -> Result<Json<Value>, Rejection> {
+async fn elevate(handle: Session) -> Result<Json<Value>, Rejection> {
     let session = handle.set_permissions(vec!["admin".into()]).await?;
     Ok(Json(
         json!({ "permissions": session.record().meta.permissions }),

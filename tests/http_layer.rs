@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use rolling_session::http::{
-    Rejection, RejectionFormat, SessionHandle, SessionLayer, SessionRoute, TokenTransport,
+    Rejection, RejectionFormat, Session, SessionLayer, SessionRoute, TokenTransport,
 };
 use rolling_session::store::Advance;
 use rolling_session::{
@@ -83,7 +83,7 @@ impl SessionStore for SwitchableStore {
 }
 
 async fn app_handler(req: Request<Body>) -> Result<Response<Body>, std::convert::Infallible> {
-    let handle = req.extensions().get::<SessionHandle>().unwrap().clone();
+    let handle = req.extensions().get::<Session>().unwrap().clone();
     let text = match (req.uri().path(), handle.session()) {
         ("/login", _) => match handle.login("alice").await {
             Ok(_) => "logged in".to_owned(),
@@ -277,7 +277,7 @@ async fn the_refresh_route_is_validated_by_its_renewal_even_in_require_mode() {
                 if req.uri().path() != "/session/refresh" {
                     return app_handler(req).await;
                 }
-                let handle = req.extensions().get::<SessionHandle>().unwrap().clone();
+                let handle = req.extensions().get::<Session>().unwrap().clone();
                 let answer = exchange
                     .respond(SessionRoute::Refresh, &handle, None, &[])
                     .await;

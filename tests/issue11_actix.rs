@@ -10,19 +10,17 @@ use std::sync::Arc;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use common::issue11::{self, Gate, Server};
 use rolling_session::actix::{SessionMiddleware, scope};
-use rolling_session::http::{
-    CookieConfig, Rejection, SessionExchange, SessionHandle, TokenTransport,
-};
-use rolling_session::{ManualClock, MemorySink, Session};
+use rolling_session::http::{CookieConfig, Rejection, Session, SessionExchange, TokenTransport};
+use rolling_session::{ManualClock, MemorySink, SessionInfo};
 use serde_json::{Value, json};
 
-async fn login(handle: SessionHandle, body: web::Json<Value>) -> Result<HttpResponse, Rejection> {
+async fn login(handle: Session, body: web::Json<Value>) -> Result<HttpResponse, Rejection> {
     let user = body["user"].as_str().unwrap_or("anonymous").to_owned();
     let session = handle.login(user).await?;
     Ok(HttpResponse::Ok().json(json!({ "user": session.user_id() })))
 }
 
-fn describe(session: &Session) -> HttpResponse {
+fn describe(session: &SessionInfo) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "user": session.user_id(),
         "id": session.id().to_string(),
@@ -30,23 +28,23 @@ fn describe(session: &Session) -> HttpResponse {
     }))
 }
 
-async fn me(session: Session) -> HttpResponse {
+async fn me(session: SessionInfo) -> HttpResponse {
     describe(&session)
 }
 
-async fn elevate(handle: SessionHandle, body: web::Bytes) -> Result<HttpResponse, Rejection> {
+async fn elevate(handle: Session, body: web::Bytes) -> Result<HttpResponse, Rejection> {
     let body: Value = serde_json::from_slice(&body).unwrap_or_default();
     let permissions = serde_json::from_value(body["permissions"].clone()).unwrap_or_default();
     let session = handle.set_permissions(permissions).await?;
     Ok(describe(&session))
 }
 
-async fn slow(gate: web::Data<Gate>, session: Session) -> HttpResponse {
+async fn slow(gate: web::Data<Gate>, session: SessionInfo) -> HttpResponse {
     gate.pass().await;
     describe(&session)
 }
 
-async fn logout(handle: SessionHandle) -> Result<HttpResponse, Rejection> {
+async fn logout(handle: Session) -> Result<HttpResponse, Rejection> {
     handle.logout().await?;
     Ok(HttpResponse::Ok().json(json!({ "ok": true })))
 }

@@ -10,17 +10,17 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::issue11::{self, Gate, Server};
-use rolling_session::http::{CookieConfig, Rejection, SessionHandle, SessionLayer, TokenTransport};
-use rolling_session::{ManualClock, MemorySink, Session};
+use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
+use rolling_session::{ManualClock, MemorySink, SessionInfo};
 use serde_json::{Value, json};
 
-async fn login(handle: SessionHandle, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
+async fn login(handle: Session, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
     let user = body["user"].as_str().unwrap_or("anonymous");
     let session = handle.login(user).await?;
     Ok(Json(json!({ "user": session.user_id() })))
 }
 
-fn describe(session: &Session) -> Value {
+fn describe(session: &SessionInfo) -> Value {
     json!({
         "user": session.user_id(),
         "id": session.id().to_string(),
@@ -28,14 +28,11 @@ fn describe(session: &Session) -> Value {
     })
 }
 
-async fn me(session: Session) -> Json<Value> {
+async fn me(session: SessionInfo) -> Json<Value> {
     Json(describe(&session))
 }
 
-async fn elevate(
-    handle: SessionHandle,
-    body: Option<Json<Value>>,
-) -> Result<Json<Value>, Rejection> {
+async fn elevate(handle: Session, body: Option<Json<Value>>) -> Result<Json<Value>, Rejection> {
     let permissions = body
         .and_then(|Json(b)| serde_json::from_value(b["permissions"].clone()).ok())
         .unwrap_or_default();
@@ -43,12 +40,12 @@ async fn elevate(
     Ok(Json(describe(&session)))
 }
 
-async fn slow(State(gate): State<Arc<Gate>>, session: Session) -> Json<Value> {
+async fn slow(State(gate): State<Arc<Gate>>, session: SessionInfo) -> Json<Value> {
     gate.pass().await;
     Json(describe(&session))
 }
 
-async fn logout(handle: SessionHandle) -> Result<Json<Value>, Rejection> {
+async fn logout(handle: Session) -> Result<Json<Value>, Rejection> {
     handle.logout().await?;
     Ok(Json(json!({ "ok": true })))
 }

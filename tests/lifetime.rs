@@ -12,9 +12,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::Client;
 use reqwest::{Method, StatusCode};
-use rolling_session::http::{CookieConfig, Rejection, SessionHandle, SessionLayer, TokenTransport};
+use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
 use rolling_session::{
-    Config, KeyRing, LoginOptions, ManualClock, Session, SessionManager, TokenKey,
+    Config, KeyRing, LoginOptions, ManualClock, SessionInfo, SessionManager, TokenKey,
 };
 use serde_json::{Value, json};
 
@@ -22,7 +22,7 @@ const MIN: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 
-async fn login(handle: SessionHandle, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
+async fn login(handle: Session, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
     let user = body["user"].as_str().unwrap_or("anonymous");
     let remember = body["remember"].as_bool().unwrap_or(false);
     let options = LoginOptions::default().remember_me(remember);
@@ -30,7 +30,7 @@ async fn login(handle: SessionHandle, Json(body): Json<Value>) -> Result<Json<Va
     Ok(Json(json!({ "user": session.user_id() })))
 }
 
-async fn me(session: Session) -> Json<Value> {
+async fn me(session: SessionInfo) -> Json<Value> {
     Json(json!({ "user": session.user_id(), "id": session.id().to_string() }))
 }
 

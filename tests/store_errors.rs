@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use rolling_session::http::{CookieConfig, Rejection, SessionHandle, SessionLayer, TokenTransport};
+use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
 use rolling_session::store::RedisStore;
-use rolling_session::{KeyRing, Session, SessionManager, TokenKey};
+use rolling_session::{KeyRing, SessionInfo, SessionManager, TokenKey};
 use serde_json::{Value, json};
 use support::RedisServer;
 
@@ -82,12 +82,12 @@ fn observe() -> (Counters, Log) {
     .clone()
 }
 
-async fn login(handle: SessionHandle, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
+async fn login(handle: Session, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
     let session = handle.login(body["user"].as_str().unwrap_or("x")).await?;
     Ok(Json(json!({ "user": session.user_id() })))
 }
 
-async fn me(session: Session) -> Json<Value> {
+async fn me(session: SessionInfo) -> Json<Value> {
     Json(json!({ "user": session.user_id() }))
 }
 

@@ -36,7 +36,7 @@ fn sample(manager: &SessionManager, operation_count: u64, echo: Option<i64>) -> 
 async fn warm_up(
     manager: &SessionManager,
     clock: &ManualClock,
-    session: &rolling_session::Session,
+    session: &rolling_session::SessionInfo,
 ) -> u64 {
     let mut count = 0;
     for i in 0..30u64 {

@@ -6,17 +6,15 @@ mod common;
 
 use actix_web::{App, HttpServer, web};
 use rolling_session::actix::SessionMiddleware;
-use rolling_session::http::{
-    CookieConfig, Rejection, SessionExchange, SessionHandle, TokenTransport,
-};
-use rolling_session::{KeyRing, MemoryStore, Session, SessionManager, TokenKey};
+use rolling_session::http::{CookieConfig, Rejection, Session, SessionExchange, TokenTransport};
+use rolling_session::{KeyRing, MemoryStore, SessionInfo, SessionManager, TokenKey};
 
-async fn login(handle: SessionHandle) -> Result<&'static str, Rejection> {
+async fn login(handle: Session) -> Result<&'static str, Rejection> {
     handle.login(common::next_user()).await?;
     Ok("welcome")
 }
 
-async fn hello(session: Session) -> String {
+async fn hello(session: SessionInfo) -> String {
     format!("hello {}", session.user_id())
 }
 

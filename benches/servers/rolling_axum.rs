@@ -1,19 +1,19 @@
 //! The axum app both rolling-session axum bench servers serve; they differ
 //! only in the store. `POST /login` creates a session; `GET /` requires it
-//! (the `Session` extractor) and the layer rotates the token on every
+//! (the `SessionInfo` extractor) and the layer rotates the token on every
 //! request.
 
 use axum::Router;
 use axum::routing::{get, post};
-use rolling_session::http::{CookieConfig, Rejection, SessionHandle, SessionLayer, TokenTransport};
-use rolling_session::{KeyRing, Session, SessionManager, SessionStore, TokenKey};
+use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
+use rolling_session::{KeyRing, SessionInfo, SessionManager, SessionStore, TokenKey};
 
-async fn login(handle: SessionHandle) -> Result<&'static str, Rejection> {
+async fn login(handle: Session) -> Result<&'static str, Rejection> {
     handle.login(super::common::next_user()).await?;
     Ok("welcome")
 }
 
-async fn hello(session: Session) -> String {
+async fn hello(session: SessionInfo) -> String {
     format!("hello {}", session.user_id())
 }
 

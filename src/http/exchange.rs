@@ -5,7 +5,7 @@
 //!    the request head.
 //! 2. [`begin`](SessionExchange::begin): the token is verified and
 //!    advanced through the manager (sliding expiry renews here); the
-//!    result is a [`SessionHandle`] for the handler.
+//!    result is a [`Session`] for the handler.
 //! 3. [`gate`](SessionExchange::gate): with `require`, a request without a
 //!    valid session is answered here, in the exchange's rejection format.
 //! 4. [`finish`](SessionExchange::finish): the next token (or its removal)
@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, HeaderName, HeaderValue, RETRY_AFTER};
 
-use super::handle::{Carry, SessionHandle};
+use super::handle::{Carry, Session};
 use super::head::{DefaultContext, MakeContext, RequestHead};
 use super::rejection::{JsonRejection, Rejection, RejectionFormat, SharedFormat};
 use super::routes::RouteResponse;
@@ -77,7 +77,7 @@ impl std::fmt::Debug for SessionExchange {
 #[derive(Debug)]
 pub enum Inspected {
     /// The path is excluded ([`SessionExchange::skip_paths`]): the request
-    /// goes to the handler untouched, without a [`SessionHandle`].
+    /// goes to the handler untouched, without a [`Session`].
     Skip,
     /// Answer at once (a cross-site request to a state-changing route),
     /// before the session is looked at.
@@ -145,7 +145,7 @@ impl SessionExchange {
     /// untouched: no validation, no rotation, no `Set-Cookie`, no
     /// `Cache-Control: no-store`. For static assets, which need no session
     /// and should stay cacheable. Handlers behind them get no
-    /// [`SessionHandle`]. (To rotate only on state-changing requests
+    /// [`Session`]. (To rotate only on state-changing requests
     /// instead, see `Rotation::UnsafeMethods`.)
     #[must_use]
     pub fn skip_paths<S: Into<String>>(self, prefixes: impl IntoIterator<Item = S>) -> Self {
@@ -233,14 +233,14 @@ impl SessionExchange {
         request: RequestInfo,
         method: &str,
         path: &str,
-    ) -> SessionHandle {
+    ) -> Session {
         let manager = self.manager().clone();
         match token {
-            None => SessionHandle::missing(manager, request),
+            None => Session::missing(manager, request),
             Some(presented) if self.is_refresh(method, path) => {
-                SessionHandle::deferred(manager, presented, request)
+                Session::deferred(manager, presented, request)
             }
-            Some(presented) => SessionHandle::validated(manager, presented, request).await,
+            Some(presented) => Session::validated(manager, presented, request).await,
         }
     }
 
@@ -252,7 +252,7 @@ impl SessionExchange {
 
     /// Step 3: with [`require`](Self::require), the answer to a request
     /// without a valid session (the refresh route decides for itself).
-    pub fn gate(&self, handle: &SessionHandle) -> Result<(), RouteResponse> {
+    pub fn gate(&self, handle: &Session) -> Result<(), RouteResponse> {
         if !self.is_required() || handle.is_deferred() {
             return Ok(());
         }
@@ -275,7 +275,7 @@ impl SessionExchange {
     /// Step 4: the headers to add to the response: the next token (or its
     /// removal) with `Cache-Control: no-store`, and the relative expiry
     /// times of an active session.
-    pub fn finish(&self, handle: &SessionHandle) -> Vec<(HeaderName, HeaderValue)> {
+    pub fn finish(&self, handle: &Session) -> Vec<(HeaderName, HeaderValue)> {
         let transport = self.token_transport();
         let mut headers = Vec::with_capacity(4);
         handle.outgoing(self.token_send_deadline(), |carry, expiry| {

@@ -13,9 +13,9 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::exchange::Inspected;
-use super::{Rejection, RouteResponse, SessionExchange, SessionHandle};
+use super::{Rejection, RouteResponse, Session, SessionExchange};
 
-type Validation = Pin<Box<dyn Future<Output = SessionHandle> + Send>>;
+type Validation = Pin<Box<dyn Future<Output = Session> + Send>>;
 
 pin_project! {
     /// Validates the token, then calls the inner service, then writes the
@@ -49,7 +49,7 @@ pin_project! {
         Calling {
             #[pin]
             future: S::Future,
-            handle: SessionHandle,
+            handle: Session,
         },
         // Refused before the session was looked at (a cross-site request).
         Refused {
@@ -164,7 +164,7 @@ fn rerender_rejection<B: From<Bytes>>(exchange: &SessionExchange, res: &mut Resp
     }
 }
 
-fn write_headers<B>(exchange: &SessionExchange, handle: &SessionHandle, res: &mut Response<B>) {
+fn write_headers<B>(exchange: &SessionExchange, handle: &Session, res: &mut Response<B>) {
     let headers = res.headers_mut();
     for (name, value) in exchange.finish(handle) {
         headers.append(name, value);

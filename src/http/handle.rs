@@ -8,7 +8,7 @@ use crate::clock::as_ms;
 use crate::drift::{DriftAdvice, TelemetrySample};
 use crate::error::Error;
 use crate::manager::{
-    LoginOptions, RequestInfo, Session, SessionAnalytics, SessionManager, SessionStatus,
+    LoginOptions, RequestInfo, SessionAnalytics, SessionInfo, SessionManager, SessionStatus,
 };
 use crate::session::SessionContext;
 use crate::token::Token;
@@ -22,7 +22,7 @@ enum Presence {
     /// request, `held` the one it holds while the request is in flight
     /// (the token it presented, or a login's first token).
     Active {
-        session: Box<Session>,
+        session: Box<SessionInfo>,
         token: Token,
         held: Token,
     },
@@ -61,7 +61,7 @@ struct Issued {
 }
 
 impl Issued {
-    fn at(session: &Session) -> Self {
+    fn at(session: &SessionInfo) -> Self {
         Self {
             at: Instant::now(),
             at_ms: session.observed_at_ms(),
@@ -91,24 +91,24 @@ struct State {
 /// ```
 /// # #[cfg(feature = "axum")] {
 /// use axum::{Router, routing::post};
-/// use rolling_session::http::{Rejection, SessionHandle, SessionLayer};
+/// use rolling_session::http::{Rejection, Session, SessionLayer};
 /// use rolling_session::{KeyRing, SessionManager, TokenKey};
 ///
-/// async fn login(handle: SessionHandle) -> Result<String, Rejection> {
+/// async fn login(handle: Session) -> Result<String, Rejection> {
 ///     // ...authenticate first. A session the request had is ended: a
 ///     // login always gets a fresh id (no fixation).
 ///     let session = handle.login("alice").await?;
 ///     Ok(format!("welcome {}", session.user_id()))
 /// }
 ///
-/// async fn sudo(handle: SessionHandle) -> Result<&'static str, Rejection> {
+/// async fn sudo(handle: Session) -> Result<&'static str, Rejection> {
 ///     handle.require()?; // 401 with the reason when there is no session
 ///     // ...check the password again, then elevate (a fresh id as well).
 ///     handle.set_permissions(vec!["admin".into()]).await?;
 ///     Ok("elevated")
 /// }
 ///
-/// async fn logout(handle: SessionHandle) -> Result<&'static str, Rejection> {
+/// async fn logout(handle: Session) -> Result<&'static str, Rejection> {
 ///     handle.logout().await?; // ends the session and clears the cookie
 ///     Ok("bye")
 /// }
@@ -123,27 +123,27 @@ struct State {
 /// # Ok::<(), rolling_session::ConfigError>(())
 /// ```
 #[derive(Clone)]
-pub struct SessionHandle {
+pub struct Session {
     manager: SessionManager,
     context: SessionContext,
     state: Arc<Mutex<State>>,
 }
 
-impl std::fmt::Debug for SessionHandle {
+impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionHandle")
+        f.debug_struct("Session")
             .field("state", &*self.lock())
             .finish_non_exhaustive()
     }
 }
 
-impl SessionHandle {
+impl Session {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The validated session, if the request carried a valid token.
-    pub fn session(&self) -> Option<Session> {
+    pub fn session(&self) -> Option<SessionInfo> {
         match &self.lock().presence {
             Presence::Active { session, .. } => Some((**session).clone()),
             _ => None,
@@ -152,7 +152,7 @@ impl SessionHandle {
 
     /// The session, or the reason there is none (`missing_token`,
     /// `token_reused`, ...), ready to answer with.
-    pub fn require(&self) -> Result<Session, Rejection> {
+    pub fn require(&self) -> Result<SessionInfo, Rejection> {
         match &self.lock().presence {
             Presence::Active { session, .. } => Ok((**session).clone()),
             Presence::Missing => Err(Rejection::missing_token()),
@@ -203,7 +203,7 @@ impl SessionHandle {
         }
     }
 
-    fn activate(&self, session: Session, token: Token, issued: Option<Issued>) {
+    fn activate(&self, session: SessionInfo, token: Token, issued: Option<Issued>) {
         let max_age = cookie_max_age(&session);
         let mut state = self.lock();
         state.write = Write::Token(token.clone(), max_age, issued);
@@ -241,7 +241,7 @@ impl SessionHandle {
     ///
     /// The cookie ends when the browser closes; use
     /// [`login_with`](Self::login_with) for "remember me".
-    pub async fn login(&self, user_id: impl Into<String>) -> Result<Session, Rejection> {
+    pub async fn login(&self, user_id: impl Into<String>) -> Result<SessionInfo, Rejection> {
         self.login_with(user_id, LoginOptions::default()).await
     }
 
@@ -251,9 +251,9 @@ impl SessionHandle {
     ///
     /// ```
     /// use rolling_session::LoginOptions;
-    /// use rolling_session::http::{Rejection, SessionHandle};
+    /// use rolling_session::http::{Rejection, Session};
     ///
-    /// async fn login(handle: SessionHandle, remember: bool) -> Result<(), Rejection> {
+    /// async fn login(handle: Session, remember: bool) -> Result<(), Rejection> {
     ///     // ...check the password first.
     ///     let options = LoginOptions::default().remember_me(remember);
     ///     handle.login_with("alice", options).await?;
@@ -264,7 +264,7 @@ impl SessionHandle {
         &self,
         user_id: impl Into<String>,
         options: LoginOptions,
-    ) -> Result<Session, Rejection> {
+    ) -> Result<SessionInfo, Rejection> {
         if let Ok(old) = self.live_token() {
             self.manager
                 .terminate_session(old.expose())
@@ -301,7 +301,7 @@ impl SessionHandle {
     /// the token the client presented. If the renewal is refused before
     /// the token was checked (too early, limits), the request is validated
     /// then, like any other.
-    pub async fn renew(&self) -> Result<Session, Rejection> {
+    pub async fn renew(&self) -> Result<SessionInfo, Rejection> {
         let (token, undelivered) = self.live_token_undelivered()?;
         let renewal = if undelivered {
             self.manager.renew_session_undelivered(token.expose()).await
@@ -366,7 +366,7 @@ impl SessionHandle {
     }
 
     /// Confirms a renewal (see [`SessionManager::confirm_renewal`]).
-    pub async fn confirm_renewal(&self) -> Result<Session, Rejection> {
+    pub async fn confirm_renewal(&self) -> Result<SessionInfo, Rejection> {
         let token = self.held_token()?;
         self.manager
             .confirm_renewal(token.expose())
@@ -376,7 +376,10 @@ impl SessionHandle {
 
     /// Sets the session's permissions; the session moves to a new id whose
     /// token the client receives (fixation protection).
-    pub async fn set_permissions(&self, permissions: Vec<String>) -> Result<Session, Rejection> {
+    pub async fn set_permissions(
+        &self,
+        permissions: Vec<String>,
+    ) -> Result<SessionInfo, Rejection> {
         let (token, undelivered) = self.live_token_undelivered()?;
         let elevation = if undelivered {
             self.manager
@@ -394,7 +397,7 @@ impl SessionHandle {
     }
 
     /// Updates the recorded context with the fields set in `update`.
-    pub async fn update_context(&self, update: SessionContext) -> Result<Session, Rejection> {
+    pub async fn update_context(&self, update: SessionContext) -> Result<SessionInfo, Rejection> {
         let token = self.held_token()?;
         self.manager
             .update_session_context(token.expose(), update)
@@ -451,7 +454,7 @@ pub(crate) enum Carry<'a> {
     Clear,
 }
 
-impl SessionHandle {
+impl Session {
     fn with_state(manager: SessionManager, request: &RequestInfo, state: State) -> Self {
         Self {
             manager,
@@ -532,7 +535,7 @@ impl SessionHandle {
 /// The cookie's `Max-Age`: none for a browser-session login (the cookie
 /// ends with the browser); for a remembered one, until the session would
 /// end if no other request came (idle or lifetime, whichever is first).
-fn cookie_max_age(session: &Session) -> Option<Duration> {
+fn cookie_max_age(session: &SessionInfo) -> Option<Duration> {
     session
         .flags()
         .remembered

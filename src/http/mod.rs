@@ -6,7 +6,7 @@
 //! refuses cross-site requests) → [`SessionExchange::begin`] verifies and
 //! advances the token through the manager → [`SessionExchange::gate`]
 //! answers requests without a session when one is required → the handler
-//! finds a [`SessionHandle`] in the request extensions →
+//! finds a [`Session`] in the request extensions →
 //! [`SessionExchange::finish`] writes the next token onto the response.
 //! The tower layer here and the actix-web middleware only convert types
 //! around those steps.
@@ -17,7 +17,7 @@
 //! use bytes::Bytes;
 //! use http::{Request, Response, StatusCode};
 //! use http_body_util::Full;
-//! use rolling_session::http::{SessionHandle, SessionLayer};
+//! use rolling_session::http::{Session, SessionLayer};
 //! use rolling_session::{KeyRing, SessionManager, TokenKey};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
@@ -26,7 +26,7 @@
 //! let app = ServiceBuilder::new()
 //!     .layer(SessionLayer::new(manager))
 //!     .service_fn(|req: Request<String>| async move {
-//!         let handle = req.extensions().get::<SessionHandle>().unwrap().clone();
+//!         let handle = req.extensions().get::<Session>().unwrap().clone();
 //!         let user = match handle.session() {
 //!             Some(s) => s.user_id().to_owned(),
 //!             None => { handle.login("alice").await.unwrap(); "new".into() }
@@ -63,7 +63,7 @@ mod transport;
 
 pub use exchange::{Inspected, SessionExchange};
 pub use future::ResponseFuture;
-pub use handle::SessionHandle;
+pub use handle::Session;
 pub use head::{DefaultContext, MakeContext, RequestHead};
 pub use layer::{SessionLayer, SessionService};
 pub use origin::Origin;

@@ -11,7 +11,7 @@ use crate::drift::TelemetryReport;
 use crate::error::Error;
 
 use super::SessionExchange;
-use super::handle::SessionHandle;
+use super::handle::Session;
 #[cfg(feature = "drift")]
 use super::rejection::Rejection;
 
@@ -88,7 +88,7 @@ impl SessionExchange {
     pub async fn respond(
         &self,
         route: SessionRoute,
-        handle: &SessionHandle,
+        handle: &Session,
         content_type: Option<&[u8]>,
         body: &[u8],
     ) -> RouteResponse {

@@ -610,7 +610,7 @@ pub mod issue11 {
     ///
     /// - `POST /login {"user"}`, `POST /logout`;
     /// - `GET /me` answering `{"user", "id", "permissions"}`;
-    /// - `POST /elevate {"permissions": [...]}`: `SessionHandle::set_permissions`,
+    /// - `POST /elevate {"permissions": [...]}`: `Session::set_permissions`,
     ///   answering `{"id", "permissions"}`;
     /// - `GET /slow`: calls [`Gate::pass`] before answering `{"user"}`.
     pub struct Server {
@@ -755,7 +755,7 @@ pub mod issue11 {
     }
 
     /// Observation 1, elevation: a thief elevates a copied cookie through a handler
-    /// calling `SessionHandle::set_permissions`; the victim's next request
+    /// calling `Session::set_permissions`; the victim's next request
     /// revokes both ids, the elevated one included.
     pub async fn theft_through_elevation_is_caught(server: &Server) {
         let mut victim = Client::new(server.base.clone());
