@@ -28,14 +28,21 @@
 //! 6. store the meta whole, its `seal` included (the session manager
 //!    checks that seal on every record it reads; the store never looks
 //!    inside);
-//! 7. run `rolling_session::store::conformance::run` from a test
+//! 7. keep session data per key beside the record (`write_data`: one
+//!    transaction that checks the session is live and the size limit
+//!    with [`SessionData::size_after`], then writes only the keys named),
+//!    return it from `verify_and_advance` for accepted requests, and
+//!    delete it with the session;
+//! 8. run `rolling_session::store::conformance::run` from a test
 //!    (`tests/store_custom.rs` runs this very file).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rolling_session::store::{Advance, Created, SessionLimit, conformance};
+use rolling_session::store::{
+    Advance, Created, DataChanges, DataLimit, SessionData, SessionLimit, conformance,
+};
 use rolling_session::{
     AdvanceRequest, RevocationReason, SequenceState, SessionId, SessionMeta, SessionRecord,
     SessionStore, StoreError,
@@ -62,6 +69,12 @@ const SCHEMA: &str = "
     );
     CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id);
     CREATE INDEX IF NOT EXISTS sessions_by_purge ON sessions (purge_at);
+    CREATE TABLE IF NOT EXISTS session_data (
+        lineage    BLOB NOT NULL,     -- the session's lineage
+        key        TEXT NOT NULL,
+        value      BLOB NOT NULL,     -- the serialized value
+        PRIMARY KEY (lineage, key)
+    );
 ";
 
 impl SqliteStore {
@@ -197,6 +210,32 @@ fn insert(conn: &Connection, r: &SessionRecord) -> Result<(), StoreError> {
 }
 
 /// Every stored session of a user.
+fn select_data(conn: &Connection, id: &SessionId) -> Result<SessionData, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT key, value FROM session_data WHERE lineage = ?1")
+        .map_err(db)?;
+    let rows = stmt
+        .query_map(params![&lineage(id)[..]], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(db)?;
+    let mut data = SessionData::default();
+    for row in rows {
+        let (key, value) = row.map_err(db)?;
+        data.insert(key, value);
+    }
+    Ok(data)
+}
+
+fn delete_data(conn: &Connection, id: &SessionId) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM session_data WHERE lineage = ?1",
+        params![&lineage(id)[..]],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
 fn select_user(conn: &Connection, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
     let mut stmt = conn
         .prepare(&format!("{SELECT} WHERE user_id = ?1"))
@@ -281,8 +320,64 @@ impl SessionStore for SqliteStore {
                 ],
             )
             .map_err(db)?;
+            let data = if verdict.is_accepted() {
+                select_data(&tx, &id)?
+            } else {
+                if record.sequence.revoked.is_some() {
+                    delete_data(&tx, &id)?;
+                }
+                SessionData::default()
+            };
             tx.commit().map_err(db)?;
-            Ok(Some(Advance { verdict, record }))
+            Ok(Some(Advance {
+                verdict,
+                record,
+                data,
+            }))
+        })
+        .await
+    }
+
+    async fn write_data(
+        &self,
+        id: &SessionId,
+        changes: &DataChanges,
+        limit: &DataLimit,
+    ) -> Result<(), StoreError> {
+        let (id, changes, limit) = (*id, changes.clone(), *limit);
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            match select(&tx, &id)? {
+                Some(record) if !record.is_dead(limit.now_ms) => {}
+                _ => return Err(StoreError::NotFound),
+            }
+            let size = select_data(&tx, &id)?.size_after(&changes);
+            if size > limit.max_bytes {
+                return Err(StoreError::DataTooLarge {
+                    size,
+                    max: limit.max_bytes,
+                });
+            }
+            if changes.clears() {
+                delete_data(&tx, &id)?;
+            }
+            for (key, value) in changes.keys() {
+                match value {
+                    Some(value) => tx.execute(
+                        "INSERT INTO session_data (lineage, key, value) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (lineage, key) DO UPDATE SET value = excluded.value",
+                        params![&lineage(&id)[..], key, value],
+                    ),
+                    None => tx.execute(
+                        "DELETE FROM session_data WHERE lineage = ?1 AND key = ?2",
+                        params![&lineage(&id)[..], key],
+                    ),
+                }
+                .map_err(db)?;
+            }
+            tx.commit().map_err(db)
         })
         .await
     }
@@ -326,6 +421,7 @@ impl SessionStore for SqliteStore {
                     params![&lineage(&id)[..]],
                 )
                 .map_err(db)?;
+            delete_data(&tx, &id)?;
             tx.commit().map_err(db)?;
             Ok(n > 0)
         })
@@ -340,9 +436,19 @@ impl SessionStore for SqliteStore {
     async fn delete_by_user(&self, user_id: &str) -> Result<u64, StoreError> {
         let user_id = user_id.to_owned();
         self.call(move |conn| {
-            let n = conn
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            tx.execute(
+                "DELETE FROM session_data WHERE lineage IN
+                   (SELECT lineage FROM sessions WHERE user_id = ?1)",
+                params![user_id],
+            )
+            .map_err(db)?;
+            let n = tx
                 .execute("DELETE FROM sessions WHERE user_id = ?1", params![user_id])
                 .map_err(db)?;
+            tx.commit().map_err(db)?;
             Ok(n as u64)
         })
         .await
@@ -350,12 +456,22 @@ impl SessionStore for SqliteStore {
 
     async fn sweep_expired(&self, now_ms: u64) -> Result<u64, StoreError> {
         self.call(move |conn| {
-            let n = conn
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            tx.execute(
+                "DELETE FROM session_data WHERE lineage IN
+                   (SELECT lineage FROM sessions WHERE purge_at <= ?1)",
+                params![clamp(now_ms)],
+            )
+            .map_err(db)?;
+            let n = tx
                 .execute(
                     "DELETE FROM sessions WHERE purge_at <= ?1",
                     params![clamp(now_ms)],
                 )
                 .map_err(db)?;
+            tx.commit().map_err(db)?;
             Ok(n as u64)
         })
         .await

@@ -225,6 +225,13 @@ where
                 }),
                 None => res.map_into_left_body(),
             };
+            // The handler's data changes, written before the response
+            // leaves; a failed write answers with its refusal instead.
+            if let Err(e) = handle.save().await {
+                let refusal = rejection_response(&exchange, &Rejection::from(e));
+                let (req, _) = res.into_parts();
+                res = ServiceResponse::new(req, refusal).map_into_right_body();
+            }
             write_headers(&exchange, &handle, res.headers_mut());
             Ok(res)
         })

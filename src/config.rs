@@ -69,6 +69,10 @@ pub struct Config {
     /// ([`LoginOptions::remember_me`](crate::LoginOptions::remember_me)),
     /// whose cookie outlives the browser.
     pub remember_me: RememberMe,
+    /// The most bytes a session's data may hold (every key's and
+    /// serialized value's length). Default 16 KiB. A write past it fails
+    /// with `session_data_too_large` (413) and writes nothing.
+    pub max_data_bytes: usize,
     /// Live sessions allowed per user. Default 5.
     pub max_concurrent_sessions: usize,
     /// What to do when a user at the limit logs in again. Default: evict
@@ -105,6 +109,7 @@ impl Default for Config {
             max_renewals: 10,
             sliding_expiry: true,
             remember_me: RememberMe::default(),
+            max_data_bytes: 16 * 1024,
             max_concurrent_sessions: 5,
             on_session_limit: SessionLimitPolicy::EvictOldest,
             rotation: Rotation::EveryRequest,

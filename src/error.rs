@@ -92,6 +92,19 @@ pub enum StoreError {
         /// The limit.
         max: usize,
     },
+    /// [`write_data`](crate::SessionStore::write_data) refused the write:
+    /// the session's data would exceed the limit. Nothing was written.
+    #[error("the session's data would be {size} bytes, over the limit of {max}")]
+    DataTooLarge {
+        /// The size the data would have had.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The store does not implement this operation (a store written
+    /// before it existed; see CHANGELOG.md for what to add).
+    #[error("the session store does not support {0}")]
+    Unsupported(&'static str),
 }
 
 impl StoreError {
@@ -188,6 +201,14 @@ pub enum ErrorKind {
         /// When to try again.
         retry_after: Duration,
     },
+    /// The session's data would exceed `max_data_bytes`; 413. Nothing
+    /// was written.
+    DataTooLarge {
+        /// The size the data would have had.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The store could not be reached: fail closed.
     StoreUnavailable,
     /// The store failed in another way.
@@ -218,6 +239,7 @@ impl ErrorKind {
             Self::InvalidTelemetry(e) => e.reason(),
             Self::TooManyLogins { .. } => "too_many_logins",
             Self::AtCapacity { .. } => "session_capacity",
+            Self::DataTooLarge { .. } => "session_data_too_large",
             Self::StoreUnavailable => "store_unavailable",
             Self::Store => "store_error",
         }
@@ -282,6 +304,10 @@ impl fmt::Display for ErrorKind {
                 f,
                 "the server holds as many sessions as it may; try again in {} s",
                 retry_after.as_secs().max(1)
+            ),
+            Self::DataTooLarge { size, max } => write!(
+                f,
+                "the session's data would be {size} bytes, over the limit of {max}"
             ),
             Self::StoreUnavailable => {
                 f.write_str("the session store is unavailable; try again shortly")
@@ -365,6 +391,7 @@ impl From<StoreError> for Error {
             StoreError::NotFound => ErrorKind::UnknownSession,
             StoreError::Unavailable(_) => ErrorKind::StoreUnavailable,
             StoreError::SessionLimit { max } => ErrorKind::SessionLimit { max },
+            StoreError::DataTooLarge { size, max } => ErrorKind::DataTooLarge { size, max },
             _ => ErrorKind::Store,
         };
         Self {

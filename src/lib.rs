@@ -129,6 +129,7 @@ mod admission;
 pub mod axum;
 mod clock;
 mod config;
+mod data;
 #[cfg(feature = "drift")]
 #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
 pub mod drift;

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock, as_ms};
 use crate::config::{Config, MismatchAction, Rotation, SessionLimitPolicy};
+use crate::data::{DataChanges, DataLimit, SessionData};
 #[cfg(feature = "drift")]
 use crate::drift::{AnomalyAction, DriftAdvice, DriftPredictor, SampleContext, TelemetrySample};
 use crate::error::{Error, ErrorKind, StoreError};
@@ -30,9 +31,14 @@ impl SessionInfo {
     pub fn id(&self) -> SessionId {
         self.record.id
     }
-    /// The user the session belongs to.
+    /// The user the session belongs to; empty for an anonymous session.
     pub fn user_id(&self) -> &str {
         &self.record.user_id
+    }
+    /// Whether nobody logged in: a visitor's session, created to hold data
+    /// (see [`Session::insert`](crate::Session::insert)).
+    pub fn is_anonymous(&self) -> bool {
+        self.record.user_id.is_empty()
     }
     /// The recorded context.
     pub fn context(&self) -> &SessionContext {
@@ -101,16 +107,36 @@ pub struct NewSession {
 /// let options = LoginOptions::default().remember_me(true);
 /// # let _ = options;
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LoginOptions {
     /// "Remember me": a persistent cookie (with `Max-Age`) and the longer
     /// lifetimes of [`Config::remember_me`]. Default false: a
     /// browser-session cookie that ends when the browser closes.
     pub remember_me: bool,
+    /// Keep the data the request's session had (an anonymous visitor's
+    /// cart) in the new session. Default true; the old session is ended
+    /// either way (a login always gets a fresh id).
+    pub keep_data: bool,
+}
+
+impl Default for LoginOptions {
+    fn default() -> Self {
+        Self {
+            remember_me: false,
+            keep_data: true,
+        }
+    }
 }
 
 impl LoginOptions {
+    /// Sets [`keep_data`](Self::keep_data).
+    #[must_use]
+    pub fn keep_data(mut self, keep: bool) -> Self {
+        self.keep_data = keep;
+        self
+    }
+
     /// Sets [`remember_me`](Self::remember_me).
     #[must_use]
     pub fn remember_me(mut self, remember: bool) -> Self {
@@ -130,6 +156,8 @@ pub struct Validated {
     /// recovery. `None` when the request issued no token (the client keeps
     /// what it has); grace answers never carry one.
     pub next_token: Option<Token>,
+    /// The session's data, read in the same store round trip.
+    pub data: SessionData,
 }
 
 /// Facts about the request that validation takes into account.
@@ -549,7 +577,17 @@ impl SessionManager {
         // be taken: draw again.
         let created = loop {
             record.meta.seal = Some(self.inner.keys.seal_record(&record));
-            match self.inner.store.create_limited(&record, &limit).await {
+            // Anonymous sessions belong to no user, so no user's limit.
+            let stored = if record.user_id.is_empty() {
+                self.inner
+                    .store
+                    .create(&record)
+                    .await
+                    .map(|()| Default::default())
+            } else {
+                self.inner.store.create_limited(&record, &limit).await
+            };
+            match stored {
                 Err(StoreError::Conflict) if attempts < 3 => {
                     attempts += 1;
                     record.id = SessionId::generate();
@@ -648,6 +686,7 @@ impl SessionManager {
             return Err(ErrorKind::UnknownSession.into());
         };
         let verdict = advance.verdict;
+        let data = advance.data;
         metrics::counter!("rolling_session_requests_total", "verdict" => verdict.as_str())
             .increment(1);
         let mut record = advance.record;
@@ -728,7 +767,38 @@ impl SessionManager {
             },
             verdict,
             next_token,
+            data,
         })
+    }
+
+    /// Writes `changes` to the data of the session `id` is an id of, in
+    /// one store round trip, under [`Config::max_data_bytes`]; see
+    /// [`SessionStore::write_data`]. The token sequence does not move.
+    pub async fn write_session_data(
+        &self,
+        id: &SessionId,
+        changes: &DataChanges,
+    ) -> Result<(), Error> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let limit = DataLimit {
+            max_bytes: self.inner.config.max_data_bytes,
+            now_ms: self.now_ms(),
+        };
+        self.inner
+            .store
+            .write_data(id, changes, &limit)
+            .await
+            .map_err(Error::from)
+    }
+
+    /// Creates an anonymous session (a visitor who has not logged in, with
+    /// an empty user id) to hold data. It rolls like any other session and
+    /// counts against `admission`, but not against a user's session limit.
+    pub async fn create_anonymous(&self, context: SessionContext) -> Result<NewSession, Error> {
+        self.create_session_with(String::new(), context, LoginOptions::default())
+            .await
     }
 
     async fn refuse_unless_accepted(

@@ -91,6 +91,7 @@ impl SessionStore for Tampering {
             Some(a) => Ok(Some(Advance {
                 verdict: a.verdict,
                 record: self.apply(a.record)?,
+                data: a.data,
             })),
             None => Ok(None),
         }

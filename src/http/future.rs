@@ -13,26 +13,27 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::exchange::Inspected;
-use super::{Rejection, RouteResponse, Session, SessionExchange};
+use super::{DataError, Rejection, RouteResponse, Session, SessionExchange};
 
 type Validation = Pin<Box<dyn Future<Output = Session> + Send>>;
+type Saving = Pin<Box<dyn Future<Output = Result<(), DataError>> + Send>>;
 
 pin_project! {
     /// Validates the token, then calls the inner service, then writes the
     /// next token onto its response.
-    pub struct ResponseFuture<S, ReqBody>
+    pub struct ResponseFuture<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>>,
     {
         exchange: SessionExchange,
         #[pin]
-        state: State<S, ReqBody>,
+        state: State<S, ReqBody, ResBody>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, ReqBody>
+    enum State<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>>,
     {
@@ -51,6 +52,13 @@ pin_project! {
             future: S::Future,
             handle: Session,
         },
+        // The handler changed the session's data: written before the
+        // response leaves (a new anonymous session's token goes with it).
+        Saving {
+            saving: Saving,
+            response: Option<Response<ResBody>>,
+            handle: Session,
+        },
         // Refused before the session was looked at (a cross-site request).
         Refused {
             answer: Option<Response<Bytes>>,
@@ -58,7 +66,7 @@ pin_project! {
     }
 }
 
-impl<S, ReqBody> ResponseFuture<S, ReqBody>
+impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody, ResBody>
 where
     S: Service<Request<ReqBody>>,
 {
@@ -94,7 +102,7 @@ where
     }
 }
 
-impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody, ResBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: From<Bytes>,
@@ -125,6 +133,32 @@ where
                 StateProj::Calling { future, handle } => {
                     let mut res = ready!(future.poll(cx))?;
                     rerender_rejection(this.exchange, &mut res);
+                    if handle.is_modified() {
+                        let saver = handle.clone();
+                        let saving: Saving = Box::pin(async move { saver.save().await });
+                        let handle = handle.clone();
+                        this.state.set(State::Saving {
+                            saving,
+                            response: Some(res),
+                            handle,
+                        });
+                        continue;
+                    }
+                    write_headers(this.exchange, handle, &mut res);
+                    return Poll::Ready(Ok(res));
+                }
+                StateProj::Saving {
+                    saving,
+                    response,
+                    handle,
+                } => {
+                    let saved = ready!(saving.as_mut().poll(cx));
+                    let mut res = response.take().expect("polled after completion");
+                    if let Err(e) = saved {
+                        let refusal = rejection_response(this.exchange, &Rejection::from(e));
+                        let (parts, body) = refusal.into_parts();
+                        res = Response::from_parts(parts, ResBody::from(body));
+                    }
                     write_headers(this.exchange, handle, &mut res);
                     return Poll::Ready(Ok(res));
                 }

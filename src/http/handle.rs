@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::clock::as_ms;
+use crate::data::{DataChanges, SessionData};
 #[cfg(feature = "drift")]
 use crate::drift::{DriftAdvice, TelemetrySample};
 use crate::error::Error;
@@ -14,6 +15,9 @@ use crate::session::SessionContext;
 use crate::token::Token;
 
 use super::rejection::Rejection;
+
+mod data;
+pub use data::{DataError, SessionValue};
 
 /// What the request brought.
 #[derive(Debug, Clone)]
@@ -78,6 +82,22 @@ impl Issued {
 struct State {
     presence: Presence,
     write: Write,
+    /// The session's data as this request sees it: as read with the
+    /// validation, with this request's changes applied.
+    data: SessionData,
+    /// This request's changes not written yet (see [`data`]).
+    changes: DataChanges,
+}
+
+impl State {
+    fn new(presence: Presence, write: Write, data: SessionData) -> Self {
+        Self {
+            presence,
+            write,
+            data,
+            changes: DataChanges::default(),
+        }
+    }
 }
 
 /// The session of one request, placed in the request extensions by the
@@ -277,6 +297,17 @@ impl Session {
             .await
             .map_err(|e| Rejection::from(&e))?;
         self.activate(created.session.clone(), created.token, None);
+        // The data the visitor had (an anonymous session's cart, a `next`
+        // URL...) moves to the new session, written with this request's
+        // other changes; or is dropped, if asked.
+        let mut state = self.lock();
+        if options.keep_data {
+            state.changes = DataChanges::copy_of(&state.data);
+        } else {
+            state.data = SessionData::default();
+            state.changes = DataChanges::default();
+        }
+        drop(state);
         Ok(created.session)
     }
 
@@ -290,6 +321,8 @@ impl Session {
         let mut state = self.lock();
         state.write = Write::Clear;
         state.presence = Presence::Missing;
+        state.data = SessionData::default();
+        state.changes = DataChanges::default();
         Ok(())
     }
 
@@ -317,10 +350,11 @@ impl Session {
                     _ => None,
                 };
                 if let Some(request) = deferred.filter(|_| !refused.ends_session()) {
-                    let (presence, write) = validate(&self.manager, token, &request).await;
+                    let (presence, write, data) = validate(&self.manager, token, &request).await;
                     let mut state = self.lock();
                     state.presence = presence;
                     state.write = write;
+                    state.data = data;
                     if let Presence::Rejected(r) = &state.presence {
                         return Err(r.clone());
                     }
@@ -465,10 +499,7 @@ impl Session {
 
     /// A request without a token.
     pub(crate) fn missing(manager: SessionManager, request: RequestInfo) -> Self {
-        let state = State {
-            presence: Presence::Missing,
-            write: Write::Nothing,
-        };
+        let state = State::new(Presence::Missing, Write::Nothing, SessionData::default());
         Self::with_state(manager, &request, state)
     }
 
@@ -479,13 +510,11 @@ impl Session {
         presented: String,
         request: RequestInfo,
     ) -> Self {
-        let state = State {
-            presence: Presence::Deferred {
-                presented: Token::presented(presented),
-                request: Box::new(request.clone()),
-            },
-            write: Write::Nothing,
+        let presence = Presence::Deferred {
+            presented: Token::presented(presented),
+            request: Box::new(request.clone()),
         };
+        let state = State::new(presence, Write::Nothing, SessionData::default());
         Self::with_state(manager, &request, state)
     }
 
@@ -496,8 +525,9 @@ impl Session {
         presented: String,
         request: RequestInfo,
     ) -> Self {
-        let (presence, write) = validate(&manager, Token::presented(presented), &request).await;
-        let handle = Self::with_state(manager, &request, State { presence, write });
+        let (presence, write, data) =
+            validate(&manager, Token::presented(presented), &request).await;
+        let handle = Self::with_state(manager, &request, State::new(presence, write, data));
         handle.slide().await;
         handle
     }
@@ -547,7 +577,7 @@ async fn validate(
     manager: &SessionManager,
     presented: Token,
     request: &RequestInfo,
-) -> (Presence, Write) {
+) -> (Presence, Write, SessionData) {
     match manager.validate(presented.expose(), request).await {
         Ok(v) => {
             let max_age = cookie_max_age(&v.session);
@@ -564,10 +594,15 @@ async fn validate(
                     held: presented,
                 },
                 write,
+                v.data,
             )
         }
         // Never clear the cookie on a refusal: the jar may already hold a
         // newer token than the one refused.
-        Err(e) => (Presence::Rejected(Rejection::from(&e)), Write::Nothing),
+        Err(e) => (
+            Presence::Rejected(Rejection::from(&e)),
+            Write::Nothing,
+            SessionData::default(),
+        ),
     }
 }

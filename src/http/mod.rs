@@ -63,7 +63,7 @@ mod transport;
 
 pub use exchange::{Inspected, SessionExchange};
 pub use future::ResponseFuture;
-pub use handle::Session;
+pub use handle::{DataError, Session, SessionValue};
 pub use head::{DefaultContext, MakeContext, RequestHead};
 pub use layer::{SessionLayer, SessionService};
 pub use origin::Origin;

@@ -112,6 +112,7 @@ impl From<&Error> for Rejection {
             ErrorKind::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Store => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::DataTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::RenewalTooEarly { .. }
             | ErrorKind::NotLive
             | ErrorKind::NothingToConfirm

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{SessionLimit, SessionStore};
+use super::{DataChanges, DataLimit, SessionData, SessionLimit, SessionStore};
 use crate::error::StoreError;
 use crate::sequence::{
     AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict,
@@ -69,6 +69,9 @@ pub async fn run(store: Arc<dyn SessionStore>) {
     concurrent_elevations_move_the_lineage_once(store.clone()).await;
     concurrent_meta_updates_never_move_the_sequence(store.clone()).await;
     concurrent_creates_respect_the_limit(store.clone()).await;
+    session_data(&*store).await;
+    concurrent_data_writers_keep_every_key(store.clone()).await;
+    data_writes_race_with_requests(store.clone()).await;
     differential(&*store, 0x5EED_F00D, 400).await;
 }
 
@@ -1469,6 +1472,353 @@ pub async fn concurrent_meta_updates_never_move_the_sequence(store: Arc<dyn Sess
         p.len() == 1 && p[0].starts_with('p'),
         "{check}: meta is one of those written: {p:?}"
     );
+}
+
+fn set(pairs: &[(&str, &[u8])]) -> DataChanges {
+    let mut changes = DataChanges::default();
+    for (k, v) in pairs {
+        changes.set(*k, v.to_vec());
+    }
+    changes
+}
+
+fn data_limit(now_ms: u64) -> DataLimit {
+    DataLimit {
+        max_bytes: 16 * 1024,
+        now_ms,
+    }
+}
+
+/// The data a request reads: [`verify_and_advance`] with a non-rotating
+/// request of the live token.
+async fn read_data(store: &dyn SessionStore, id: &SessionId, now: u64, check: &str) -> SessionData {
+    let live = load(store, id).await.map_or(0, |r| r.sequence.counter);
+    let req = AdvanceRequest {
+        rotate: Rotate::Never,
+        ..request(*id, live, now)
+    };
+    let advance = store
+        .verify_and_advance(id, &req)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: verify_and_advance failed: {e:?}"))
+        .unwrap_or_else(|| panic!("{check}: the session is gone"));
+    assert!(
+        advance.verdict.is_accepted(),
+        "{check}: {:?}",
+        advance.verdict
+    );
+    advance.data
+}
+
+/// Session data ([`write_data`](SessionStore::write_data)): written key by
+/// key, returned with every accepted request (and never with a refused
+/// one), bound to its lineage across new ids, limited in size (a refused
+/// write changes nothing), never moving the sequence, refused on dead and
+/// unknown sessions, and deleted with the session.
+pub async fn session_data(store: &dyn SessionStore) {
+    let check = "session_data";
+    let now = wall_ms();
+    let r = sample(&fresh_user(check), now);
+    create(store, &r).await;
+    let other = sample(&fresh_user(check), now);
+    create(store, &other).await;
+    assert!(
+        read_data(store, &r.id, now, check).await.is_empty(),
+        "{check}: new session has data"
+    );
+
+    let cart: &[u8] = br#"["apple","pear"]"#;
+    let first = set(&[("cart", cart), ("csrf", b"\"t0k3n\"")]);
+    store
+        .write_data(&r.id, &first, &data_limit(now))
+        .await
+        .unwrap_or_else(|e| panic!("{check}: write_data failed: {e:?}"));
+    let data = read_data(store, &r.id, now + 1, check).await;
+    let before = load(store, &r.id).await.expect("stored");
+    assert_eq!(data.get("cart"), Some(cart), "{check}: cart");
+    assert_eq!(data.get("csrf"), Some(&b"\"t0k3n\""[..]), "{check}: csrf");
+    assert_eq!(data.len(), 2, "{check}: keys");
+    assert!(
+        read_data(store, &other.id, now + 1, check).await.is_empty(),
+        "{check}: data leaked to another session"
+    );
+
+    // Writes never move the sequence.
+    store
+        .write_data(&r.id, &set(&[("n", b"1")]), &data_limit(now + 2))
+        .await
+        .expect("write");
+    let after = load(store, &r.id).await.expect("stored");
+    assert_eq!(
+        after.sequence,
+        before.sequence.clone(),
+        "{check}: a data write moved the sequence"
+    );
+
+    // Per key: a removal and a write leave the other keys alone.
+    let mut second = DataChanges::default();
+    second.remove("csrf");
+    second.set("n", b"2".to_vec());
+    store
+        .write_data(&r.id, &second, &data_limit(now + 3))
+        .await
+        .expect("write");
+    let data = read_data(store, &r.id, now + 4, check).await;
+    assert_eq!(
+        data.iter().collect::<Vec<_>>(),
+        vec![("cart", cart), ("n", &b"2"[..])],
+        "{check}: after a removal"
+    );
+
+    // The size limit: exactly at it is fine, one byte over changes nothing.
+    let size = data.size();
+    let limit = DataLimit {
+        max_bytes: size + 10,
+        now_ms: now + 5,
+    };
+    let fits = set(&[("pad", b"1234567")]); // 3 + 7 = 10 bytes
+    store
+        .write_data(&r.id, &fits, &limit)
+        .await
+        .expect("a write at the limit");
+    let over = set(&[("pad", b"12345678")]);
+    match store.write_data(&r.id, &over, &limit).await {
+        Err(StoreError::DataTooLarge { size: got, max }) => {
+            assert_eq!(max, size + 10, "{check}: max");
+            assert_eq!(got, size + 11, "{check}: size reported");
+        }
+        other => panic!("{check}: a write over the limit: {other:?}"),
+    }
+    let data = read_data(store, &r.id, now + 6, check).await;
+    assert_eq!(
+        data.get("cart"),
+        Some(cart),
+        "{check}: a refused write changed a key"
+    );
+    assert_eq!(
+        data.get("pad"),
+        Some(&b"1234567"[..]),
+        "{check}: a refused write changed a key"
+    );
+
+    // Clear, then writes, in one step.
+    let mut reset = DataChanges::default();
+    reset.clear();
+    reset.set("fresh", b"true".to_vec());
+    store
+        .write_data(&r.id, &reset, &data_limit(now + 7))
+        .await
+        .expect("clear");
+    let data = read_data(store, &r.id, now + 8, check).await;
+    assert_eq!(
+        data.iter().collect::<Vec<_>>(),
+        vec![("fresh", &b"true"[..])],
+        "{check}: clear"
+    );
+
+    // A new id of the lineage (renewal, elevation) keeps the data, and
+    // writes through it.
+    let mut local = load(store, &r.id).await.expect("stored");
+    let new_id = r.id.next_generation();
+    let req = AdvanceRequest {
+        new_id: Some(new_id),
+        ..request(r.id, local.sequence.counter, now + 9)
+    };
+    step(store, &mut local, &req, check).await;
+    assert_eq!(
+        read_data(store, &new_id, now + 10, check)
+            .await
+            .get("fresh"),
+        Some(&b"true"[..]),
+        "{check}: data after a new id"
+    );
+    store
+        .write_data(&new_id, &set(&[("k", b"1")]), &data_limit(now + 11))
+        .await
+        .expect("write via the new id");
+
+    // Unknown ids, a foreign id of the lineage key: NotFound, nothing written.
+    for id in [SessionId::generate(), foreign_id(&local)] {
+        assert!(
+            matches!(
+                store
+                    .write_data(&id, &set(&[("x", b"1")]), &data_limit(now))
+                    .await,
+                Err(StoreError::NotFound)
+            ),
+            "{check}: write_data({id:?}) on no session"
+        );
+    }
+    // A dead session (past its idle deadline) takes no data.
+    let idle_end = local.idle_deadline().max(now + 12);
+    assert!(
+        matches!(
+            store
+                .write_data(&new_id, &set(&[("x", b"1")]), &data_limit(idle_end + 1))
+                .await,
+            Err(StoreError::NotFound)
+        ),
+        "{check}: write_data on an idle session"
+    );
+
+    // A refused request gets no data; theft revokes the session and drops it.
+    let theft = AdvanceRequest {
+        rotate: Rotate::Always,
+        ..request(new_id, 0, now + 30 * SEC)
+    };
+    let refused = store
+        .verify_and_advance(&new_id, &theft)
+        .await
+        .expect("advance")
+        .expect("session");
+    assert!(
+        !refused.verdict.is_accepted(),
+        "{check}: a replay of counter 0 was accepted: {:?}",
+        refused.verdict
+    );
+    assert!(
+        refused.data.is_empty(),
+        "{check}: a refused request got the data"
+    );
+    assert!(
+        matches!(
+            store
+                .write_data(&new_id, &set(&[("x", b"1")]), &data_limit(now + 31 * SEC))
+                .await,
+            Err(StoreError::NotFound)
+        ),
+        "{check}: write_data on a revoked session"
+    );
+
+    // Deleting the session deletes its data: a session created again under
+    // the same lineage key has none.
+    assert!(
+        store.delete(&other.id).await.expect("delete"),
+        "{check}: delete"
+    );
+    store
+        .write_data(&r.id, &set(&[("x", b"1")]), &data_limit(now))
+        .await
+        .ok();
+    assert!(
+        store.delete(&r.id).await.expect("delete"),
+        "{check}: delete"
+    );
+    let again = SessionRecord {
+        id: r.id,
+        ..sample(&fresh_user(check), now)
+    };
+    create(store, &again).await;
+    assert!(
+        read_data(store, &again.id, now + 1, check).await.is_empty(),
+        "{check}: data outlived its session"
+    );
+    store.delete(&again.id).await.expect("delete");
+}
+
+/// 16 concurrent writers of distinct keys: every write survives (per-key
+/// writes, no read-modify-write of the whole data). Then 16 writers of one
+/// key: the key holds one of the values written (last writer wins).
+pub async fn concurrent_data_writers_keep_every_key(store: Arc<dyn SessionStore>) {
+    let check = "concurrent_data_writers";
+    let now = wall_ms();
+    let r = sample(&fresh_user(check), now);
+    create(&*store, &r).await;
+    let writers: Vec<_> = (0..16u32)
+        .map(|i| {
+            let (store, id) = (store.clone(), r.id);
+            tokio::spawn(async move {
+                let changes = set(&[(&format!("key{i}"), i.to_string().as_bytes())]);
+                store.write_data(&id, &changes, &data_limit(now)).await
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await
+            .expect("task")
+            .unwrap_or_else(|e| panic!("{check}: write_data: {e:?}"));
+    }
+    let data = read_data(&*store, &r.id, now + 1, check).await;
+    for i in 0..16u32 {
+        assert_eq!(
+            data.get(&format!("key{i}")),
+            Some(i.to_string().as_bytes()),
+            "{check}: key{i} was lost"
+        );
+    }
+    let same: Vec<_> = (0..16u32)
+        .map(|i| {
+            let (store, id) = (store.clone(), r.id);
+            tokio::spawn(async move {
+                store
+                    .write_data(
+                        &id,
+                        &set(&[("same", i.to_string().as_bytes())]),
+                        &data_limit(now),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for w in same {
+        w.await.expect("task").expect("write_data");
+    }
+    let data = read_data(&*store, &r.id, now + 2, check).await;
+    let value: u32 = std::str::from_utf8(data.get("same").expect("same"))
+        .expect("utf-8")
+        .parse()
+        .expect("a number");
+    assert!(value < 16, "{check}: one of the values written");
+    assert_eq!(data.len(), 17, "{check}: keys");
+    store.delete(&r.id).await.expect("delete");
+}
+
+/// Data writes racing with rotating requests: neither loses anything (the
+/// sequence counts every request, every key is there).
+pub async fn data_writes_race_with_requests(store: Arc<dyn SessionStore>) {
+    let check = "data_writes_race_with_requests";
+    let now = wall_ms();
+    let r = sample(&fresh_user(check), now);
+    create(&*store, &r).await;
+    let n = 24u64;
+    let advances: Vec<_> = (0..n)
+        .map(|i| {
+            let (store, id) = (store.clone(), r.id);
+            tokio::spawn(async move {
+                let req = AdvanceRequest {
+                    rotate: Rotate::Never,
+                    ..request(id, 0, now + i)
+                };
+                store.verify_and_advance(&id, &req).await
+            })
+        })
+        .collect();
+    let writes: Vec<_> = (0..n)
+        .map(|i| {
+            let (store, id) = (store.clone(), r.id);
+            tokio::spawn(async move {
+                store
+                    .write_data(&id, &set(&[(&format!("w{i}"), b"1")]), &data_limit(now))
+                    .await
+            })
+        })
+        .collect();
+    for a in advances {
+        let a = a.await.expect("task").expect("advance").expect("session");
+        assert_eq!(a.verdict, Verdict::Current, "{check}");
+    }
+    for w in writes {
+        w.await.expect("task").expect("write_data");
+    }
+    let stored = load(&*store, &r.id).await.expect("stored");
+    assert_eq!(stored.sequence.requests, n, "{check}: requests lost");
+    assert_eq!(stored.sequence.counter, 0, "{check}: counter moved");
+    assert_eq!(
+        read_data(&*store, &r.id, now + n, check).await.len(),
+        n as usize,
+        "{check}: keys lost"
+    );
+    store.delete(&r.id).await.expect("delete");
 }
 
 /// A small deterministic generator (SplitMix64), so the suite needs no

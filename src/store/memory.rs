@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{Advance, Created, SessionLimit, SessionStore};
+use super::{Advance, Created, DataChanges, DataLimit, SessionData, SessionLimit, SessionStore};
 use crate::error::StoreError;
 use crate::sequence::{AdvanceRequest, RevocationReason};
 use crate::session::{LineageKey, SessionId, SessionMeta, SessionRecord};
@@ -60,8 +60,11 @@ struct Shard {
     /// and an empty slot then costs 24 bytes instead of a whole record's
     /// 320 (see `docs/benchmarks.md`, memory).
     sessions: LineageMap<Box<SessionRecord>>,
-    /// user id -> that user's lineages in this shard.
+    /// user id -> that user's lineages in this shard (anonymous sessions,
+    /// with an empty user id, are not indexed).
     by_user: HashMap<String, Vec<LineageKey>>,
+    /// The data of the sessions that have any.
+    data: LineageMap<SessionData>,
 }
 
 impl Shard {
@@ -73,7 +76,18 @@ impl Shard {
             .map(|r| &mut **r)
     }
 
+    /// Forgets a lineage: its record, its data, its index entry.
+    fn remove(&mut self, key: &LineageKey) -> Option<Box<SessionRecord>> {
+        let record = self.sessions.remove(key)?;
+        self.data.remove(key);
+        self.unlink_user(&record.user_id, key);
+        Some(record)
+    }
+
     fn unlink_user(&mut self, user_id: &str, id: &LineageKey) {
+        if user_id.is_empty() {
+            return;
+        }
         if let Some(ids) = self.by_user.get_mut(user_id) {
             ids.retain(|x| x != id);
             if ids.is_empty() {
@@ -124,11 +138,13 @@ impl MemoryStore {
         if shard.sessions.contains_key(&key) {
             return Err(StoreError::Conflict);
         }
-        shard
-            .by_user
-            .entry(record.user_id.clone())
-            .or_default()
-            .push(key);
+        if !record.user_id.is_empty() {
+            shard
+                .by_user
+                .entry(record.user_id.clone())
+                .or_default()
+                .push(key);
+        }
         shard.sessions.insert(key, Box::new(record.clone()));
         Ok(())
     }
@@ -191,8 +207,10 @@ impl SessionStore for MemoryStore {
         let evicted = limit.evictions(&self.list_sync(&record.user_id))?;
         self.create_sync(record)?;
         for id in &evicted {
-            if let Some(r) = self.shard(&id.lineage()).record_mut(id) {
+            let mut shard = self.shard(&id.lineage());
+            if let Some(r) = shard.record_mut(id) {
                 r.sequence.revoked.get_or_insert(RevocationReason::Evicted);
+                shard.data.remove(&id.lineage());
             }
         }
         Ok(Created { evicted })
@@ -207,11 +225,56 @@ impl SessionStore for MemoryStore {
         id: &SessionId,
         request: &AdvanceRequest,
     ) -> Result<Option<Advance>, StoreError> {
-        let mut shard = self.shard(&id.lineage());
-        Ok(shard.record_mut(id).map(|record| Advance {
-            verdict: record.advance(request),
-            record: record.clone(),
+        let key = id.lineage();
+        let mut shard = self.shard(&key);
+        let Some(record) = shard.record_mut(id) else {
+            return Ok(None);
+        };
+        let verdict = record.advance(request);
+        let record = record.clone();
+        let data = if !verdict.is_accepted() {
+            if record.sequence.revoked.is_some() {
+                shard.data.remove(&key);
+            }
+            SessionData::default()
+        } else {
+            shard.data.get(&key).cloned().unwrap_or_default()
+        };
+        Ok(Some(Advance {
+            verdict,
+            record,
+            data,
         }))
+    }
+
+    async fn write_data(
+        &self,
+        id: &SessionId,
+        changes: &DataChanges,
+        limit: &DataLimit,
+    ) -> Result<(), StoreError> {
+        let key = id.lineage();
+        let mut shard = self.shard(&key);
+        match shard.record_mut(id) {
+            Some(record) if !record.is_dead(limit.now_ms) => {}
+            _ => return Err(StoreError::NotFound),
+        }
+        let data = shard.data.entry(key).or_default();
+        let size = data.size_after(changes);
+        if size > limit.max_bytes {
+            if data.is_empty() {
+                shard.data.remove(&key);
+            }
+            return Err(StoreError::DataTooLarge {
+                size,
+                max: limit.max_bytes,
+            });
+        }
+        data.apply(changes);
+        if data.is_empty() {
+            shard.data.remove(&key);
+        }
+        Ok(())
     }
 
     async fn update_meta(&self, id: &SessionId, meta: &SessionMeta) -> Result<(), StoreError> {
@@ -224,12 +287,10 @@ impl SessionStore for MemoryStore {
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let key = id.lineage();
         let mut shard = self.shard(&key);
-        let Some(user_id) = shard.record_mut(id).map(|r| r.user_id.clone()) else {
+        if shard.record_mut(id).is_none() {
             return Ok(false);
-        };
-        shard.sessions.remove(&key);
-        shard.unlink_user(&user_id, &key);
-        Ok(true)
+        }
+        Ok(shard.remove(&key).is_some())
     }
 
     async fn list_by_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
@@ -242,6 +303,7 @@ impl SessionStore for MemoryStore {
             let mut shard = lock(shard);
             if let Some(ids) = shard.by_user.remove(user_id) {
                 for id in ids {
+                    shard.data.remove(&id);
                     deleted += u64::from(shard.sessions.remove(&id).is_some());
                 }
             }
@@ -281,18 +343,17 @@ impl Shard {
     // pointer each, where unboxing would copy every record.
     #[allow(clippy::vec_box)]
     fn sweep(&mut self, now_ms: u64, chunk: usize) -> (Vec<Box<SessionRecord>>, bool) {
-        let dead: Vec<(LineageKey, String)> = self
+        let dead: Vec<LineageKey> = self
             .sessions
             .values()
             .filter(|r| now_ms >= r.purge_at())
             .take(chunk)
-            .map(|r| (r.lineage(), r.user_id.clone()))
+            .map(|r| r.lineage())
             .collect();
         let more = dead.len() == chunk;
         let mut removed = Vec::with_capacity(dead.len());
-        for (key, user) in &dead {
-            removed.extend(self.sessions.remove(key));
-            self.unlink_user(user, key);
+        for key in &dead {
+            removed.extend(self.remove(key));
         }
         if !more {
             if self.sessions.capacity() > 4 * self.sessions.len() + 64 {
@@ -300,6 +361,9 @@ impl Shard {
             }
             if self.by_user.capacity() > 4 * self.by_user.len() + 64 {
                 self.by_user.shrink_to(self.by_user.len() * 2);
+            }
+            if self.data.capacity() > 4 * self.data.len() + 64 {
+                self.data.shrink_to(self.data.len() * 2);
             }
         }
         (removed, more)

@@ -31,6 +31,7 @@ use crate::error::StoreError;
 use crate::sequence::{AdvanceRequest, Verdict};
 use crate::session::{SessionId, SessionMeta, SessionRecord};
 
+pub use crate::data::{DataChanges, DataLimit, SessionData};
 pub use crate::error::RecordSealError;
 pub use crate::session::RecordSeal;
 
@@ -54,6 +55,9 @@ pub struct Advance {
     pub verdict: Verdict,
     /// The record after the decision was applied.
     pub record: SessionRecord,
+    /// The session's data ([`write_data`](SessionStore::write_data)),
+    /// read in the same step; empty when the verdict is not accepted.
+    pub data: SessionData,
 }
 
 /// The per-user session limit that
@@ -170,6 +174,32 @@ pub trait SessionStore: Send + Sync + 'static {
         id: &SessionId,
         request: &AdvanceRequest,
     ) -> Result<Option<Advance>, StoreError>;
+
+    /// Writes `changes` to the data of the session `id` is an id of, in
+    /// one atomic step: fails with [`StoreError::NotFound`] if there is no
+    /// such session or it is dead ([`SessionRecord::is_dead`] at
+    /// `limit.now_ms`), and with [`StoreError::DataTooLarge`] if the data
+    /// would exceed `limit.max_bytes` afterwards
+    /// ([`SessionData::size_after`]); in both cases nothing is written.
+    /// Keys not named in `changes` are left as they are: two writers of
+    /// different keys both keep their change; for one key the last write
+    /// wins. The data never moves the token sequence, and
+    /// [`verify_and_advance`](Self::verify_and_advance) returns it with
+    /// the record. Deleting the session deletes its data; so does a
+    /// verdict that revokes it.
+    ///
+    /// The default answers [`StoreError::Unsupported`]: stores written
+    /// before session data existed keep compiling, and only requests that
+    /// write data fail.
+    async fn write_data(
+        &self,
+        id: &SessionId,
+        changes: &DataChanges,
+        limit: &DataLimit,
+    ) -> Result<(), StoreError> {
+        let _ = (id, changes, limit);
+        Err(StoreError::Unsupported("session data"))
+    }
 
     /// Replaces the descriptive half of a session, leaving its sequence
     /// untouched. Fails with [`StoreError::NotFound`] if it does not exist.

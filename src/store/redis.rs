@@ -16,7 +16,7 @@ use futures_util::future::join_all;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::{Advance, Created, SessionLimit, SessionStore};
+use super::{Advance, Created, DataChanges, DataLimit, SessionData, SessionLimit, SessionStore};
 use crate::clock::{Clock, SystemClock, as_ms};
 use crate::error::StoreError;
 use crate::sequence::{
@@ -163,6 +163,7 @@ struct Scripts {
     admit: Script,
     revoke: Script,
     activate: Script,
+    data: Script,
 }
 
 impl Scripts {
@@ -176,6 +177,7 @@ impl Scripts {
             admit: Script::new(include_str!("redis/admit.lua")),
             revoke: Script::new(include_str!("redis/revoke.lua")),
             activate: Script::new(include_str!("redis/activate.lua")),
+            data: Script::new(include_str!("redis/data.lua")),
         }
     }
 }
@@ -734,6 +736,7 @@ impl RedisStore {
 
     /// Adds a lineage to its user's index (scored by its creation time)
     /// and makes the index outlive it (its end of lifetime, `ends`).
+    /// Anonymous sessions (empty user id) belong to no index.
     async fn index(
         &self,
         user_id: &str,
@@ -742,6 +745,9 @@ impl RedisStore {
         ends: u64,
         reference: u64,
     ) -> Result<(), StoreError> {
+        if user_id.is_empty() {
+            return Ok(());
+        }
         let mut conn = self.conn.clone();
         self.inner
             .scripts
@@ -757,7 +763,7 @@ impl RedisStore {
     }
 
     async fn unindex(&self, user_id: &str, members: &[String]) -> Result<(), StoreError> {
-        if members.is_empty() {
+        if members.is_empty() || user_id.is_empty() {
             return Ok(());
         }
         let mut conn = self.conn.clone();
@@ -1171,6 +1177,56 @@ impl Codec {
         }
     }
 
+    /// A data value as stored: sealed, bound to its lineage and its key
+    /// (so it can be moved neither to another session nor to another key),
+    /// when payload keys are given.
+    fn seal_value(
+        &self,
+        lineage: &LineageKey,
+        key: &str,
+        plain: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        match &self.payload {
+            Some(keys) => keys.seal_with(&PayloadKeys::data_aad(lineage, key), plain.to_vec()),
+            None => Ok(plain.to_vec()),
+        }
+    }
+
+    /// The data fields of an advance reply (`d:<key>`, value pairs).
+    fn decode_data(
+        &self,
+        lineage: &LineageKey,
+        pairs: &[Vec<u8>],
+    ) -> Result<SessionData, StoreError> {
+        let mut data = SessionData::default();
+        if pairs.len() % 2 != 0 {
+            return Err(corrupt("an advance reply has a data key without a value"));
+        }
+        for pair in pairs.chunks_exact(2) {
+            let key = text(&pair[0])?
+                .strip_prefix("d:")
+                .ok_or_else(|| corrupt("an advance reply has a data field without its prefix"))?;
+            let value = match (&self.payload, pair[1].first()) {
+                (Some(keys), Some(&SEALED_V1)) => {
+                    keys.open_with(&PayloadKeys::data_aad(lineage, key), &pair[1])?
+                }
+                (None, Some(&SEALED_V1)) => {
+                    return Err(corrupt(
+                        "session data is encrypted and no payload key is configured",
+                    ));
+                }
+                (Some(_), _) if !self.accept_plaintext => {
+                    return Err(corrupt(
+                        "session data is not encrypted and plaintext is not accepted",
+                    ));
+                }
+                _ => pair[1].clone(),
+            };
+            data.insert(key, value);
+        }
+        Ok(data)
+    }
+
     fn open_meta(&self, lineage: &LineageKey, blob: &[u8]) -> Result<SessionMeta, StoreError> {
         let json = match (&self.payload, blob.first()) {
             (Some(keys), Some(&SEALED_V1)) => keys.open(lineage, blob)?,
@@ -1335,18 +1391,67 @@ impl SessionStore for RedisStore {
                 .pop()
                 .ok_or_else(|| corrupt("empty reply from the advance script"))?;
             self.learn_offset(sent, SystemClock.now_ms(), number(&server_ms)?);
-            let (verdict, fields) = reply
+            let (verdict, rest) = reply
                 .split_first()
                 .ok_or_else(|| corrupt("empty reply from the advance script"))?;
             if verdict == b"late" {
                 return Err(StoreError::unavailable(Late));
             }
             let verdict = parse_verdict(verdict)?;
+            let (fields, data) = rest.split_at(rest.len().min(RECORD_FIELDS.len()));
             let record = self.inner.codec.decode(fields)?;
             if record.lineage() != id.lineage() {
                 return Err(corrupt("a lineage hash holds the ids of another lineage"));
             }
-            Ok(Some(Advance { verdict, record }))
+            let data = self.inner.codec.decode_data(&record.lineage(), data)?;
+            Ok(Some(Advance {
+                verdict,
+                record,
+                data,
+            }))
+        })
+        .await
+    }
+
+    async fn write_data(
+        &self,
+        id: &SessionId,
+        changes: &DataChanges,
+        limit: &DataLimit,
+    ) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.timed(async {
+            let lineage = id.lineage();
+            let codec = &self.inner.codec;
+            let mut invocation = self.inner.scripts.data.key(self.lineage_key(&lineage));
+            invocation
+                .arg(id.to_string())
+                .arg(limit.now_ms.to_string())
+                .arg(limit.max_bytes.to_string())
+                .arg(if changes.clears() { "1" } else { "0" })
+                .arg(SEAL_OVERHEAD);
+            for (key, value) in changes.keys() {
+                invocation.arg(key);
+                match value {
+                    Some(plain) => invocation
+                        .arg(plain.len().to_string())
+                        .arg(codec.seal_value(&lineage, key, plain)?),
+                    None => invocation.arg("").arg(""),
+                };
+            }
+            let mut conn = self.conn.clone();
+            let reply: Option<(String, String)> =
+                invocation.invoke_async(&mut conn).await.map_err(map_err)?;
+            match reply {
+                None => Err(StoreError::NotFound),
+                Some((outcome, size)) if outcome == "too_large" => Err(StoreError::DataTooLarge {
+                    size: usize::try_from(number(size.as_bytes())?).unwrap_or(usize::MAX),
+                    max: limit.max_bytes,
+                }),
+                Some(_) => Ok(()),
+            }
         })
         .await
     }
@@ -1612,6 +1717,10 @@ const SEALED_V1: u8 = 1;
 /// The associated data's label: v2 binds a payload to its lineage key (v1
 /// bound it to a session id, which renewal now changes).
 const AAD_LABEL: &[u8] = b"rolling-session/meta/v2";
+/// Bound into every sealed data value with its lineage and key.
+const DATA_AAD_LABEL: &[u8] = b"rolling-session/data/v1";
+/// A sealed value's bytes beyond its plaintext: version, key id, nonce, tag.
+const SEAL_OVERHEAD: usize = 2 + NONCE_LEN + 16;
 
 /// One AES-256-GCM key for session payloads, with the id stored beside
 /// each payload it seals. Prints as `REDACTED`.
@@ -1733,11 +1842,24 @@ impl PayloadKeys {
         [AAD_LABEL, lineage.as_bytes()].concat()
     }
 
+    /// A data value's associated data: its lineage and its key.
+    fn data_aad(lineage: &LineageKey, key: &str) -> Vec<u8> {
+        [DATA_AAD_LABEL, lineage.as_bytes(), key.as_bytes()].concat()
+    }
+
+    fn seal(&self, lineage: &LineageKey, plain: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        self.seal_with(&Self::aad(lineage), plain)
+    }
+
+    fn open(&self, lineage: &LineageKey, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.open_with(&Self::aad(lineage), sealed)
+    }
+
     /// `[1, key id, nonce (12), ciphertext and tag]`. The lineage key is
     /// authenticated too, so a payload cannot be moved to another session;
     /// it stays valid across the lineage's renewals and elevations, which
     /// change the session id but not the lineage.
-    fn seal(&self, lineage: &LineageKey, mut plain: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    fn seal_with(&self, aad: &[u8], mut plain: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new()
             .fill(&mut nonce)
@@ -1746,7 +1868,7 @@ impl PayloadKeys {
             .key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(Self::aad(lineage)),
+                Aad::from(aad),
                 &mut plain,
             )
             .map_err(|_| corrupt("sealing the session payload failed"))?;
@@ -1757,7 +1879,7 @@ impl PayloadKeys {
         Ok(out)
     }
 
-    fn open(&self, lineage: &LineageKey, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+    fn open_with(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
         let (Some(&key_id), Some(nonce)) = (sealed.get(1), sealed.get(2..2 + NONCE_LEN)) else {
             return Err(corrupt("a sealed session payload is truncated"));
         };
@@ -1769,7 +1891,7 @@ impl PayloadKeys {
         let mut data = sealed[2 + NONCE_LEN..].to_vec();
         let plain = key
             .key
-            .open_in_place(nonce, Aad::from(Self::aad(lineage)), &mut data)
+            .open_in_place(nonce, Aad::from(aad), &mut data)
             .map_err(|_| corrupt("a session payload failed authentication"))?;
         Ok(plain.to_vec())
     }

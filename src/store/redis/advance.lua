@@ -23,7 +23,9 @@
 -- Reply: false if there is no such lineage (or it is still being created:
 -- rev 'pending') or ARGV[1] is not one of its ids, else { verdict, ids,
 -- uid, created, meta, ctr, pre, req, seen, iss, ret, rev, ends, idle,
--- time }; `time` is this server's clock (ms), from which the node learns
+-- ['d:<key>', value]..., time }: the session's data (see
+-- data.lua) follows the record when the verdict accepts the request and
+-- 'dsz' says there is some; `time` is this server's clock (ms), from which the node learns
 -- its offset to the node's clock for the next deadlines.
 --
 -- Fields: ids  the lineage's ids, comma-separated, oldest first, the
@@ -50,7 +52,7 @@ if ARGV[10] ~= '' and server_ms > tonumber(ARGV[10]) then
   return { 'late', server_time }
 end
 local f = redis.call('HMGET', key, 'ids', 'uid', 'created', 'meta', 'ctr',
-  'pre', 'req', 'seen', 'iss', 'ret', 'rev', 'ends', 'idle')
+  'pre', 'req', 'seen', 'iss', 'ret', 'rev', 'ends', 'idle', 'dsz')
 local present = false
 for i = 1, 13 do
   if f[i] then
@@ -118,9 +120,30 @@ if f[10] ~= '' and #retired ~= commas + 1 then
   return corrupt('has a bad retired list')
 end
 
+-- The data fields, as { 'd:<key>', value, ... }.
+local function data_fields()
+  local out = {}
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 'd:' then
+      out[#out + 1] = all[i]
+      out[#out + 1] = all[i + 1]
+    end
+  end
+  return out
+end
+local refused = { revoked = true, expired = true, idle_timeout = true, ahead = true,
+  reused = true }
 local function reply(verdict)
-  return { verdict, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11],
-    f[12], f[13], server_time }
+  local out = { verdict, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11],
+    f[12], f[13] }
+  if not refused[verdict] and f[14] and f[14] ~= '0' then
+    for _, v in ipairs(data_fields()) do
+      out[#out + 1] = v
+    end
+  end
+  out[#out + 1] = server_time
+  return out
 end
 
 local now = tonumber(ARGV[3])
@@ -277,4 +300,10 @@ for i = #retired, 1, -1 do
 end
 f[11] = 'token_reused'
 redis.call('HSET', key, 'rev', f[11])
+-- A revoked session's data goes with it.
+local fields = data_fields()
+for i = 1, #fields, 2 do
+  redis.call('HDEL', key, fields[i])
+end
+redis.call('HDEL', key, 'dsz')
 return reply('reused')

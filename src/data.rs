@@ -1,0 +1,253 @@
+//! The application's own data in a session, as the store keeps it: a map
+//! of keys to serialized values, written key by key.
+//!
+//! Applications use the typed methods of [`Session`](crate::Session)
+//! (`get`, `insert`, `remove`, `clear`); these types are what a
+//! [`SessionStore`](crate::SessionStore) reads and writes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// The data of one session: keys and their serialized (JSON) values.
+///
+/// Cheap to clone (shared until changed). `Debug` prints the keys only:
+/// values may hold secrets (a CSRF token, an OAuth `state`).
+///
+/// ```
+/// use rolling_session::store::{DataChanges, SessionData};
+///
+/// let mut data = SessionData::default();
+/// let mut changes = DataChanges::default();
+/// changes.set("cart", br#"["apple"]"#.to_vec());
+/// data.apply(&changes);
+/// assert_eq!(data.get("cart"), Some(&br#"["apple"]"#[..]));
+/// assert_eq!(data.size(), "cart".len() + br#"["apple"]"#.len());
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SessionData(Arc<BTreeMap<String, Box<[u8]>>>);
+
+impl SessionData {
+    /// The serialized value of `key`.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.0.get(key).map(|v| &**v)
+    }
+
+    /// Keys and values, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.0.iter().map(|(k, v)| (k.as_str(), &**v))
+    }
+
+    /// How many keys.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is no key.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The size the limit counts: every key's and value's length, in bytes.
+    pub fn size(&self) -> usize {
+        self.0.iter().map(|(k, v)| entry_size(k, v)).sum()
+    }
+
+    /// Sets `key` to `value` (a store decoding what it read).
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Box<[u8]>>) {
+        Arc::make_mut(&mut self.0).insert(key.into(), value.into());
+    }
+
+    /// Applies `changes` as a store must: a clear first (if asked), then
+    /// each key's write or removal.
+    pub fn apply(&mut self, changes: &DataChanges) {
+        if changes.is_empty() {
+            return;
+        }
+        let map = Arc::make_mut(&mut self.0);
+        if changes.clear {
+            map.clear();
+        }
+        for (key, value) in &changes.keys {
+            match value {
+                Some(v) => {
+                    map.insert(key.clone(), v.clone());
+                }
+                None => {
+                    map.remove(key);
+                }
+            }
+        }
+    }
+
+    /// The size this data would have after `changes`.
+    pub fn size_after(&self, changes: &DataChanges) -> usize {
+        let mut size = if changes.clear { 0 } else { self.size() };
+        for (key, value) in &changes.keys {
+            if !changes.clear {
+                if let Some(old) = self.0.get(key) {
+                    size -= entry_size(key, old);
+                }
+            }
+            if let Some(v) = value {
+                size += entry_size(key, v);
+            }
+        }
+        size
+    }
+}
+
+impl fmt::Debug for SessionData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+fn entry_size(key: &str, value: &[u8]) -> usize {
+    key.len() + value.len()
+}
+
+/// Changes to a session's data, written by
+/// [`SessionStore::write_data`](crate::SessionStore::write_data) in one
+/// atomic step: a clear of every key (if asked), then per key a new value
+/// or a removal. Keys not named are left as they are, so two requests that
+/// change different keys both keep their change.
+///
+/// `Debug` prints the keys only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct DataChanges {
+    clear: bool,
+    keys: BTreeMap<String, Option<Box<[u8]>>>,
+}
+
+impl DataChanges {
+    /// Sets `key` to the serialized `value`.
+    pub fn set(&mut self, key: impl Into<String>, value: impl Into<Box<[u8]>>) {
+        self.keys.insert(key.into(), Some(value.into()));
+    }
+
+    /// Removes `key`.
+    pub fn remove(&mut self, key: impl Into<String>) {
+        let key = key.into();
+        if self.clear {
+            self.keys.remove(&key);
+        } else {
+            self.keys.insert(key, None);
+        }
+    }
+
+    /// Removes every key, including those set before in these changes.
+    pub fn clear(&mut self) {
+        self.clear = true;
+        self.keys.clear();
+    }
+
+    /// Whether every key is removed before the others are written.
+    pub fn clears(&self) -> bool {
+        self.clear
+    }
+
+    /// Each key written (`Some`) or removed (`None`), in key order.
+    pub fn keys(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        self.keys.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
+    }
+
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        !self.clear && self.keys.is_empty()
+    }
+
+    /// Adds `later` after these changes: the result writes what applying
+    /// both in order would.
+    pub fn then(&mut self, later: &DataChanges) {
+        if later.clear {
+            self.clear();
+        }
+        for (key, value) in &later.keys {
+            match value {
+                Some(v) => self.set(key.clone(), v.clone()),
+                None => self.remove(key.clone()),
+            }
+        }
+    }
+
+    /// The same changes as sets of every key of `data` (carrying data
+    /// over to a new session).
+    pub fn copy_of(data: &SessionData) -> Self {
+        let mut changes = Self::default();
+        for (k, v) in data.iter() {
+            changes.set(k, v);
+        }
+        changes
+    }
+}
+
+impl fmt::Debug for DataChanges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys: Vec<(&str, &str)> = self
+            .keys
+            .iter()
+            .map(|(k, v)| (k.as_str(), if v.is_some() { "set" } else { "removed" }))
+            .collect();
+        f.debug_struct("DataChanges")
+            .field("clear", &self.clear)
+            .field("keys", &keys)
+            .finish()
+    }
+}
+
+/// What [`SessionStore::write_data`](crate::SessionStore::write_data)
+/// checks in the same atomic step as the write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataLimit {
+    /// The most bytes the session's data may hold after the write
+    /// ([`SessionData::size`]); over it, nothing is written and the store
+    /// answers [`StoreError::DataTooLarge`](crate::StoreError::DataTooLarge).
+    pub max_bytes: usize,
+    /// The time the session's liveness is judged at
+    /// ([`SessionRecord::is_dead`](crate::SessionRecord::is_dead)), ms
+    /// since the epoch: a dead session's data is never written.
+    pub now_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_after_matches_the_size_once_applied() {
+        let mut data = SessionData::default();
+        let mut first = DataChanges::default();
+        first.set("a", b"12345".to_vec());
+        first.set("bb", b"1".to_vec());
+        assert_eq!(data.size_after(&first), 6 + 3);
+        data.apply(&first);
+        assert_eq!(data.size(), 9);
+
+        let mut second = DataChanges::default();
+        second.set("a", b"1".to_vec());
+        second.remove("bb");
+        second.remove("absent");
+        assert_eq!(data.size_after(&second), 2);
+        data.apply(&second);
+        assert_eq!(data.size(), 2);
+
+        let mut third = DataChanges::default();
+        third.set("x", b"1".to_vec());
+        third.clear();
+        third.set("y", b"22".to_vec());
+        assert_eq!(data.size_after(&third), 3);
+        data.apply(&third);
+        assert_eq!(data.iter().collect::<Vec<_>>(), vec![("y", &b"22"[..])]);
+    }
+
+    #[test]
+    fn debug_never_prints_values() {
+        let mut changes = DataChanges::default();
+        changes.set("csrf", b"\"s3cret\"".to_vec());
+        let mut data = SessionData::default();
+        data.apply(&changes);
+        assert!(!format!("{data:?}{changes:?}").contains("s3cret"));
+        assert!(format!("{data:?}").contains("csrf"));
+    }
+}

@@ -1,0 +1,259 @@
+//! The application's data in the session: typed reads and writes on
+//! [`Session`], written back once per request.
+//!
+//! Reads cost nothing: the data came with the request's validation, in the
+//! same store round trip. Writes are kept on the handle and written in one
+//! more round trip when the response leaves (or at [`Session::save`]),
+//! key by key, so concurrent requests that change different keys both keep
+//! their change. A visitor without a session gets an anonymous one at the
+//! first write, never before.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::data::DataChanges;
+use crate::error::Error;
+use crate::http::Rejection;
+
+use super::{Presence, Session};
+
+/// Why a read or write of session data failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataError {
+    /// The value could not be serialized to JSON.
+    #[error("session data `{key}` could not be serialized")]
+    Serialize {
+        /// The key.
+        key: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The stored value is not a `T`: it was written as another type.
+    #[error("session data `{key}` is not of the requested type")]
+    Deserialize {
+        /// The key.
+        key: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The session's data would exceed
+    /// [`Config::max_data_bytes`](crate::Config::max_data_bytes). Nothing
+    /// was changed.
+    #[error("the session's data would be {size} bytes, over the limit of {max}")]
+    TooLarge {
+        /// The size the data would have had.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The request's session was not validated (the refresh route).
+    #[error("the session of this request was not validated")]
+    NotValidated,
+    /// Writing failed: the session ended meanwhile, the store failed, or
+    /// an anonymous session could not be created.
+    #[error("the session's data could not be written")]
+    Session(#[source] Error),
+}
+
+impl From<Error> for DataError {
+    fn from(e: Error) -> Self {
+        match e.kind() {
+            crate::ErrorKind::DataTooLarge { size, max } => Self::TooLarge {
+                size: *size,
+                max: *max,
+            },
+            _ => Self::Session(e),
+        }
+    }
+}
+
+/// A refusal to answer with: 413 for data too large, the session's own
+/// refusal (401, 503, ...) for a failed write, 500 otherwise.
+impl From<DataError> for Rejection {
+    fn from(e: DataError) -> Self {
+        use http::StatusCode;
+        match e {
+            DataError::Session(e) => Rejection::from(&e),
+            DataError::TooLarge { .. } => Rejection::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "session_data_too_large",
+                e.to_string(),
+            ),
+            DataError::NotValidated => Rejection::not_validated(),
+            DataError::Serialize { .. } | DataError::Deserialize { .. } => Rejection::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "session_data_error",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
+/// A type kept in the session under a key of its own: the typed
+/// whole-struct form of [`Session::get`] and [`Session::insert`].
+///
+/// ```
+/// use rolling_session::http::SessionValue;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Default, Serialize, Deserialize)]
+/// struct Cart {
+///     items: Vec<String>,
+/// }
+///
+/// impl SessionValue for Cart {
+///     const KEY: &'static str = "cart";
+/// }
+///
+/// async fn add(session: rolling_session::Session) -> Result<(), rolling_session::http::DataError> {
+///     let mut cart: Cart = session.value()?;
+///     cart.items.push("apple".into());
+///     session.set_value(&cart)
+/// }
+/// ```
+pub trait SessionValue: Serialize + DeserializeOwned + Default {
+    /// The key it is stored under.
+    const KEY: &'static str;
+}
+
+impl Session {
+    /// The value stored under `key`, or `None`.
+    ///
+    /// ```
+    /// # async fn handler(session: rolling_session::Session) -> Result<(), rolling_session::http::DataError> {
+    /// let visits: Option<u64> = session.get("visits")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, DataError> {
+        let state = self.lock();
+        state
+            .data
+            .get(key)
+            .map(|bytes| {
+                serde_json::from_slice(bytes).map_err(|source| DataError::Deserialize {
+                    key: key.to_owned(),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    /// Stores `value` under `key`, replacing what was there. Written when
+    /// the response leaves (or at [`save`](Self::save)); a visitor without
+    /// a session gets an anonymous one then. Fails, changing nothing, if
+    /// the value cannot be serialized or the data would exceed
+    /// [`Config::max_data_bytes`](crate::Config::max_data_bytes).
+    pub fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), DataError> {
+        let bytes = serde_json::to_vec(value).map_err(|source| DataError::Serialize {
+            key: key.to_owned(),
+            source,
+        })?;
+        let mut change = DataChanges::default();
+        change.set(key, bytes);
+        self.change(change)
+    }
+
+    /// Removes `key` and returns what it held (`None` if nothing, or if it
+    /// held something else than a `T`).
+    pub fn remove<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let old = self.get(key).ok().flatten();
+        let mut change = DataChanges::default();
+        change.remove(key);
+        let _ = self.change(change);
+        old
+    }
+
+    /// Removes every key.
+    pub fn clear(&self) {
+        let mut change = DataChanges::default();
+        change.clear();
+        let _ = self.change(change);
+    }
+
+    /// The [`SessionValue`] `T`, or its default if none is stored.
+    pub fn value<T: SessionValue>(&self) -> Result<T, DataError> {
+        Ok(self.get(T::KEY)?.unwrap_or_default())
+    }
+
+    /// Stores the [`SessionValue`] `value` under its key.
+    pub fn set_value<T: SessionValue>(&self, value: &T) -> Result<(), DataError> {
+        self.insert(T::KEY, value)
+    }
+
+    /// Whether this request changed the data and has not written it yet.
+    pub fn is_modified(&self) -> bool {
+        !self.lock().changes.is_empty()
+    }
+
+    /// Applies one change to the view and queues it, if it fits.
+    fn change(&self, change: DataChanges) -> Result<(), DataError> {
+        let max = self.manager.config().max_data_bytes;
+        let mut state = self.lock();
+        let size = state.data.size_after(&change);
+        if size > max {
+            return Err(DataError::TooLarge { size, max });
+        }
+        state.data.apply(&change);
+        state.changes.then(&change);
+        Ok(())
+    }
+
+    /// Writes this request's changes now, in one store round trip, instead
+    /// of when the response leaves; the error is then yours to handle. A
+    /// visitor without a session gets an anonymous one first (fixation is
+    /// not a concern: a login always moves to a fresh id).
+    ///
+    /// Writes that fail when the response leaves replace the response with
+    /// the refusal (413 `session_data_too_large`, 503, ...).
+    pub async fn save(&self) -> Result<(), DataError> {
+        let (changes, target) = {
+            let mut state = self.lock();
+            if state.changes.is_empty() {
+                return Ok(());
+            }
+            let target = match &state.presence {
+                Presence::Active { session, .. } => Some(session.id()),
+                Presence::Deferred { .. } => return Err(DataError::NotValidated),
+                Presence::Missing | Presence::Rejected(_) => None,
+            };
+            (std::mem::take(&mut state.changes), target)
+        };
+        let id = match target {
+            Some(id) => id,
+            None if state_after_is_empty(&changes) => return Ok(()),
+            None => {
+                let created = self
+                    .manager
+                    .create_anonymous(self.context.clone())
+                    .await
+                    .map_err(|e| self.requeue(changes.clone(), e))?;
+                let id = created.session.id();
+                self.activate(created.session, created.token, None);
+                id
+            }
+        };
+        self.manager
+            .write_session_data(&id, &changes)
+            .await
+            .map_err(|e| self.requeue(changes, e))
+    }
+
+    /// A failed write: its changes are queued again (before any made
+    /// since), so a retry of [`save`](Self::save) writes them.
+    fn requeue(&self, mut changes: DataChanges, e: Error) -> DataError {
+        let mut state = self.lock();
+        let later = std::mem::take(&mut state.changes);
+        changes.then(&later);
+        state.changes = changes;
+        DataError::from(e)
+    }
+}
+
+/// Whether `changes` leave no data behind on a session that has none
+/// (only removals): no anonymous session is worth creating for them.
+fn state_after_is_empty(changes: &DataChanges) -> bool {
+    changes.keys().all(|(_, value)| value.is_none())
+}
