@@ -88,14 +88,15 @@ impl FromRequest for Session {
     }
 }
 
-/// A valid session, or a 401 with the reason there is none. Use
+/// A logged-in user's session, or a 401 with the reason there is none (an
+/// anonymous visitor's session answers `login_required`). Use
 /// `Option<SessionInfo>` for routes where a session is optional.
 impl FromRequest for SessionInfo {
     type Error = Rejection;
     type Future = Ready<Result<Self, Rejection>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(handle_of(req).and_then(|h| h.require()))
+        ready(handle_of(req).and_then(|h| h.user()))
     }
 }
 

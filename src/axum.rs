@@ -90,21 +90,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     }
 }
 
-/// A valid session, or a 401 with the reason there is none.
+/// A logged-in user's session, or a 401 with the reason there is none
+/// (an anonymous visitor's session answers `login_required`).
 impl<S: Send + Sync> FromRequestParts<S> for SessionInfo {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
-        handle_of(parts)?.require()
+        handle_of(parts)?.user()
     }
 }
 
-/// `Option<SessionInfo>`: `None` without a valid session.
+/// `Option<SessionInfo>`: `None` without a logged-in user's session.
 impl<S: Send + Sync> OptionalFromRequestParts<S> for SessionInfo {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Rejection> {
-        Ok(handle_of(parts)?.session())
+        Ok(handle_of(parts)?.user().ok())
     }
 }
 

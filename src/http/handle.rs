@@ -181,6 +181,17 @@ impl Session {
         }
     }
 
+    /// The session of a logged-in user, or the reason there is none: the
+    /// [`require`](Self::require) refusals, and 401 `login_required` for an
+    /// anonymous session. The [`SessionInfo`] extractors use it.
+    pub fn user(&self) -> Result<SessionInfo, Rejection> {
+        let session = self.require()?;
+        if session.is_anonymous() {
+            return Err(Rejection::login_required());
+        }
+        Ok(session)
+    }
+
     pub(crate) fn is_deferred(&self) -> bool {
         matches!(self.lock().presence, Presence::Deferred { .. })
     }

@@ -52,6 +52,7 @@
 
 mod exchange;
 mod future;
+mod guard;
 mod handle;
 mod head;
 mod layer;
@@ -63,6 +64,7 @@ mod transport;
 
 pub use exchange::{Inspected, SessionExchange};
 pub use future::ResponseFuture;
+pub use guard::{GuardFuture, RequireLogin, RequireLoginService};
 pub use handle::{DataError, Session, SessionValue};
 pub use head::{DefaultContext, MakeContext, RequestHead};
 pub use layer::{SessionLayer, SessionService};

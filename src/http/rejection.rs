@@ -39,6 +39,25 @@ impl Rejection {
         )
     }
 
+    /// The request's session is anonymous (a visitor's, holding data) or
+    /// missing where a logged-in user is required.
+    pub fn login_required() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "login_required",
+            "this route needs a logged-in user; log in first".into(),
+        )
+    }
+
+    /// The user is logged in but lacks `permission`.
+    pub fn permission_required(permission: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "permission_required",
+            format!("this route needs the permission `{permission}`"),
+        )
+    }
+
     /// A route reached the session of a request whose validation was
     /// deferred to the refresh route's renewal (see
     /// [`SessionExchange::begin`](super::SessionExchange::begin)).
