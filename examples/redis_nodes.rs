@@ -80,6 +80,19 @@ async fn me(State(node): State<Node>, session: SessionInfo) -> Json<Value> {
     Json(json!({ "user": session.user_id(), "node": node.name }))
 }
 
+/// Reads the session's data: no store call of its own.
+async fn visits(session: Session) -> Result<Json<Value>, Rejection> {
+    let visits: u64 = session.get("visits")?.unwrap_or(0);
+    Ok(Json(json!({ "visits": visits })))
+}
+
+/// Writes it: one more store call, when the response leaves.
+async fn visit(session: Session) -> Result<Json<Value>, Rejection> {
+    let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
+    session.insert("visits", &visits)?;
+    Ok(Json(json!({ "visits": visits })))
+}
+
 async fn logout(handle: Session) -> Result<Json<Value>, Rejection> {
     handle.logout().await?;
     Ok(Json(json!({ "ok": true })))
@@ -96,6 +109,7 @@ pub fn node_app(name: &'static str, manager: SessionManager) -> Router {
         .route("/login", post(login))
         .route("/me", get(me))
         .route("/logout", post(logout))
+        .route("/visits", get(visits).post(visit))
         .with_state(Node { name })
         .merge(rolling_session::axum::routes(layer.exchange()))
         .layer(layer)

@@ -251,6 +251,48 @@ async fn one_validated_request_is_one_redis_round_trip() {
     assert_eq!(round_trips, 1.0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn session_data_costs_no_round_trip_to_read_and_one_to_write() {
+    let redis = RedisServer::start();
+    let node = start_node("a", &redis, Duration::from_secs(2), SystemClock).await;
+    let mut alice = Browser::new("alice");
+    alice.login(&node).await;
+    let url = format!("{node}/visits");
+    for i in 1..=3u64 {
+        let r = alice.go(reqwest::Method::POST, &url).await;
+        assert_eq!(r.json["visits"], i, "{:?}", r.json);
+    }
+    let n = 100u64;
+    // Reading the data: still one EVALSHA per request (the advance script
+    // returns the data; HGETALL is the script's own).
+    let before = redis.command_stats();
+    let monitor = redis.monitor();
+    for _ in 0..n {
+        let r = alice.go(reqwest::Method::GET, &url).await;
+        assert_eq!(r.json["visits"], 3, "{:?}", r.json);
+    }
+    let sent = monitor.client_commands();
+    let delta = support::stats_delta(&before, &redis.command_stats());
+    assert_eq!(delta.get("evalsha"), Some(&n), "read: {delta:?}");
+    assert_eq!(sent.len() as u64, n, "read: round trips {sent:?}");
+    assert!(sent.iter().all(|(cmd, _)| cmd == "evalsha"), "{sent:?}");
+
+    // Writing one key: one more EVALSHA (the data script), no other call.
+    let before = redis.command_stats();
+    let monitor = redis.monitor();
+    for i in 1..=n {
+        let r = alice.go(reqwest::Method::POST, &url).await;
+        assert_eq!(r.json["visits"], 3 + i, "{:?}", r.json);
+    }
+    let sent = monitor.client_commands();
+    let delta = support::stats_delta(&before, &redis.command_stats());
+    assert_eq!(delta.get("evalsha"), Some(&(2 * n)), "write: {delta:?}");
+    assert_eq!(sent.len() as u64, 2 * n, "write: round trips {sent:?}");
+    assert!(sent.iter().all(|(cmd, _)| cmd == "evalsha"), "{sent:?}");
+    let r = alice.go(reqwest::Method::GET, &url).await;
+    assert_eq!(r.json["visits"], 3 + n, "every write kept");
+}
+
 /// Requests in a loop from `browsers`, recording each answer's status and
 /// time, until `stop` is set.
 async fn load(
