@@ -84,10 +84,8 @@ impl SessionData {
     pub fn size_after(&self, changes: &DataChanges) -> usize {
         let mut size = if changes.clear { 0 } else { self.size() };
         for (key, value) in &changes.keys {
-            if !changes.clear {
-                if let Some(old) = self.0.get(key) {
-                    size -= entry_size(key, old);
-                }
+            if let Some(old) = self.0.get(key).filter(|_| !changes.clear) {
+                size -= entry_size(key, old);
             }
             if let Some(v) = value {
                 size += entry_size(key, v);

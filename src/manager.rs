@@ -77,6 +77,9 @@ impl SessionInfo {
     pub fn record(&self) -> &SessionRecord {
         &self.record
     }
+    pub(crate) fn record_mut(&mut self) -> &mut SessionRecord {
+        &mut self.record
+    }
     /// When this snapshot was taken, ms since the epoch.
     pub fn observed_at_ms(&self) -> u64 {
         self.now_ms
@@ -1169,10 +1172,61 @@ impl SessionManager {
         token: &str,
         update: SessionContext,
     ) -> Result<SessionInfo, Error> {
-        let mut session = self.check(token, Rotate::Never, None, None).await?.session;
-        session.record.meta.context.merge(update);
-        self.write_meta(&mut session.record).await?;
-        Ok(session)
+        let session = self.peek(token).await?;
+        self.update_context_of(&session.id(), update).await
+    }
+
+    /// [`update_session_context`](Self::update_session_context) for a
+    /// session already validated (by id): reads the record afresh, so a
+    /// concurrent elevation's permissions are never written back over.
+    pub async fn update_context_of(
+        &self,
+        id: &SessionId,
+        update: SessionContext,
+    ) -> Result<SessionInfo, Error> {
+        let mut record = self
+            .load_checked(id)
+            .await?
+            .filter(|r| !r.is_dead(self.now_ms()))
+            .ok_or(ErrorKind::UnknownSession)?;
+        record.meta.context.merge(update);
+        self.write_meta(&mut record).await?;
+        Ok(SessionInfo {
+            record,
+            now_ms: self.now_ms(),
+        })
+    }
+
+    /// Checks `token` as a request would, without being one: the record is
+    /// read and the sequence rule applied to a copy, so nothing is counted
+    /// or rotated (reads never mutate). A token the rule would refuse goes
+    /// through the real, atomic check instead, so a copied token used for
+    /// a read is still caught (and the session revoked) like on any route.
+    async fn peek(&self, token: &str) -> Result<SessionInfo, Error> {
+        let verified = self.inner.keys.verify(token)?;
+        let now = self.now_ms();
+        if let Some(mut record) = self.load_checked(&verified.session_id).await? {
+            let request = AdvanceRequest {
+                session: verified.session_id,
+                presented: verified.counter,
+                now_ms: now,
+                grace_depth: self.inner.config.token.grace_depth,
+                grace_window_ms: self.grace_window_ms(&verified.session_id),
+                rotate: Rotate::Never,
+                new_id: None,
+                max_ahead: 0,
+            };
+            let stored = record.clone();
+            if record.advance(&request).is_accepted() {
+                return Ok(SessionInfo {
+                    record: stored,
+                    now_ms: now,
+                });
+            }
+        }
+        self.check(token, Rotate::Never, None, None)
+            .await
+            .map(|v| v.session)
     }
 
     /// Sets the session's permissions. The lineage moves to a new id
@@ -1223,9 +1277,13 @@ impl SessionManager {
 
     /// Usage statistics of the token's session.
     pub async fn session_analytics(&self, token: &str) -> Result<SessionAnalytics, Error> {
-        let session = self.check(token, Rotate::Never, None, None).await?.session;
+        Ok(self.analytics(&self.peek(token).await?))
+    }
+
+    /// Usage statistics of a session already read (no store call).
+    pub fn analytics(&self, session: &SessionInfo) -> SessionAnalytics {
         let r = &session.record;
-        Ok(SessionAnalytics {
+        SessionAnalytics {
             session_id: r.id,
             user_id: r.user_id.clone(),
             duration_ms: session.now_ms.saturating_sub(r.created_at),
@@ -1234,7 +1292,7 @@ impl SessionManager {
             rotations: r.sequence.counter,
             renewals: r.meta.renewals,
             flags: r.meta.flags,
-        })
+        }
     }
 
     /// Deletes expired sessions from the store now, and the drift state of

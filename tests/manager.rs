@@ -747,8 +747,19 @@ async fn listing_updating_terminating_and_analytics() {
     let stats = f.manager.session_analytics(t.expose()).await.unwrap();
     assert_eq!(stats.duration_ms, 60_000);
     assert_eq!(stats.rotations, 1);
-    assert_eq!(stats.request_count, 3, "update, validate, analytics");
+    // Reads never mutate (issue 14): the context update and the analytics
+    // are not requests; only the validation counts.
+    assert_eq!(stats.request_count, 1, "validate only");
     assert_eq!(stats.last_activity_at, T0 + 60_000);
+    let again = f.manager.session_analytics(t.expose()).await.unwrap();
+    assert_eq!(again, stats, "a second read changed nothing");
+    let stored = f.manager.active_sessions("alice").await.unwrap();
+    let stored = stored.iter().find(|s| s.id() == a.session.id()).unwrap();
+    assert_eq!(
+        stored.record().sequence.requests,
+        1,
+        "reads counted in the store"
+    );
 
     f.manager.terminate_session(b.token.expose()).await.unwrap();
     f.manager.terminate_session(b.token.expose()).await.unwrap();
@@ -880,4 +891,22 @@ async fn junk_tokens_are_malformed_not_panics() {
         let e = f.manager.validate_session(junk).await.unwrap_err();
         assert_eq!(e.reason(), "malformed_token", "{junk:?}");
     }
+}
+
+/// Reads do not count as requests, yet a copied token used for a read
+/// after its grace is still theft: the session is revoked.
+#[tokio::test]
+async fn a_stale_token_used_for_a_read_is_still_theft() {
+    let f = fixture(Config::default());
+    let login = f.manager.create_session("alice", ctx("a")).await.unwrap();
+    let next = step(&f.manager, &login.token).await;
+    step(&f.manager, &next).await;
+    f.clock.advance(MIN);
+    let err = f
+        .manager
+        .session_analytics(login.token.expose())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::TokenReused);
+    assert!(f.manager.active_sessions("alice").await.unwrap().is_empty());
 }

@@ -8,15 +8,15 @@ mod common;
 
 use axum::Router;
 use axum::routing::{get, post};
-use tower_sessions::{MemoryStore, SessionInfo, SessionManagerLayer};
+use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
 
-async fn login(session: SessionInfo) -> &'static str {
+async fn login(session: Session) -> &'static str {
     session.insert("user", common::next_user()).await.unwrap();
     session.insert("n", 0u64).await.unwrap();
     "welcome"
 }
 
-async fn hello(session: SessionInfo) -> String {
+async fn hello(session: Session) -> String {
     let user: String = session.get("user").await.unwrap().unwrap_or_default();
     let n: u64 = session.get("n").await.unwrap().unwrap_or(0);
     session.insert("n", n + 1).await.unwrap();

@@ -219,21 +219,6 @@ impl Session {
         }
     }
 
-    /// The token for operations that do not rotate (confirm, analytics,
-    /// context updates): the one the client holds, never the one this
-    /// request was issued. Using the issued token would be its first use,
-    /// which retires the client's token on the server while the response
-    /// that carries its successor may still be lost or dropped as late; the
-    /// client would then hold a retired token, theft after the grace.
-    fn held_token(&self) -> Result<Token, Rejection> {
-        match &self.lock().presence {
-            Presence::Active { held, .. } => Ok(held.clone()),
-            Presence::Deferred { presented, .. } => Ok(presented.clone()),
-            Presence::Missing => Err(Rejection::missing_token()),
-            Presence::Rejected(r) => Err(r.clone()),
-        }
-    }
-
     fn activate(&self, session: SessionInfo, token: Token, issued: Option<Issued>) {
         let max_age = cookie_max_age(&session);
         let mut state = self.lock();
@@ -296,11 +281,8 @@ impl Session {
         user_id: impl Into<String>,
         options: LoginOptions,
     ) -> Result<SessionInfo, Rejection> {
-        if let Ok(old) = self.live_token() {
-            self.manager
-                .terminate_session(old.expose())
-                .await
-                .map_err(|e| Rejection::from(&e))?;
+        if self.live_token().is_ok() {
+            self.end_current().await?;
         }
         let created = self
             .manager
@@ -324,17 +306,34 @@ impl Session {
 
     /// Ends the session and removes the client's token.
     pub async fn logout(&self) -> Result<(), Rejection> {
-        let token = self.live_token()?;
-        self.manager
-            .terminate_session(token.expose())
-            .await
-            .map_err(|e| Rejection::from(&e))?;
+        self.end_current().await?;
         let mut state = self.lock();
         state.write = Write::Clear;
         state.presence = Presence::Missing;
         state.data = SessionData::default();
         state.changes = DataChanges::default();
         Ok(())
+    }
+
+    /// Ends the request's session: by id when it was validated (one store
+    /// call), else (the refresh route) with its token, checked first.
+    async fn end_current(&self) -> Result<(), Rejection> {
+        let validated = match &self.lock().presence {
+            Presence::Active { session, .. } => Some(session.id()),
+            _ => None,
+        };
+        let ended = match validated {
+            Some(id) => {
+                self.manager
+                    .terminate_id(&id, crate::events::TerminationReason::Logout)
+                    .await
+            }
+            None => {
+                let token = self.live_token()?;
+                self.manager.terminate_session(token.expose()).await
+            }
+        };
+        ended.map_err(|e| Rejection::from(&e))
     }
 
     /// Renews the session (see [`SessionManager::renew_session`]): the
@@ -411,12 +410,17 @@ impl Session {
     }
 
     /// Confirms a renewal (see [`SessionManager::confirm_renewal`]).
+    ///
+    /// The request was validated already: this answers from that
+    /// validation, with no store call.
     pub async fn confirm_renewal(&self) -> Result<SessionInfo, Rejection> {
-        let token = self.held_token()?;
-        self.manager
-            .confirm_renewal(token.expose())
-            .await
-            .map_err(|e| self.reject(&e))
+        let session = self.require()?;
+        if session.record().previous_ids.is_empty() {
+            return Err(Rejection::from(&Error::from(
+                crate::ErrorKind::NothingToConfirm,
+            )));
+        }
+        Ok(session)
     }
 
     /// Sets the session's permissions; the session moves to a new id whose
@@ -442,21 +446,26 @@ impl Session {
     }
 
     /// Updates the recorded context with the fields set in `update`.
+    /// The session is addressed by id (it was validated already): one
+    /// store call to read it afresh and one to write, the token sequence
+    /// untouched.
     pub async fn update_context(&self, update: SessionContext) -> Result<SessionInfo, Rejection> {
-        let token = self.held_token()?;
-        self.manager
-            .update_session_context(token.expose(), update)
+        let id = self.require()?.id();
+        let session = self
+            .manager
+            .update_context_of(&id, update)
             .await
-            .map_err(|e| self.reject(&e))
+            .map_err(|e| self.reject(&e))?;
+        if let Presence::Active { session: held, .. } = &mut self.lock().presence {
+            held.record_mut().meta = session.record().meta.clone();
+        }
+        Ok(session)
     }
 
-    /// Usage statistics of the session.
+    /// Usage statistics of the session, as of this request's validation
+    /// (no store call: reading them never counts as a request).
     pub async fn analytics(&self) -> Result<SessionAnalytics, Rejection> {
-        let token = self.held_token()?;
-        self.manager
-            .session_analytics(token.expose())
-            .await
-            .map_err(|e| self.reject(&e))
+        self.require().map(|s| self.manager.analytics(&s))
     }
 
     /// Feeds a telemetry report to the drift predictor, as

@@ -1199,7 +1199,7 @@ impl Codec {
         pairs: &[Vec<u8>],
     ) -> Result<SessionData, StoreError> {
         let mut data = SessionData::default();
-        if pairs.len() % 2 != 0 {
+        if !pairs.len().is_multiple_of(2) {
             return Err(corrupt("an advance reply has a data key without a value"));
         }
         for pair in pairs.chunks_exact(2) {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::routing::{get, post};
-use tower_sessions::{SessionInfo, SessionManagerLayer};
+use tower_sessions::{Session, SessionManagerLayer};
 use tower_sessions_redis_store::RedisStore;
 use tower_sessions_redis_store::fred::prelude::{ClientLike, Config};
 
@@ -18,13 +18,13 @@ fn next_user() -> String {
     format!("user-{}", N.fetch_add(1, Ordering::Relaxed))
 }
 
-async fn login(session: SessionInfo) -> &'static str {
+async fn login(session: Session) -> &'static str {
     session.insert("user", next_user()).await.unwrap();
     session.insert("n", 0u64).await.unwrap();
     "welcome"
 }
 
-async fn hello(session: SessionInfo) -> String {
+async fn hello(session: Session) -> String {
     let user: String = session.get("user").await.unwrap().unwrap_or_default();
     let n: u64 = session.get("n").await.unwrap().unwrap_or(0);
     session.insert("n", n + 1).await.unwrap();
