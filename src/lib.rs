@@ -7,8 +7,8 @@
 //!
 //! ## Quick start (axum)
 //!
-//! Put a [`SessionLayer`](http::SessionLayer) around your router, log users
-//! in through the [`Session`](http::Session) extractor, and read
+//! Put a [`SessionLayer`] around your router, log users
+//! in through the [`Session`] extractor, and read
 //! the [`SessionInfo`] in handlers that need one (401 with a reason otherwise):
 //!
 //! ```
@@ -95,7 +95,7 @@
 //! | `test-util` | no      | the store conformance suite for your own stores        |
 //!
 //! **Without the `axum` feature** the extractors do not exist, and a handler
-//! taking [`SessionInfo`] or [`Session`](http::Session) fails to
+//! taking [`SessionInfo`] or [`Session`] fails to
 //! compile with rustc's opaque "the trait bound `fn(..) {..}: Handler<_, _>`
 //! is not satisfied". Turn the feature back on (it is a default one:
 //! `default-features = false` removes it).
