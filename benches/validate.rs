@@ -58,14 +58,15 @@ struct Fixture {
 }
 
 fn fixture(rt: &Runtime, n: usize) -> Fixture {
+    let store: std::sync::Arc<dyn rolling_session::SessionStore> =
+        std::sync::Arc::new(MemoryStore::new());
     let manager = SessionManager::builder(KeyRing::new(TokenKey::new(
         1,
         b"0123456789abcdefghijklmnopqrstuv",
     )))
-    .store(MemoryStore::new())
+    .shared_store(store.clone())
     .build()
     .unwrap();
-    let store = manager.store().clone();
     let mut tokens = Vec::with_capacity(n);
     let mut ids = Vec::with_capacity(n);
     rt.block_on(async {

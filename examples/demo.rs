@@ -54,6 +54,9 @@ impl EventSink for DemoEvents {
 #[derive(Clone)]
 struct Demo {
     manager: SessionManager,
+    /// The manager's key ring: the demo re-mints a session's first token
+    /// to play the thief (a real application never needs it).
+    keys: KeyRing,
     events: Arc<DemoEvents>,
     /// The first token of each session lineage (login to logout, across
     /// renewals), kept only for the "stolen cookie" button. A real service
@@ -86,8 +89,7 @@ async fn login(
     let options = LoginOptions::default().remember_me(body.remember);
     let session = handle.login_with(user, options).await?;
     let first = demo
-        .manager
-        .keys()
+        .keys
         .mint(&session.id(), session.record().sequence.counter);
     demo.remember(session.id().lineage(), first);
     let mut body = serde_json::to_value(demo.manager.status(&session)).unwrap_or_default();
@@ -255,13 +257,15 @@ pub async fn serve(listener: tokio::net::TcpListener) -> Result<(), Box<dyn std:
 /// The demo's router.
 pub fn app() -> Result<Router, Box<dyn std::error::Error>> {
     let events = Arc::new(DemoEvents::default());
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
+    let keys = KeyRing::new(TokenKey::generate(1));
+    let manager = SessionManager::builder(keys.clone())
         .config(demo_config())
         .events(events.clone())
         .build()?;
     manager.spawn_sweeper(std::time::Duration::from_secs(60));
     let demo = Demo {
         manager: manager.clone(),
+        keys,
         events,
         first_tokens: Arc::default(),
     };

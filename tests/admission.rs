@@ -11,12 +11,13 @@ use rolling_session::{
 async fn parallel_logins_never_exceed_the_cap() {
     let mut config = Config::default();
     config.admission.max_sessions = Some(10);
+    let store = std::sync::Arc::new(MemoryStore::new());
     let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
-        .store(MemoryStore::new())
+        .shared_store(store.clone())
         .config(config)
         .build()
         .unwrap();
-    let stored = || manager.store().session_count().unwrap();
+    let stored = || store.session_count().unwrap();
     for wave in 0..3 {
         let logins: Vec<_> = (0..32)
             .map(|i| {

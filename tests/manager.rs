@@ -19,13 +19,16 @@ struct Fixture {
     clock: ManualClock,
     events: Arc<MemorySink>,
     store: Arc<MemoryStore>,
+    /// The manager's key ring, to mint and check tokens as the server would.
+    keys: KeyRing,
 }
 
 fn fixture(config: Config) -> Fixture {
     let clock = ManualClock::new(T0);
     let events = Arc::new(MemorySink::new());
     let store = Arc::new(MemoryStore::new());
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::new(1, [5; 32])))
+    let keys = KeyRing::new(TokenKey::new(1, [5; 32]));
+    let manager = SessionManager::builder(keys.clone())
         .shared_store(store.clone())
         .clock(clock.clone())
         .events(events.clone())
@@ -37,6 +40,7 @@ fn fixture(config: Config) -> Fixture {
         clock,
         events,
         store,
+        keys,
     }
 }
 
@@ -268,14 +272,14 @@ async fn a_minted_counter_ahead_fast_forwards_within_n_and_is_refused_beyond() {
     let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
     let id = login.session.id();
     // Beyond N (64): refused, nothing changes, no revocation.
-    let far = f.manager.keys().mint(&id, 65);
+    let far = f.keys.mint(&id, 65);
     assert_eq!(
         kind(f.manager.validate_session(far.expose()).await),
         ErrorKind::TokenAhead
     );
     // Within N: the store lost the writes that issued it. Accepted without
     // a new token, reported, and the sequence continues from it.
-    let ahead = f.manager.keys().mint(&id, 7);
+    let ahead = f.keys.mint(&id, 7);
     let v = f.manager.validate_session(ahead.expose()).await.unwrap();
     assert_eq!(v.verdict, Verdict::FastForward);
     assert!(v.next_token.is_none());
@@ -288,7 +292,7 @@ async fn a_minted_counter_ahead_fast_forwards_within_n_and_is_refused_beyond() {
         }
     )));
     let next = step(&f.manager, &ahead).await;
-    assert_eq!(next, f.manager.keys().mint(&id, 8));
+    assert_eq!(next, f.keys.mint(&id, 8));
     // The login token is older than 7: retired at the fast-forward.
     f.clock.advance(11 * Duration::from_secs(1));
     assert_eq!(
@@ -300,7 +304,7 @@ async fn a_minted_counter_ahead_fast_forwards_within_n_and_is_refused_beyond() {
     config.token.max_ahead = 0;
     let f = fixture(config);
     let login = f.manager.create_session("alice", ctx("ua")).await.unwrap();
-    let ahead = f.manager.keys().mint(&login.session.id(), 1);
+    let ahead = f.keys.mint(&login.session.id(), 1);
     assert_eq!(
         kind(f.manager.validate_session(ahead.expose()).await),
         ErrorKind::TokenAhead
@@ -831,15 +835,15 @@ async fn key_rotation_logs_nobody_out() {
         .unwrap();
     let login = before.create_session("alice", ctx("ua")).await.unwrap();
 
-    let after =
-        SessionManager::builder(KeyRing::new(TokenKey::new(2, [2; 32])).with_accepted(old_key))
-            .shared_store(store.clone())
-            .clock(clock.clone())
-            .build()
-            .unwrap();
+    let rotated = KeyRing::new(TokenKey::new(2, [2; 32])).with_accepted(old_key);
+    let after = SessionManager::builder(rotated.clone())
+        .shared_store(store.clone())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let v = after.validate_session(login.token.expose()).await.unwrap();
     let next = v.next_token.unwrap();
-    assert_eq!(after.keys().verify(next.expose()).unwrap().key_id, 2);
+    assert_eq!(rotated.verify(next.expose()).unwrap().key_id, 2);
 
     // Once the old key is dropped, only tokens under the new key work.
     let retired = SessionManager::builder(KeyRing::new(TokenKey::new(2, [2; 32])))

@@ -165,19 +165,9 @@ impl SessionManager {
         &self.inner.config
     }
 
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn SessionStore> {
-        &self.inner.store
-    }
-
     /// The manager's clock reading, ms since the epoch.
     pub fn now_ms(&self) -> u64 {
         self.inner.clock.now_ms()
-    }
-
-    /// The key ring.
-    pub fn keys(&self) -> &KeyRing {
-        &self.inner.keys
     }
 
     /// T for a request on `id`: sized by the drift predictor from the

@@ -939,6 +939,8 @@ impl Report {
 /// another.
 pub struct Sim {
     manager: SessionManager,
+    /// The manager's key ring, to read the counter of the tokens it issues.
+    keys: KeyRing,
     clock: ManualClock,
     thefts: Arc<TheftLog>,
     net: Network,
@@ -956,7 +958,8 @@ impl Sim {
         let thefts = Arc::new(TheftLog::default());
         let mut secret = [0u8; 32];
         ChaCha8Rng::seed_from_u64(seed).fill(&mut secret);
-        let manager = SessionManager::builder(KeyRing::new(TokenKey::new(1, secret)))
+        let keys = KeyRing::new(TokenKey::new(1, secret));
+        let manager = SessionManager::builder(keys.clone())
             .shared_store(store)
             .clock(clock.clone())
             .events(thefts.clone())
@@ -972,6 +975,7 @@ impl Sim {
         let renewal_threshold_ms = cfg.renewal_threshold.as_millis() as u64;
         Self {
             manager,
+            keys,
             clock,
             thefts,
             net,
@@ -1020,8 +1024,7 @@ impl Sim {
 
     fn held(&self, token: Token) -> Held {
         let v = self
-            .manager
-            .keys()
+            .keys
             .verify(token.expose())
             .expect("the manager's own token verifies");
         Held {
