@@ -14,7 +14,6 @@ use ::redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use async_trait::async_trait;
 use futures_util::future::join_all;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::rand::{SecureRandom, SystemRandom};
 
 use super::{Advance, Created, SessionLimit, SessionStore};
 use crate::clock::{Clock, SystemClock, as_ms};
@@ -1739,9 +1738,7 @@ impl PayloadKeys {
     /// change the session id but not the lineage.
     fn seal(&self, lineage: &LineageKey, mut plain: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| corrupt("the random generator failed"))?;
+        crate::random::fill(&mut nonce).map_err(|_| corrupt("the random generator failed"))?;
         self.current
             .key
             .seal_in_place_append_tag(
