@@ -1549,10 +1549,7 @@ fn revoked_text(reason: Option<RevocationReason>) -> String {
 }
 
 fn parse_verdict(v: &[u8]) -> Result<Verdict, StoreError> {
-    std::str::from_utf8(v)
-        .ok()
-        .and_then(Verdict::from_name)
-        .ok_or_else(|| corrupt("unknown verdict from the advance script"))
+    text(v)?.parse().map_err(StoreError::corrupt)
 }
 
 fn text(v: &[u8]) -> Result<&str, StoreError> {
