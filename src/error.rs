@@ -1,6 +1,7 @@
 //! Errors, one type per layer: [`TokenError`] for parsing and verifying a
 //! token, [`StoreError`] for storage, and [`Error`] (with its
-//! [`ErrorKind`]) for what the session manager refuses and why.
+//! [`ErrorKind`]) for what the session manager refuses and why; and
+//! [`ParseVerdictError`] for reading a [`Verdict`](crate::Verdict)'s name.
 
 #[cfg(feature = "drift")]
 use crate::drift::TelemetryError;
@@ -61,6 +62,17 @@ pub enum RecordSealError {
     /// The seal does not match the record: a bound field was rewritten.
     #[error("the stored session record does not match its seal")]
     Mismatch,
+}
+
+/// A name that is none of the [`Verdict`](crate::Verdict) names (its
+/// [`FromStr`](std::str::FromStr) reads what
+/// [`Verdict::as_str`](crate::Verdict::as_str) writes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name:?} is not the name of a verdict")]
+#[non_exhaustive]
+pub struct ParseVerdictError {
+    /// The name given.
+    pub name: String,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -150,7 +150,7 @@ pub use config::{
     AdmissionPolicy, Config, ConfigError, ContextPolicy, CsrfPolicy, MismatchAction, RememberMe,
     Rotation, SessionLimitPolicy, TokenGrace,
 };
-pub use error::{Error, ErrorKind, StoreError, TokenError};
+pub use error::{Error, ErrorKind, ParseVerdictError, StoreError, TokenError};
 pub use events::{EventSink, MemorySink, SessionEvent, TerminationReason, TracingSink};
 pub use http::{Session, SessionLayer};
 pub use manager::{

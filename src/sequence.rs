@@ -36,8 +36,11 @@
 //! sequence is moved forward to `c` as if `c` were the live token in use,
 //! and everything before it is retired now; `docs/protocol.md` argues it.
 
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 
+use crate::error::ParseVerdictError;
 use crate::session::{SessionId, SessionRecord};
 
 /// Why a session was revoked.
@@ -266,10 +269,26 @@ impl Verdict {
             Self::Unknown => "unknown",
         }
     }
+}
 
-    /// The verdict named `name` by [`as_str`](Self::as_str).
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == name)
+/// Reads the names [`Verdict::as_str`] writes.
+///
+/// ```
+/// use rolling_session::Verdict;
+///
+/// assert_eq!("fast_forward".parse(), Ok(Verdict::FastForward));
+/// assert!("FastForward".parse::<Verdict>().is_err());
+/// ```
+impl FromStr for Verdict {
+    type Err = ParseVerdictError;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == name)
+            .ok_or_else(|| ParseVerdictError {
+                name: name.to_owned(),
+            })
     }
 }
 
@@ -663,9 +682,16 @@ mod tests {
     #[test]
     fn verdict_names_round_trip() {
         for v in Verdict::ALL {
-            assert_eq!(Verdict::from_name(v.as_str()), Some(v));
+            assert_eq!(v.as_str().parse::<Verdict>(), Ok(v));
         }
-        assert_eq!(Verdict::from_name("nope"), None);
+        assert_eq!(
+            "nope".parse::<Verdict>(),
+            Err(ParseVerdictError {
+                name: "nope".into()
+            })
+        );
+        assert!("".parse::<Verdict>().is_err());
+        assert!("Rotated".parse::<Verdict>().is_err());
     }
 
     proptest! {

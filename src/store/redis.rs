@@ -14,7 +14,6 @@ use ::redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use async_trait::async_trait;
 use futures_util::future::join_all;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::rand::{SecureRandom, SystemRandom};
 
 use super::{Advance, Created, DataChanges, DataLimit, SessionData, SessionLimit, SessionStore};
 use crate::clock::{Clock, SystemClock, as_ms};
@@ -1655,10 +1654,7 @@ fn revoked_text(reason: Option<RevocationReason>) -> String {
 }
 
 fn parse_verdict(v: &[u8]) -> Result<Verdict, StoreError> {
-    std::str::from_utf8(v)
-        .ok()
-        .and_then(Verdict::from_name)
-        .ok_or_else(|| corrupt("unknown verdict from the advance script"))
+    text(v)?.parse().map_err(StoreError::corrupt)
 }
 
 fn text(v: &[u8]) -> Result<&str, StoreError> {
@@ -1861,9 +1857,7 @@ impl PayloadKeys {
     /// change the session id but not the lineage.
     fn seal_with(&self, aad: &[u8], mut plain: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| corrupt("the random generator failed"))?;
+        crate::random::fill(&mut nonce).map_err(|_| corrupt("the random generator failed"))?;
         self.current
             .key
             .seal_in_place_append_tag(
