@@ -350,7 +350,7 @@ impl SessionStore for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db)?;
             match select(&tx, &id)? {
-                Some(record) if !record.is_dead(limit.now_ms) => {}
+                Some(record) if record.is_live(limit.now_ms) => {}
                 _ => return Err(StoreError::NotFound),
             }
             let size = select_data(&tx, &id)?.size_after(&changes);

@@ -203,7 +203,7 @@ pub struct DataLimit {
     /// answers [`StoreError::DataTooLarge`](crate::StoreError::DataTooLarge).
     pub max_bytes: usize,
     /// The time the session's liveness is judged at
-    /// ([`SessionRecord::is_dead`](crate::SessionRecord::is_dead)), ms
+    /// ([`SessionRecord::is_live`](crate::SessionRecord::is_live)), ms
     /// since the epoch: a dead session's data is never written.
     pub now_ms: u64,
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 #[cfg(feature = "drift")]
 use crate::drift::AnomalyAction;
-use crate::session::{SessionContext, SessionId};
+use crate::record::{SessionContext, SessionId};
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -139,8 +139,8 @@ pub mod http;
 mod manager;
 mod random;
 mod secret;
-mod sequence;
-mod session;
+
+mod record;
 pub mod store;
 mod telemetry;
 mod token;
@@ -157,10 +157,8 @@ pub use manager::{
     LoginOptions, NewSession, RequestInfo, SessionAnalytics, SessionInfo, SessionManager,
     SessionManagerBuilder, SessionStatus, Validated,
 };
-pub use sequence::{AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict};
-pub use session::{
-    LineageKey, SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord,
-};
+pub use record::{AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict};
+pub use record::{LineageKey, SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord};
 pub use store::{MemoryStore, SessionStore};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -6,7 +6,7 @@
 pub(crate) use crate::drift::DriftRegistry;
 
 #[cfg(not(feature = "drift"))]
-use crate::session::SessionId;
+use crate::record::SessionId;
 
 /// The registry without the `drift` feature: no state, no sizing.
 #[cfg(not(feature = "drift"))]

@@ -27,10 +27,10 @@ use ring::{hkdf, hmac};
 use subtle::ConstantTimeEq;
 
 use crate::error::{RecordSealError, TokenError};
-use crate::secret::KeyError;
-use crate::session::{
+use crate::record::{
     RecordSeal, SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord,
 };
+use crate::secret::KeyError;
 
 /// The format version written in the first byte of every token.
 pub const TOKEN_VERSION: u8 = 1;
@@ -668,7 +668,7 @@ mod tests {
                 flags: SessionFlags::default(),
                 seal: None,
             },
-            sequence: crate::sequence::SequenceState::new(1_000),
+            sequence: crate::record::SequenceState::new(1_000),
         };
         r.meta.permissions = vec!["read".into(), "write".into()];
         r.meta.previous_permissions = vec!["read".into()];

@@ -22,7 +22,7 @@ use super::{
     DriftAdvice, DriftConfig, DriftPredictor, SampleContext, SessionDrift, TelemetryError,
     TelemetrySample,
 };
-use crate::session::{LineageKey, SessionId};
+use crate::record::{LineageKey, SessionId};
 
 /// One session's drift state.
 #[derive(Debug)]

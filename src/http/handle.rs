@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::manager::{
     LoginOptions, RequestInfo, SessionAnalytics, SessionInfo, SessionManager, SessionStatus,
 };
-use crate::session::SessionContext;
+use crate::record::SessionContext;
 use crate::token::Token;
 
 use super::rejection::Rejection;

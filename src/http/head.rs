@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::session::SessionContext;
+use crate::record::SessionContext;
 
 /// A framework-neutral view of a request head, built by each adapter (the
 /// tower layer, the actix-web middleware) and handed to [`MakeContext`]

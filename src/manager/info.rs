@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::data::SessionData;
-use crate::sequence::Verdict;
-use crate::session::{SessionContext, SessionFlags, SessionId, SessionRecord};
+use crate::record::Verdict;
+use crate::record::{SessionContext, SessionFlags, SessionId, SessionRecord};
 use crate::token::Token;
 
 /// A validated session as a request handler sees it: a snapshot taken when

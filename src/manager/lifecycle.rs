@@ -8,8 +8,8 @@ use crate::config::SessionLimitPolicy;
 use crate::data::{DataChanges, DataLimit};
 use crate::error::{Error, ErrorKind, StoreError};
 use crate::events::{SessionEvent, TerminationReason};
-use crate::sequence::{Rotate, SequenceState};
-use crate::session::{SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord};
+use crate::record::{Rotate, SequenceState};
+use crate::record::{SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord};
 use crate::store::SessionLimit;
 
 use super::{LoginOptions, NewSession, SessionAnalytics, SessionInfo, SessionManager};
@@ -235,7 +235,7 @@ impl SessionManager {
             .await?
             .into_iter()
             .filter(|r| self.check_seal(&r.id, r).is_ok() && r.user_id == user_id)
-            .filter(|r| !r.is_dead(now))
+            .filter(|r| r.is_live(now))
             .map(|record| SessionInfo {
                 record,
                 now_ms: now,
@@ -293,7 +293,7 @@ impl SessionManager {
         let mut record = self
             .load_checked(id)
             .await?
-            .filter(|r| !r.is_dead(self.now_ms()))
+            .filter(|r| r.is_live(self.now_ms()))
             .ok_or(ErrorKind::UnknownSession)?;
         record.meta.context.merge(update);
         self.write_meta(&mut record).await?;

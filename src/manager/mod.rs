@@ -6,7 +6,7 @@ use crate::clock::{Clock, SystemClock, as_ms};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, StoreError};
 use crate::events::{EventSink, SessionEvent, TracingSink};
-use crate::session::{SessionId, SessionRecord};
+use crate::record::{SessionId, SessionRecord};
 use crate::store::{MemoryStore, SessionStore};
 use crate::telemetry::DriftRegistry;
 use crate::token::KeyRing;

@@ -4,8 +4,8 @@
 use crate::clock::as_ms;
 use crate::error::{Error, ErrorKind};
 use crate::events::SessionEvent;
-use crate::sequence::Rotate;
-use crate::session::{SessionId, SessionMeta, SessionRecord};
+use crate::record::Rotate;
+use crate::record::{SessionId, SessionMeta, SessionRecord};
 
 use super::info::ms;
 use super::{NewSession, SessionInfo, SessionManager, SessionStatus};

@@ -5,8 +5,8 @@ use crate::clock::as_ms;
 use crate::config::{MismatchAction, Rotation};
 use crate::error::{Error, ErrorKind, StoreError};
 use crate::events::{SessionEvent, TerminationReason};
-use crate::sequence::{AdvanceRequest, RevocationReason, Rotate, Verdict};
-use crate::session::{SessionContext, SessionId, SessionRecord};
+use crate::record::{AdvanceRequest, RevocationReason, Rotate, Verdict};
+use crate::record::{SessionContext, SessionId, SessionRecord};
 use crate::token::VerifiedToken;
 
 use super::{RequestInfo, SessionInfo, SessionManager, Validated};

@@ -42,10 +42,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{DataChanges, DataLimit, SessionData, SessionLimit, SessionStore};
 use crate::error::StoreError;
-use crate::sequence::{
-    AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict,
-};
-use crate::session::{
+use crate::record::{AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict};
+use crate::record::{
     RecordSeal, SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord,
 };
 
@@ -1123,7 +1121,7 @@ async fn live(store: &dyn SessionStore, user: &str, now: u64) -> Vec<SessionReco
         .await
         .unwrap_or_else(|e| panic!("list_by_user failed: {e:?}"))
         .into_iter()
-        .filter(|r| !r.is_dead(now))
+        .filter(|r| r.is_live(now))
         .collect()
 }
 
@@ -1988,7 +1986,7 @@ pub async fn differential(store: &dyn SessionStore, seed: u64, steps: u64) {
                 "{check}: step {i}: load after advance"
             );
         }
-        if local.is_dead(now) && rng.chance(60) {
+        if !local.is_live(now) && rng.chance(60) {
             let through = rng.pick(&local.all_ids().collect::<Vec<_>>());
             assert!(
                 store.delete(&through).await.expect("delete"),

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use super::{Advance, Created, DataChanges, DataLimit, SessionData, SessionLimit, SessionStore};
 use crate::error::StoreError;
-use crate::sequence::{AdvanceRequest, RevocationReason};
-use crate::session::{LineageKey, SessionId, SessionMeta, SessionRecord};
+use crate::record::{AdvanceRequest, RevocationReason};
+use crate::record::{LineageKey, SessionId, SessionMeta, SessionRecord};
 
 /// Sessions in process memory: the default store for one node.
 ///
@@ -256,7 +256,7 @@ impl SessionStore for MemoryStore {
         let key = id.lineage();
         let mut shard = self.shard(&key);
         match shard.record_mut(id) {
-            Some(record) if !record.is_dead(limit.now_ms) => {}
+            Some(record) if record.is_live(limit.now_ms) => {}
             _ => return Err(StoreError::NotFound),
         }
         let data = shard.data.entry(key).or_default();

@@ -28,12 +28,12 @@
 use async_trait::async_trait;
 
 use crate::error::StoreError;
-use crate::sequence::{AdvanceRequest, Verdict};
-use crate::session::{SessionId, SessionMeta, SessionRecord};
+use crate::record::{AdvanceRequest, Verdict};
+use crate::record::{SessionId, SessionMeta, SessionRecord};
 
 pub use crate::data::{DataChanges, DataLimit, SessionData};
 pub use crate::error::RecordSealError;
-pub use crate::session::RecordSeal;
+pub use crate::record::RecordSeal;
 
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
@@ -71,7 +71,7 @@ pub struct SessionLimit {
     /// refuse the new one with [`StoreError::SessionLimit`] (`false`).
     pub evict_oldest: bool,
     /// The time the liveness of the user's sessions is judged at
-    /// ([`SessionRecord::is_dead`]), ms since the epoch.
+    /// ([`SessionRecord::is_live`]), ms since the epoch.
     pub now_ms: u64,
 }
 
@@ -87,7 +87,7 @@ impl SessionLimit {
     ) -> Result<Vec<SessionId>, StoreError> {
         let mut live: Vec<&SessionRecord> = sessions
             .into_iter()
-            .filter(|r| !r.is_dead(self.now_ms))
+            .filter(|r| r.is_live(self.now_ms))
             .collect();
         let max = self.max.max(1);
         if live.len() < max {
@@ -129,8 +129,8 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn create(&self, record: &SessionRecord) -> Result<(), StoreError>;
 
     /// Stores a new session under the per-user limit, in one atomic step:
-    /// counts the user's live sessions ([`SessionRecord::is_dead`] at
-    /// `limit.now_ms` excluded) and, at the limit, either refuses with
+    /// counts the user's live sessions ([`SessionRecord::is_live`] at
+    /// `limit.now_ms`) and, at the limit, either refuses with
     /// [`StoreError::SessionLimit`] (nothing is written) or revokes the
     /// oldest ones with
     /// [`RevocationReason::Evicted`](crate::RevocationReason::Evicted)
@@ -177,7 +177,7 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Writes `changes` to the data of the session `id` is an id of, in
     /// one atomic step: fails with [`StoreError::NotFound`] if there is no
-    /// such session or it is dead ([`SessionRecord::is_dead`] at
+    /// such session or it is dead (not [`SessionRecord::is_live`] at
     /// `limit.now_ms`), and with [`StoreError::DataTooLarge`] if the data
     /// would exceed `limit.max_bytes` afterwards
     /// ([`SessionData::size_after`]); in both cases nothing is written.

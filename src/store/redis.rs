@@ -18,10 +18,8 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use super::{Advance, Created, DataChanges, DataLimit, SessionData, SessionLimit, SessionStore};
 use crate::clock::{Clock, SystemClock, as_ms};
 use crate::error::StoreError;
-use crate::sequence::{
-    AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict,
-};
-use crate::session::{LineageKey, SessionId, SessionMeta, SessionRecord};
+use crate::record::{AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict};
+use crate::record::{LineageKey, SessionId, SessionMeta, SessionRecord};
 
 /// The longest TTL set on a key, in ms (about 31 years): sessions that
 /// never end still get a finite TTL that Redis accepts.
@@ -924,7 +922,7 @@ impl RedisStore {
         for (hex, loaded) in members.iter().zip(join_all(loads).await) {
             let is_dead = match loaded {
                 Ok(Stored::Pending) => false,
-                Ok(Stored::Record(r)) => r.user_id != user_id || r.is_dead(now_ms),
+                Ok(Stored::Record(r)) => r.user_id != user_id || !r.is_live(now_ms),
                 Ok(Stored::Missing) | Err(StoreError::Corrupt(_)) => true,
                 Err(e) => return Err(e),
             };

@@ -196,8 +196,13 @@ impl Session {
         if size > max {
             return Err(DataError::TooLarge { size, max });
         }
+        let before = state.data.clone();
         state.data.apply(&change);
-        state.changes.then(&change);
+        // A change that changes nothing (removing an absent key, storing
+        // the same value again) costs no write.
+        if state.data != before {
+            state.changes.then(&change);
+        }
         Ok(())
     }
 

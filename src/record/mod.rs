@@ -36,259 +36,92 @@
 //! sequence is moved forward to `c` as if `c` were the live token in use,
 //! and everything before it is retired now; `docs/protocol.md` argues it.
 
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
-use crate::error::ParseVerdictError;
-use crate::session::{SessionId, SessionRecord};
+mod id;
+mod meta;
+mod sequence;
 
-/// Why a session was revoked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum RevocationReason {
-    /// A token was used after its grace: the credential was copied.
-    TokenReused,
-    /// A newer login of the same user took the session's place under the
-    /// per-user session limit (`on_session_limit = "evict_oldest"`). The
-    /// record is kept, revoked, until it would have been purged, so the
-    /// session's next request learns why (`session_evicted`).
-    Evicted,
-}
+pub use id::{LineageKey, SessionId};
+pub use meta::{RecordSeal, SessionContext, SessionFlags, SessionMeta};
+pub use sequence::{AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict};
 
-/// The token sequence of a session lineage: the only state a request
-/// changes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SequenceState {
-    /// `n`: the counter of the newest token issued (the live token).
-    pub counter: u64,
-    /// `p`: the highest counter ever presented; `None` until the first
-    /// request. `p == Some(n)` once the live token is in use.
-    pub presented: Option<u64>,
-    /// Requests accepted, rotated or not.
-    pub requests: u64,
-    /// Time of the last accepted request, ms since the epoch.
-    pub last_seen_at: u64,
-    /// When the live token was issued, ms since the epoch.
-    pub issued_at: u64,
-    /// Recent retirements, oldest first: at most the grace depth, none
-    /// older than the grace window.
-    pub retired: Vec<Retirement>,
-    /// Set once the session is revoked; never cleared.
-    pub revoked: Option<RevocationReason>,
-}
-
-/// Counters `from..=to` stopped being usable at `at`: the holder presented
-/// a newer one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Retirement {
-    /// The first counter retired.
-    pub from: u64,
-    /// The last counter retired.
-    pub to: u64,
-    /// When, ms since the epoch.
-    pub at: u64,
-}
-
-impl SequenceState {
-    /// The sequence of a session created at `now_ms`: token 0 issued.
-    pub fn new(now_ms: u64) -> Self {
-        Self {
-            last_seen_at: now_ms,
-            issued_at: now_ms,
-            ..Self::default()
-        }
-    }
-
-    /// When counter `c` was retired, if that is still remembered.
-    pub fn retired_at(&self, c: u64) -> Option<u64> {
-        self.retired
-            .iter()
-            .rev()
-            .find(|r| r.from <= c && c <= r.to)
-            .map(|r| r.at)
-    }
-
-    fn retire(&mut self, from: u64, to: u64, at: u64, req: &AdvanceRequest) {
-        // Forget what no request could be granted any more: older than the
-        // window, or beyond the depth. A forgotten counter is theft.
-        let horizon = at.saturating_sub(req.grace_window_ms);
-        self.retired.retain(|r| r.at >= horizon);
-        self.retired.push(Retirement { from, to, at });
-        let keep = (req.grace_depth as usize).max(1);
-        if self.retired.len() > keep {
-            let excess = self.retired.len() - keep;
-            self.retired.drain(..excess);
-        }
-    }
-}
-
-/// Whether this request moves the session onto a new token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Rotate {
-    /// Rotate now.
-    Always,
-    /// Do not rotate on this request.
-    Never,
-    /// Rotate when the request count after this request is a multiple of `n`.
-    EveryN(u64),
-    /// Rotate when at least this many ms passed since the live token was
-    /// issued.
-    MinInterval(u64),
-    /// The presented token is the live one and was issued by this same
-    /// request, never delivered (a renewal or elevation inside a handler):
-    /// replace it by the next one instead of using it. The server sets this
-    /// only for tokens it has not sent, never from client input.
-    ReplaceUndelivered,
-}
-
-/// One request's input to `verify_and_advance`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AdvanceRequest {
-    /// The session id the presented token carries (any id of the lineage).
-    pub session: SessionId,
-    /// The counter opened from the presented token.
-    pub presented: u64,
-    /// The request's time, ms since the epoch.
-    pub now_ms: u64,
-    /// At most this many retirements are remembered (K).
-    pub grace_depth: u32,
-    /// For how long after its retirement a counter is still accepted, and
-    /// for how long a retry of `p` waits for the live token's response (T),
-    /// ms.
-    pub grace_window_ms: u64,
-    /// Whether to rotate if the presented token is the live one.
-    pub rotate: Rotate,
-    /// Renewal and elevation: if this request issues a token, the lineage
-    /// moves to this id (it must share the lineage key) and the token is
-    /// minted for it.
-    pub new_id: Option<SessionId>,
-    /// N: a (validly tagged) counter at most this far ahead of the store's
-    /// live counter means the store lost writes, and fast-forwards the
-    /// sequence ([`Verdict::FastForward`]); further ahead, or with `0`, it
-    /// is refused ([`Verdict::Ahead`]).
+/// A session lineage as a store keeps it: one record from login to logout,
+/// whatever renewals and elevations happened in between.
+///
+/// Stores key it by [`lineage`](Self::lineage) and must find it from any of
+/// its ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The session's current id (the last renewal or elevation gave it).
+    pub id: SessionId,
+    /// The ids the lineage had before, oldest first. Their tokens are
+    /// predecessors of the live one: accepted within the grace, theft after.
     #[serde(default)]
-    pub max_ahead: u64,
+    pub previous_ids: Vec<SessionId>,
+    /// The user the session belongs to.
+    pub user_id: String,
+    /// Creation time, ms since the epoch.
+    pub created_at: u64,
+    /// The descriptive half, written by `update_meta`.
+    pub meta: SessionMeta,
+    /// The token sequence, written only by `verify_and_advance`.
+    pub sequence: SequenceState,
 }
 
-/// What the store decided. [`is_accepted`](Self::is_accepted) says which
-/// verdicts let the request through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Verdict {
-    /// The live token: accepted and a new token issued.
-    Rotated,
-    /// The live token: accepted, no rotation on this request.
-    Current,
-    /// `p` again while the token issued for it may still be in flight (a
-    /// burst, a retry within 2T of its issue): accepted, no new token.
-    Pending,
-    /// `p` again more than 2T after its successor was issued, and the
-    /// successor was never presented: its response was lost. Accepted; a fresh token is
-    /// issued and the unused ones are abandoned.
-    Recovered,
-    /// A retired token within the grace (a request in flight when the
-    /// holder moved on): accepted, no new token.
-    Grace,
-    /// A counter ahead of the live one by more than `max_ahead`: refused,
-    /// nothing changes.
-    Ahead,
-    /// A counter ahead of the live one by at most `max_ahead`: the server
-    /// minted it (its tag verified), so the store lost the writes that
-    /// issued it. Accepted without a new token: the sequence moves to it
-    /// (it becomes the live token, in use) and every earlier counter the
-    /// store knew of is retired now.
-    FastForward,
-    /// A token retired longer than the grace ago: two parties hold the
-    /// lineage; it is now revoked.
-    Reused,
-    /// The session was revoked earlier.
-    Revoked,
-    /// The session's lifetime (renewable or absolute) is over.
-    Expired,
-    /// The session was idle for longer than its idle timeout.
-    IdleTimeout,
-    /// The token's id is not an id of this lineage (a lineage-key
-    /// collision): refused as an unknown session, nothing changes.
-    Unknown,
-}
-
-impl Verdict {
-    /// Every verdict, in declaration order.
-    pub const ALL: [Verdict; 12] = [
-        Self::Rotated,
-        Self::Current,
-        Self::Pending,
-        Self::Recovered,
-        Self::Grace,
-        Self::Ahead,
-        Self::FastForward,
-        Self::Reused,
-        Self::Revoked,
-        Self::Expired,
-        Self::IdleTimeout,
-        Self::Unknown,
-    ];
-
-    /// Whether the request is let through.
-    pub fn is_accepted(self) -> bool {
-        matches!(
-            self,
-            Self::Rotated
-                | Self::Current
-                | Self::Pending
-                | Self::Recovered
-                | Self::Grace
-                | Self::FastForward
-        )
+impl SessionRecord {
+    /// The key a store keeps the record under.
+    pub fn lineage(&self) -> LineageKey {
+        self.id.lineage()
     }
 
-    /// Whether the request was answered with a newly issued token.
-    pub fn issues_token(self) -> bool {
-        matches!(self, Self::Rotated | Self::Recovered)
+    /// Whether `id` is the current or an earlier id of this lineage.
+    pub fn has_id(&self, id: &SessionId) -> bool {
+        self.id == *id || self.previous_ids.contains(id)
     }
 
-    /// The verdict's snake_case name, as used in metrics and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Rotated => "rotated",
-            Self::Current => "current",
-            Self::Pending => "pending",
-            Self::Recovered => "recovered",
-            Self::Grace => "grace",
-            Self::Ahead => "ahead",
-            Self::FastForward => "fast_forward",
-            Self::Reused => "reused",
-            Self::Revoked => "revoked",
-            Self::Expired => "expired",
-            Self::IdleTimeout => "idle_timeout",
-            Self::Unknown => "unknown",
+    /// Every id of the lineage, oldest first, the current one last.
+    pub fn all_ids(&self) -> impl Iterator<Item = SessionId> + '_ {
+        self.previous_ids
+            .iter()
+            .copied()
+            .chain(std::iter::once(self.id))
+    }
+
+    /// Why the session can no longer be used at `now_ms` (revoked,
+    /// expired, idle too long), or `None` while it is live: the first
+    /// checks of [`advance`](Self::advance), and the one liveness rule
+    /// every other operation uses.
+    pub fn end_reason(&self, now_ms: u64) -> Option<Verdict> {
+        if self.sequence.revoked.is_some() {
+            Some(Verdict::Revoked)
+        } else if now_ms >= self.meta.ends_at() {
+            Some(Verdict::Expired)
+        } else if now_ms >= self.idle_deadline() {
+            Some(Verdict::IdleTimeout)
+        } else {
+            None
         }
     }
-}
 
-/// Reads the names [`Verdict::as_str`] writes.
-///
-/// ```
-/// use rolling_session::Verdict;
-///
-/// assert_eq!("fast_forward".parse(), Ok(Verdict::FastForward));
-/// assert!("FastForward".parse::<Verdict>().is_err());
-/// ```
-impl FromStr for Verdict {
-    type Err = ParseVerdictError;
+    /// Whether the session can still be used at `now_ms`
+    /// ([`end_reason`](Self::end_reason) is `None`).
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        self.end_reason(now_ms).is_none()
+    }
 
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == name)
-            .ok_or_else(|| ParseVerdictError {
-                name: name.to_owned(),
-            })
+    /// When the session ends for inactivity if no request comes first.
+    pub fn idle_deadline(&self) -> u64 {
+        self.sequence
+            .last_seen_at
+            .saturating_add(self.meta.idle_timeout_ms)
+    }
+
+    /// When a store may forget the record: the earliest of its deadlines.
+    /// Revoked records are kept until then too, so a late replay still
+    /// reports `session_revoked` rather than an unknown session.
+    pub fn purge_at(&self) -> u64 {
+        self.meta.ends_at().min(self.idle_deadline())
     }
 }
 
@@ -298,14 +131,8 @@ impl SessionRecord {
     /// the read, the decision and the write are one atomic step.
     pub fn advance(&mut self, req: &AdvanceRequest) -> Verdict {
         let now = req.now_ms;
-        if self.sequence.revoked.is_some() {
-            return Verdict::Revoked;
-        }
-        if now >= self.meta.ends_at() {
-            return Verdict::Expired;
-        }
-        if now >= self.idle_deadline() {
-            return Verdict::IdleTimeout;
+        if let Some(ended) = self.end_reason(now) {
+            return ended;
         }
         if !self.has_id(&req.session) {
             return Verdict::Unknown;
@@ -425,7 +252,67 @@ impl SessionRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{SessionId, SessionMeta};
+
+    #[test]
+    fn session_ids_are_random_and_round_trip_as_hex() {
+        let a = SessionId::generate();
+        assert_ne!(a, SessionId::generate());
+        let hex = a.to_string();
+        assert_eq!(hex.len(), 32);
+        assert_eq!(SessionId::parse_hex(&hex), Some(a));
+        assert_eq!(SessionId::parse_hex("zz"), None);
+        assert_eq!(SessionId::parse_hex(&"é".repeat(16)), None);
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(serde_json::from_str::<SessionId>(&json).unwrap(), a);
+    }
+
+    #[test]
+    fn record_seals_round_trip_as_text() {
+        let seal = RecordSeal::from_parts(7, [0xab; 16]);
+        let text = seal.to_string();
+        assert_eq!(text, format!("7.{}", "ab".repeat(16)));
+        assert_eq!(RecordSeal::parse(&text), Some(seal));
+        let json = serde_json::to_string(&seal).unwrap();
+        assert_eq!(serde_json::from_str::<RecordSeal>(&json).unwrap(), seal);
+        for bad in [
+            "",
+            ".",
+            "7",
+            "7.",
+            "256.abababababababababababababababab",
+            "-1.abababababababababababababababab",
+            "7.ABABABABABABABABABABABABABABABAB",
+            "7.abababababababababababababababa",
+            "7.abababababababababababababababab0",
+            "7.abababababababababababababababé",
+            "1234.abababababababababababababababab",
+        ] {
+            assert_eq!(RecordSeal::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn merge_keeps_unset_fields() {
+        let mut ctx = SessionContext {
+            ip: Some("10.0.0.1".parse().unwrap()),
+            user_agent: Some("ua".into()),
+            device_id: None,
+            location: Some("eu".into()),
+        };
+        ctx.merge(SessionContext {
+            location: Some("us".into()),
+            ..Default::default()
+        });
+        assert_eq!(ctx.user_agent.as_deref(), Some("ua"));
+        assert_eq!(ctx.location.as_deref(), Some("us"));
+        assert_eq!(ctx.ip, Some("10.0.0.1".parse().unwrap()));
+    }
+}
+
+#[cfg(test)]
+mod rule_tests {
+    use super::*;
+    use crate::error::ParseVerdictError;
     use proptest::prelude::*;
 
     const HOUR: u64 = 3_600_000;
