@@ -70,6 +70,12 @@ async fn logout(session: Session) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// Removes a key that may be absent and says whether a write is queued.
+async fn take_flash(session: Session) -> Json<Value> {
+    let flash: Option<String> = session.remove("flash");
+    Json(json!({ "flash": flash, "modified": session.is_modified() }))
+}
+
 async fn me(session: SessionInfo) -> String {
     session.user_id().to_owned()
 }
@@ -112,6 +118,7 @@ async fn server(plain_text: bool) -> String {
         .route("/elevate", post(elevate))
         .route("/logout", post(logout))
         .route("/me", get(me))
+        .route("/flash", get(take_flash))
         .layer(layer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -316,4 +323,22 @@ async fn guards_extractors_and_data_errors_answer_in_the_configured_format() {
             "{path} answered {content_type}"
         );
     }
+}
+
+#[tokio::test]
+async fn removing_what_is_not_there_writes_nothing() {
+    let base = server(false).await;
+    let client = browser();
+    post_ok(&client, &base, "/login/dave").await;
+    let none = json(&client, &base, "/flash").await;
+    assert_eq!(none, json!({ "flash": null, "modified": false }));
+    post_ok(&client, &base, "/put/flash/hello").await;
+    let once = json(&client, &base, "/flash").await;
+    assert_eq!(once, json!({ "flash": "hello", "modified": true }));
+    let gone = json(&client, &base, "/flash").await;
+    assert_eq!(
+        gone,
+        json!({ "flash": null, "modified": false }),
+        "the removal was not written"
+    );
 }
