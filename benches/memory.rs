@@ -119,7 +119,7 @@ fn main() {
         .iter()
         .map(|t| t.expose().len() as isize)
         .sum::<isize>()
-        + (tokens.capacity() * std::mem::size_of::<rolling_session::Token>()) as isize;
+        + (tokens.capacity() * std::mem::size_of::<rolling_session::token::Token>()) as isize;
     let tokens_blocks = tokens.len() as isize + 1;
 
     // One request each: the steady state holds a retired-token timestamp.
@@ -141,7 +141,7 @@ fn main() {
     println!("sessions                          {n}");
     println!(
         "size_of::<SessionRecord>()        {} bytes",
-        std::mem::size_of::<rolling_session::SessionRecord>()
+        std::mem::size_of::<rolling_session::store::SessionRecord>()
     );
     println!(
         "heap per session after create     {:.1} bytes in {:.2} blocks",

@@ -23,7 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rolling_session::{
-    KeyRing, ManualClock, MemoryStore, SessionContext, SessionManager, Token, TokenKey,
+    KeyRing, MemoryStore, SessionContext, SessionManager, TokenKey, clock::ManualClock,
+    token::Token,
 };
 
 /// Counts live heap bytes (as requested).

@@ -14,7 +14,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rolling_session::{KeyRing, SessionId, TokenKey};
+use rolling_session::{KeyRing, TokenKey, store::SessionId};
 
 const SECRET: [u8; 32] = [0x5a; 32];
 const KEY_ID: u8 = 1;

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rolling_session::{
-    AdvanceRequest, KeyRing, MemoryStore, Rotate, SessionContext, SessionId, SessionManager,
-    SessionStore, TokenKey, Verdict,
+    KeyRing, MemoryStore, SessionContext, SessionManager, SessionStore, TokenKey,
+    store::AdvanceRequest, store::Rotate, store::SessionId, store::Verdict,
 };
 use tokio::runtime::Runtime;
 

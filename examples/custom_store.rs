@@ -44,8 +44,8 @@ use rolling_session::store::{
     Advance, Created, DataChanges, DataLimit, SessionData, SessionLimit, conformance,
 };
 use rolling_session::{
-    AdvanceRequest, RevocationReason, SequenceState, SessionId, SessionMeta, SessionRecord,
-    SessionStore, StoreError,
+    SessionStore, store::AdvanceRequest, store::RevocationReason, store::SequenceState,
+    store::SessionId, store::SessionMeta, store::SessionRecord, store::StoreError,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 

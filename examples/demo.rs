@@ -30,8 +30,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
 use rolling_session::{
-    Config, EventSink, KeyRing, LineageKey, LoginOptions, SessionEvent, SessionInfo,
-    SessionManager, Token, TokenKey, TracingSink, Verdict,
+    Config, KeyRing, LoginOptions, SessionInfo, SessionManager, TokenKey, events::EventSink,
+    events::SessionEvent, events::TracingSink, store::LineageKey, store::Verdict, token::Token,
 };
 use serde::Deserialize;
 use serde_json::json;

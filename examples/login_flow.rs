@@ -26,7 +26,8 @@ use axum::{Json, Router};
 use ring::pbkdf2;
 use rolling_session::http::{CookieConfig, Rejection, RequireLogin, TokenTransport};
 use rolling_session::{
-    KeyRing, Session, SessionInfo, SessionLayer, SessionManager, TerminationReason, TokenKey,
+    KeyRing, Session, SessionInfo, SessionLayer, SessionManager, TokenKey,
+    events::TerminationReason,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};

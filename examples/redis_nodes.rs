@@ -29,7 +29,8 @@ use axum::{Json, Router};
 use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
 use rolling_session::store::RedisStore;
 use rolling_session::{
-    Clock, Config, ConfigError, KeyRing, SessionInfo, SessionManager, SystemClock, TokenKey,
+    Config, ConfigError, KeyRing, SessionInfo, SessionManager, TokenKey, clock::Clock,
+    clock::SystemClock,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};

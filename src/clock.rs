@@ -32,7 +32,7 @@ impl Clock for SystemClock {
 /// A clock that only moves when told to. Cloning shares the same time.
 ///
 /// ```
-/// use rolling_session::{Clock, ManualClock};
+/// use rolling_session::{clock::Clock, clock::ManualClock};
 /// use std::time::Duration;
 ///
 /// let clock = ManualClock::new(1_000);

@@ -1,7 +1,7 @@
 //! Policies and their defaults, loadable from TOML or YAML with serde.
 //!
 //! ```
-//! use rolling_session::{Config, Rotation};
+//! use rolling_session::{Config, config::Rotation};
 //! use std::time::Duration;
 //!
 //! let config: Config = toml::from_str(r#"

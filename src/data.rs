@@ -200,10 +200,10 @@ impl fmt::Debug for DataChanges {
 pub struct DataLimit {
     /// The most bytes the session's data may hold after the write
     /// ([`SessionData::size`]); over it, nothing is written and the store
-    /// answers [`StoreError::DataTooLarge`](crate::StoreError::DataTooLarge).
+    /// answers [`StoreError::DataTooLarge`](crate::store::StoreError::DataTooLarge).
     pub max_bytes: usize,
     /// The time the session's liveness is judged at
-    /// ([`SessionRecord::is_live`](crate::SessionRecord::is_live)), ms
+    /// ([`SessionRecord::is_live`](crate::store::SessionRecord::is_live)), ms
     /// since the epoch: a dead session's data is never written.
     pub now_ms: u64,
 }

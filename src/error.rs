@@ -1,7 +1,7 @@
 //! Errors, one type per layer: [`TokenError`] for parsing and verifying a
 //! token, [`StoreError`] for storage, and [`Error`] (with its
 //! [`ErrorKind`]) for what the session manager refuses and why; and
-//! [`ParseVerdictError`] for reading a [`Verdict`](crate::Verdict)'s name.
+//! [`ParseVerdictError`] for reading a [`Verdict`](crate::store::Verdict)'s name.
 
 #[cfg(feature = "drift")]
 use crate::drift::TelemetryError;
@@ -64,9 +64,9 @@ pub enum RecordSealError {
     Mismatch,
 }
 
-/// A name that is none of the [`Verdict`](crate::Verdict) names (its
+/// A name that is none of the [`Verdict`](crate::store::Verdict) names (its
 /// [`FromStr`](std::str::FromStr) reads what
-/// [`Verdict::as_str`](crate::Verdict::as_str) writes).
+/// [`Verdict::as_str`](crate::store::Verdict::as_str) writes).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{name:?} is not the name of a verdict")]
 #[non_exhaustive]
@@ -160,7 +160,7 @@ pub enum ErrorKind {
     /// [`RecordSeal`](crate::store::RecordSeal) is missing or does not
     /// match, or the store returned data this crate did not write):
     /// someone with write access to the store changed it. Refused, fail
-    /// closed; an audit event ([`SessionEvent::RecordTampered`](crate::SessionEvent::RecordTampered))
+    /// closed; an audit event ([`SessionEvent::RecordTampered`](crate::events::SessionEvent::RecordTampered))
     /// names the session.
     RecordTampered,
     /// The token's counter is ahead of the server's: a forgery or a bug.

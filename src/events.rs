@@ -32,7 +32,7 @@ pub enum TerminationReason {
     Replaced,
     /// Evicted to respect the per-user session limit: a newer login of
     /// the same user took its place. The record stays, revoked
-    /// ([`RevocationReason::Evicted`](crate::RevocationReason::Evicted)),
+    /// ([`RevocationReason::Evicted`](crate::store::RevocationReason::Evicted)),
     /// so the session's next request is answered `session_evicted`.
     Evicted,
     /// Ended because the request context changed.
@@ -196,7 +196,7 @@ impl SessionEvent {
 /// channel.
 ///
 /// ```
-/// use rolling_session::{EventSink, SessionEvent};
+/// use rolling_session::{events::EventSink, events::SessionEvent};
 /// use std::sync::mpsc::Sender;
 ///
 /// /// Hands theft reports to a background task that pages someone.
@@ -242,7 +242,7 @@ impl EventSink for TracingSink {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use rolling_session::{KeyRing, MemorySink, SessionContext, SessionEvent, SessionManager, TokenKey};
+/// use rolling_session::{KeyRing, events::MemorySink, SessionContext, events::SessionEvent, SessionManager, TokenKey};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let sink = Arc::new(MemorySink::new());

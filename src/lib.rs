@@ -54,7 +54,7 @@
 //! user moved on is theft.
 //!
 //! ```
-//! use rolling_session::{ErrorKind, KeyRing, ManualClock, SessionContext, SessionManager, TokenKey};
+//! use rolling_session::{ErrorKind, KeyRing, clock::ManualClock, SessionContext, SessionManager, TokenKey};
 //! use std::time::Duration;
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -127,42 +127,36 @@ pub mod actix;
 mod admission;
 #[cfg(feature = "axum")]
 pub mod axum;
-mod clock;
-mod config;
+pub mod clock;
+pub mod config;
 mod data;
 #[cfg(feature = "drift")]
 #[cfg_attr(docsrs, doc(cfg(feature = "drift")))]
 pub mod drift;
 mod error;
-mod events;
+pub mod events;
 pub mod http;
-mod manager;
+pub mod manager;
 mod random;
-mod secret;
-
 mod record;
+mod secret;
 pub mod store;
 mod telemetry;
-mod token;
+pub mod token;
 
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{
-    AdmissionPolicy, Config, ConfigError, ContextPolicy, CsrfPolicy, MismatchAction, RememberMe,
-    Rotation, SessionLimitPolicy, TokenGrace,
-};
-pub use error::{Error, ErrorKind, ParseVerdictError, StoreError, TokenError};
-pub use events::{EventSink, MemorySink, SessionEvent, TerminationReason, TracingSink};
+// What an application names: the layer and the extractors, the manager and
+// its configuration, keys, errors. Everything else lives in its module:
+// `config` (the policies), `events`, `clock`, `manager` (the values it
+// hands out), `token`, `store` (and what store implementers need), `http`.
+pub use config::{Config, ConfigError};
+pub use error::{Error, ErrorKind};
 pub use http::{Session, SessionLayer};
-pub use manager::{
-    LoginOptions, NewSession, RequestInfo, SessionAnalytics, SessionInfo, SessionManager,
-    SessionManagerBuilder, SessionStatus, Validated,
-};
-pub use record::{AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict};
-pub use record::{LineageKey, SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord};
+pub use manager::{LoginOptions, SessionInfo, SessionManager, SessionManagerBuilder};
+pub use record::SessionContext;
+pub use secret::KeyError;
 pub use store::{MemoryStore, SessionStore};
+pub use token::{KeyRing, TokenKey};
+
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
-
-pub use secret::KeyError;
-pub use token::{KeyRing, TOKEN_LEN, TOKEN_VERSION, Token, TokenKey, VerifiedToken};

@@ -26,11 +26,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::{hkdf, hmac};
 use subtle::ConstantTimeEq;
 
-use crate::error::{RecordSealError, TokenError};
+use crate::error::RecordSealError;
 use crate::record::{
     RecordSeal, SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord,
 };
-use crate::secret::KeyError;
+
+pub use crate::error::TokenError;
+pub use crate::secret::KeyError;
 
 /// The format version written in the first byte of every token.
 pub const TOKEN_VERSION: u8 = 1;
@@ -342,7 +344,7 @@ impl fmt::Debug for TokenKey {
 /// user has to log in again.
 ///
 /// ```
-/// use rolling_session::{KeyRing, SessionId, TokenKey};
+/// use rolling_session::{KeyRing, store::SessionId, TokenKey};
 ///
 /// let old = TokenKey::new(1, [7; 32]);
 /// let new = TokenKey::new(2, [9; 32]);
@@ -356,7 +358,7 @@ impl fmt::Debug for TokenKey {
 /// assert_eq!(after.verify(token.expose())?.counter, 5);
 /// // ...and the next one is minted under key 2.
 /// assert_eq!(after.verify(after.mint(&sid, 6).expose())?.key_id, 2);
-/// # Ok::<(), rolling_session::TokenError>(())
+/// # Ok::<(), rolling_session::token::TokenError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct KeyRing {

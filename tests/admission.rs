@@ -3,8 +3,9 @@
 //! cannot count.
 
 use rolling_session::{
-    AdvanceRequest, Config, ErrorKind, KeyRing, MemoryStore, SessionContext, SessionId,
-    SessionManager, SessionMeta, SessionRecord, SessionStore, StoreError, TokenKey,
+    Config, ErrorKind, KeyRing, MemoryStore, SessionContext, SessionManager, SessionStore,
+    TokenKey, store::AdvanceRequest, store::SessionId, store::SessionMeta, store::SessionRecord,
+    store::StoreError,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

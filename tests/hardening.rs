@@ -17,9 +17,11 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use rolling_session::http::Rejection;
 use rolling_session::store::{Advance, Created, RecordSeal, SessionLimit, conformance};
 use rolling_session::{
-    AdvanceRequest, Config, ErrorKind, KeyRing, ManualClock, MemorySink, MemoryStore,
-    RevocationReason, SessionContext, SessionEvent, SessionId, SessionLimitPolicy, SessionManager,
-    SessionMeta, SessionRecord, SessionStore, StoreError, TerminationReason, TokenKey,
+    Config, ErrorKind, KeyRing, MemoryStore, SessionContext, SessionManager, SessionStore,
+    TokenKey, clock::ManualClock, config::SessionLimitPolicy, events::MemorySink,
+    events::SessionEvent, events::TerminationReason, store::AdvanceRequest,
+    store::RevocationReason, store::SessionId, store::SessionMeta, store::SessionRecord,
+    store::StoreError,
 };
 
 const T0: u64 = 1_800_000_000_000;

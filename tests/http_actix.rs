@@ -6,7 +6,7 @@ mod common;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use rolling_session::actix::{SessionMiddleware, scope};
 use rolling_session::http::{CookieConfig, Rejection, Session, SessionExchange, TokenTransport};
-use rolling_session::{KeyRing, ManualClock, SessionInfo, SessionManager, TokenKey};
+use rolling_session::{KeyRing, SessionInfo, SessionManager, TokenKey, clock::ManualClock};
 use serde_json::{Value, json};
 
 async fn login(handle: Session, body: web::Json<Value>) -> Result<HttpResponse, Rejection> {

@@ -5,7 +5,7 @@ mod common;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
-use rolling_session::{KeyRing, ManualClock, SessionInfo, SessionManager, TokenKey};
+use rolling_session::{KeyRing, SessionInfo, SessionManager, TokenKey, clock::ManualClock};
 use serde_json::{Value, json};
 
 async fn login(handle: Session, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {

@@ -14,8 +14,9 @@ use rolling_session::http::{
 };
 use rolling_session::store::Advance;
 use rolling_session::{
-    AdvanceRequest, Config, KeyRing, ManualClock, MemoryStore, SessionId, SessionManager,
-    SessionMeta, SessionRecord, SessionStore, StoreError, TokenKey,
+    Config, KeyRing, MemoryStore, SessionManager, SessionStore, TokenKey, clock::ManualClock,
+    store::AdvanceRequest, store::SessionId, store::SessionMeta, store::SessionRecord,
+    store::StoreError,
 };
 use tower::{Service, ServiceBuilder, ServiceExt};
 

@@ -11,7 +11,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use common::issue11::{self, Gate, Server};
 use rolling_session::actix::{SessionMiddleware, scope};
 use rolling_session::http::{CookieConfig, Rejection, Session, SessionExchange, TokenTransport};
-use rolling_session::{ManualClock, MemorySink, SessionInfo};
+use rolling_session::{SessionInfo, clock::ManualClock, events::MemorySink};
 use serde_json::{Value, json};
 
 async fn login(handle: Session, body: web::Json<Value>) -> Result<HttpResponse, Rejection> {

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::issue11::{self, Gate, Server};
 use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
-use rolling_session::{ManualClock, MemorySink, SessionInfo};
+use rolling_session::{SessionInfo, clock::ManualClock, events::MemorySink};
 use serde_json::{Value, json};
 
 async fn login(handle: Session, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {

@@ -14,7 +14,7 @@ use common::Client;
 use reqwest::{Method, StatusCode};
 use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
 use rolling_session::{
-    Config, KeyRing, LoginOptions, ManualClock, SessionInfo, SessionManager, TokenKey,
+    Config, KeyRing, LoginOptions, SessionInfo, SessionManager, TokenKey, clock::ManualClock,
 };
 use serde_json::{Value, json};
 

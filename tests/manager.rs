@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use rolling_session::{
-    Config, ErrorKind, KeyRing, ManualClock, MemorySink, MemoryStore, MismatchAction, RequestInfo,
-    Rotation, SessionContext, SessionEvent, SessionLimitPolicy, SessionManager, SessionStore,
-    TerminationReason, Token, TokenKey, Verdict,
+    Config, ErrorKind, KeyRing, MemoryStore, SessionContext, SessionManager, SessionStore,
+    TokenKey, clock::ManualClock, config::MismatchAction, config::Rotation,
+    config::SessionLimitPolicy, events::MemorySink, events::SessionEvent,
+    events::TerminationReason, manager::RequestInfo, store::Verdict, token::Token,
 };
 
 const T0: u64 = 1_800_000_000_000;

@@ -50,7 +50,8 @@
 use std::collections::{HashSet, VecDeque};
 
 use rolling_session::{
-    AdvanceRequest, Rotate, SequenceState, SessionId, SessionMeta, SessionRecord, Verdict,
+    store::AdvanceRequest, store::Rotate, store::SequenceState, store::SessionId,
+    store::SessionMeta, store::SessionRecord, store::Verdict,
 };
 
 const TICK: u64 = 1_000;
@@ -171,9 +172,9 @@ impl Model {
                 issued_at: *issued_at,
                 retired: retired
                     .iter()
-                    .map(|&(from, to, at)| rolling_session::Retirement { from, to, at })
+                    .map(|&(from, to, at)| rolling_session::store::Retirement { from, to, at })
                     .collect(),
-                revoked: revoked.then_some(rolling_session::RevocationReason::TokenReused),
+                revoked: revoked.then_some(rolling_session::store::RevocationReason::TokenReused),
             },
         }
     }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use rolling_session::store::{PayloadKey, PayloadKeys, RedisStore, conformance};
 use rolling_session::{
-    AdvanceRequest, Rotate, SequenceState, SessionContext, SessionFlags, SessionId, SessionMeta,
-    SessionRecord, SessionStore, StoreError, Verdict,
+    SessionContext, SessionStore, store::AdvanceRequest, store::Rotate, store::SequenceState,
+    store::SessionFlags, store::SessionId, store::SessionMeta, store::SessionRecord,
+    store::StoreError, store::Verdict,
 };
 use support::{RedisCluster, RedisServer};
 
@@ -593,9 +594,9 @@ fn manager_on(
     config: rolling_session::Config,
 ) -> (
     rolling_session::SessionManager,
-    Arc<rolling_session::MemorySink>,
+    Arc<rolling_session::events::MemorySink>,
 ) {
-    let events = Arc::new(rolling_session::MemorySink::new());
+    let events = Arc::new(rolling_session::events::MemorySink::new());
     let manager = rolling_session::SessionManager::builder(rolling_session::KeyRing::new(
         rolling_session::TokenKey::new(1, [0x11; 32]),
     ))
@@ -614,7 +615,7 @@ fn manager_on(
 /// succeed. Issue 12 saw 16 live sessions here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_parallel_logins_never_exceed_the_limit_on_redis_and_the_cluster() {
-    use rolling_session::{Config, ErrorKind, SessionLimitPolicy};
+    use rolling_session::{Config, ErrorKind, config::SessionLimitPolicy};
     let server = RedisServer::start();
     let cluster = RedisCluster::start();
     let single = RedisStore::connect(&server.url()).await.unwrap();
@@ -656,8 +657,8 @@ async fn sixteen_parallel_logins_never_exceed_the_limit_on_redis_and_the_cluster
                 .filter(|e| {
                     matches!(
                         e,
-                        rolling_session::SessionEvent::Terminated {
-                            reason: rolling_session::TerminationReason::Evicted,
+                        rolling_session::events::SessionEvent::Terminated {
+                            reason: rolling_session::events::TerminationReason::Evicted,
                             ..
                         }
                     )
@@ -912,7 +913,7 @@ async fn rewriting_any_stored_field_never_serves_a_changed_session() {
                         assert!(
                             events.events().iter().any(|ev| matches!(
                                 ev,
-                                rolling_session::SessionEvent::RecordTampered { session_id }
+                                rolling_session::events::SessionEvent::RecordTampered { session_id }
                                     if *session_id == elevated.session.id()
                             )),
                             "{what}: an audit event"

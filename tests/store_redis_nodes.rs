@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use redis_nodes::{COOKIE, node_app, node_manager};
 use reqwest::StatusCode;
 use rolling_session::store::RedisStore;
-use rolling_session::{Clock, Config, ManualClock, SystemClock};
+use rolling_session::{Config, clock::Clock, clock::ManualClock, clock::SystemClock};
 use serde_json::{Value, json};
 use support::RedisServer;
 

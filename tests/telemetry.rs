@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rolling_session::drift::{AnomalyAction, TelemetrySample};
 use rolling_session::{
-    Config, ErrorKind, KeyRing, ManualClock, MemorySink, SessionContext, SessionEvent,
-    SessionManager, TerminationReason, TokenKey, Verdict,
+    Config, ErrorKind, KeyRing, SessionContext, SessionManager, TokenKey, clock::ManualClock,
+    events::MemorySink, events::SessionEvent, events::TerminationReason, store::Verdict,
 };
 
 fn manager(config: Config) -> (SessionManager, ManualClock, Arc<MemorySink>) {

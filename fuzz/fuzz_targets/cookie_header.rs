@@ -6,7 +6,8 @@ use libfuzzer_sys::fuzz_target;
 use rolling_session::http::{CookieConfig, TokenTransport};
 
 fuzz_target!(|data: &[u8]| {
-    let cookie = TokenTransport::Cookie(CookieConfig::development("s"));
+    let cookie =
+        TokenTransport::Cookie(CookieConfig::development("s").expect("a valid cookie name"));
     let header = TokenTransport::Header("x-session-token".into());
     let values: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
     let _ = cookie.read(values.iter().copied());

@@ -3,6 +3,11 @@
 //! sequence, `ends`, `idle`) as every read decodes them, then the manager's
 //! record seal check.
 //!
+//! The data fields of an advance reply (`d:<key>`, value pairs) are
+//! decoded too, from the raw input and from edits of genuine sealed
+//! values: data or an error, never a panic; an edited sealed value never
+//! opens, nor does a genuine one under another key or lineage.
+//!
 //! The first input byte picks a mode:
 //!
 //! - even: the rest is split at NUL bytes into the fields, decoded with no
@@ -20,8 +25,8 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use rolling_session::store::{PayloadKey, PayloadKeys, RedisStore};
 use rolling_session::{
-    KeyRing, Retirement, SequenceState, SessionContext, SessionFlags, SessionId, SessionMeta,
-    SessionRecord, TokenKey,
+    KeyRing, SessionContext, TokenKey, store::Retirement, store::SequenceState,
+    store::SessionFlags, store::SessionId, store::SessionMeta, store::SessionRecord,
 };
 
 struct Genuine {
@@ -89,6 +94,14 @@ static GENUINE: LazyLock<Genuine> = LazyLock::new(|| {
 fn raw(data: &[u8]) {
     let g = &*GENUINE;
     let fields: Vec<Vec<u8>> = data.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
+    let lineage = g.record.lineage();
+    for (keys, accept_plaintext) in [
+        (None, false),
+        (Some(g.keys.clone()), false),
+        (Some(g.keys.clone()), true),
+    ] {
+        let _ = RedisStore::decode_data_fields(keys, accept_plaintext, &lineage, &fields);
+    }
     for (keys, accept_plaintext) in [
         (None, false),
         (Some(g.keys.clone()), false),
@@ -131,6 +144,7 @@ fn edited(data: &[u8]) {
             _ => {}
         }
     }
+    data_value(sealed, edits);
     let keys = sealed.then(|| g.keys.clone());
     let Ok(record) = RedisStore::decode_hash(keys, false, &fields) else {
         return;
@@ -141,6 +155,35 @@ fn edited(data: &[u8]) {
         assert_eq!(record.lineage(), genuine.lineage());
         assert_eq!(record.created_at, genuine.created_at);
         assert_eq!(record.meta, genuine.meta, "every meta field is bound");
+    }
+}
+
+/// A genuine sealed data value, edited: it opens only unedited, and only
+/// under its own key name and lineage.
+fn data_value(flip: bool, edits: &[u8]) {
+    let g = &*GENUINE;
+    let lineage = g.record.lineage();
+    let value = br#"{"cart":["apple"]}"#;
+    let mut sealed =
+        RedisStore::encode_data_value(Some(g.keys.clone()), &lineage, "cart", value).unwrap();
+    let genuine = sealed.clone();
+    for edit in edits.chunks_exact(2) {
+        if sealed.is_empty() {
+            break;
+        }
+        let i = edit[0] as usize % sealed.len();
+        sealed[i] ^= edit[1];
+    }
+    let key: &[u8] = if flip { b"d:cart" } else { b"d:other" };
+    let opened = RedisStore::decode_data_fields(
+        Some(g.keys.clone()),
+        false,
+        &lineage,
+        &[key.to_vec(), sealed.clone()],
+    );
+    if let Ok(data) = opened {
+        assert!(flip && sealed == genuine, "a changed or moved value opened");
+        assert_eq!(data.get("cart"), Some(&value[..]));
     }
 }
 

@@ -357,7 +357,7 @@ mod tests {
     fn secure_cookie_defaults() {
         let t = TokenTransport::default();
         let token = crate::KeyRing::new(crate::TokenKey::new(1, [1; 32]))
-            .mint(&crate::SessionId::from_bytes([1; 16]), 0);
+            .mint(&crate::store::SessionId::from_bytes([1; 16]), 0);
         let (name, value) = t.write(&token, Some(Duration::from_secs(60))).unwrap();
         assert_eq!(name, "set-cookie");
         let value = value.to_str().unwrap();
@@ -477,7 +477,7 @@ mod tests {
             .unwrap();
         let t = TokenTransport::Cookie(cfg);
         let token = crate::KeyRing::new(crate::TokenKey::new(1, [1; 32]))
-            .mint(&crate::SessionId::from_bytes([1; 16]), 0);
+            .mint(&crate::store::SessionId::from_bytes([1; 16]), 0);
         let (_, value) = t.write(&token, None).unwrap();
         let parsed = Cookie::parse(value.to_str().unwrap()).unwrap();
         assert_eq!(parsed.name(), "__Secure-sid");

@@ -6,7 +6,7 @@ use crate::clock::{Clock, SystemClock, as_ms};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, StoreError};
 use crate::events::{EventSink, SessionEvent, TracingSink};
-use crate::record::{SessionId, SessionRecord};
+use crate::record::SessionRecord;
 use crate::store::{MemoryStore, SessionStore};
 use crate::telemetry::DriftRegistry;
 use crate::token::KeyRing;
@@ -18,6 +18,7 @@ mod renewal;
 mod telemetry;
 mod validation;
 
+pub use crate::record::{SessionFlags, SessionId};
 pub use info::{
     LoginOptions, NewSession, RequestInfo, SessionAnalytics, SessionInfo, SessionStatus, Validated,
 };

@@ -20,7 +20,7 @@ impl SessionManager {
     ///
     /// ```
     /// use rolling_session::drift::TelemetrySample;
-    /// use rolling_session::{KeyRing, ManualClock, SessionContext, SessionManager, TokenKey};
+    /// use rolling_session::{KeyRing, clock::ManualClock, SessionContext, SessionManager, TokenKey};
     /// use std::time::Duration;
     ///
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {

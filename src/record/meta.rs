@@ -49,7 +49,7 @@ pub struct SessionFlags {
     pub anomaly: bool,
     /// Created with "remember me": the cookie has a `Max-Age` and outlives
     /// the browser, and the session has the longer
-    /// [`RememberMe`](crate::RememberMe) lifetimes. Otherwise the cookie
+    /// [`RememberMe`](crate::config::RememberMe) lifetimes. Otherwise the cookie
     /// ends when the browser closes.
     pub remembered: bool,
 }

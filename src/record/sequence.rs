@@ -239,7 +239,7 @@ impl Verdict {
 /// Reads the names [`Verdict::as_str`] writes.
 ///
 /// ```
-/// use rolling_session::Verdict;
+/// use rolling_session::store::Verdict;
 ///
 /// assert_eq!("fast_forward".parse(), Ok(Verdict::FastForward));
 /// assert!("FastForward".parse::<Verdict>().is_err());

@@ -37,7 +37,7 @@ use crate::record::{LineageKey, SessionId, SessionMeta, SessionRecord};
 /// let store = MemoryStore::new();
 /// assert_eq!(store.len(), 0);
 /// assert!(store.list_by_user("alice").await?.is_empty());
-/// # Ok::<(), rolling_session::StoreError>(())
+/// # Ok::<(), rolling_session::store::StoreError>(())
 /// # });
 /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
 /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)

@@ -8,7 +8,7 @@
 //! `docs/benchmarks.md`).
 //!
 //! A store keeps one record per session *lineage* (login to logout, across
-//! renewals and elevations), keyed by its [`LineageKey`](crate::LineageKey):
+//! renewals and elevations), keyed by its [`LineageKey`]:
 //! the first 8 bytes of every id the lineage had. Every method that takes a
 //! [`SessionId`] must find the record from any of its ids
 //! ([`SessionRecord::has_id`]) and treat any other id as absent.
@@ -27,13 +27,12 @@
 
 use async_trait::async_trait;
 
-use crate::error::StoreError;
-use crate::record::{AdvanceRequest, Verdict};
-use crate::record::{SessionId, SessionMeta, SessionRecord};
-
 pub use crate::data::{DataChanges, DataLimit, SessionData};
-pub use crate::error::RecordSealError;
-pub use crate::record::RecordSeal;
+pub use crate::error::{ParseVerdictError, RecordSealError, StoreError};
+pub use crate::record::{
+    AdvanceRequest, LineageKey, RecordSeal, Retirement, RevocationReason, Rotate, SequenceState,
+    SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord, Verdict,
+};
 
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
@@ -107,7 +106,7 @@ impl SessionLimit {
 pub struct Created {
     /// The current ids of the sessions evicted to make room, oldest first.
     /// Each is kept, revoked with
-    /// [`RevocationReason::Evicted`](crate::RevocationReason::Evicted),
+    /// [`RevocationReason::Evicted`],
     /// until its purge time.
     pub evicted: Vec<SessionId>,
 }
@@ -133,7 +132,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// `limit.now_ms`) and, at the limit, either refuses with
     /// [`StoreError::SessionLimit`] (nothing is written) or revokes the
     /// oldest ones with
-    /// [`RevocationReason::Evicted`](crate::RevocationReason::Evicted)
+    /// [`RevocationReason::Evicted`]
     /// (keeping them until their purge time, like any revoked session) and
     /// returns their ids. However many logins of one user run in parallel,
     /// the user never has more than `limit.max` live sessions.

@@ -1077,6 +1077,41 @@ impl RedisStore {
         }
         .decode(fields)
     }
+
+    /// Decodes the data fields of an advance reply (`d:<key>`, value
+    /// pairs) of the lineage `lineage`, opening sealed values, as every
+    /// read does. For the fuzz targets: any input gives data or an error,
+    /// never a panic.
+    #[doc(hidden)]
+    pub fn decode_data_fields(
+        payload: Option<PayloadKeys>,
+        accept_plaintext: bool,
+        lineage: &LineageKey,
+        pairs: &[Vec<u8>],
+    ) -> Result<SessionData, StoreError> {
+        Codec {
+            payload,
+            accept_plaintext,
+        }
+        .decode_data(lineage, pairs)
+    }
+
+    /// A data value as [`write_data`](SessionStore::write_data) stores it
+    /// (sealed, bound to its lineage and key, when payload keys are given).
+    /// For the fuzz targets.
+    #[doc(hidden)]
+    pub fn encode_data_value(
+        payload: Option<PayloadKeys>,
+        lineage: &LineageKey,
+        key: &str,
+        plain: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        Codec {
+            payload,
+            accept_plaintext: false,
+        }
+        .seal_value(lineage, key, plain)
+    }
 }
 
 impl Codec {

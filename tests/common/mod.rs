@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use reqwest::{Method, StatusCode};
-use rolling_session::{Clock, ManualClock};
+use rolling_session::{clock::Clock, clock::ManualClock};
 use serde_json::{Value, json};
 
 pub const COOKIE: &str = "rs_session";
@@ -600,7 +600,8 @@ pub mod issue11 {
     use std::sync::{Arc, Mutex};
 
     use rolling_session::{
-        Config, KeyRing, MemorySink, SessionEvent, SessionId, SessionManager, TokenKey,
+        Config, KeyRing, SessionManager, TokenKey, events::MemorySink, events::SessionEvent,
+        store::SessionId,
     };
     use tokio::sync::Semaphore;
 

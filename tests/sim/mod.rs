@@ -54,8 +54,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rolling_session::drift::TelemetrySample;
 use rolling_session::{
-    Error, ErrorKind, EventSink, KeyRing, ManualClock, RequestInfo, SessionContext, SessionEvent,
-    SessionId, SessionManager, SessionStore, Token, TokenKey, Verdict,
+    Error, ErrorKind, KeyRing, SessionContext, SessionManager, SessionStore, TokenKey,
+    clock::ManualClock, events::EventSink, events::SessionEvent, manager::RequestInfo,
+    store::SessionId, store::Verdict, token::Token,
 };
 
 /// Virtual time of the first session, ms since the epoch.
@@ -1019,7 +1020,7 @@ impl Sim {
     }
 
     fn clock_now(&self) -> u64 {
-        rolling_session::Clock::now_ms(&self.clock)
+        rolling_session::clock::Clock::now_ms(&self.clock)
     }
 
     fn held(&self, token: Token) -> Held {
