@@ -67,20 +67,34 @@
 
 mod advice;
 mod config;
+// Its `pub` items are there for `eval` (feature `test-util`).
+#[cfg_attr(not(feature = "test-util"), allow(dead_code, unreachable_pub))]
 mod ensemble;
 mod error;
 mod evidence;
+// Its `pub` items are there for `eval` (feature `test-util`).
+#[cfg_attr(not(feature = "test-util"), allow(dead_code, unreachable_pub))]
 mod forecast;
+// Its `pub` items are there for `eval` (feature `test-util`).
+#[cfg_attr(not(feature = "test-util"), allow(dead_code, unreachable_pub))]
 mod forest;
 mod pool;
 mod predictor;
 mod registry;
 mod report;
 mod sample;
+// Its `pub` items are there for `eval` (feature `test-util`).
+#[cfg_attr(not(feature = "test-util"), allow(dead_code, unreachable_pub))]
 mod skew;
+// Its `pub` items are there for `eval` (feature `test-util`).
+#[cfg_attr(not(feature = "test-util"), allow(dead_code, unreachable_pub))]
 mod state;
 mod threshold;
 
+/// The internals the evaluation harness and golden tests drive (feature
+/// `test-util`).
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod eval;
 
 pub use advice::DriftAdvice;
