@@ -1,7 +1,7 @@
 //! tower-sessions' `examples/counter.rs`, ported (docs/migrating.md).
 //!
 //! ```text
-//! cargo run --example counter    # http://127.0.0.1:3000, or DEMO_ADDR=...
+//! cargo run --example counter    # http://127.0.0.1:3000
 //! ```
 //!
 //! Over plain HTTP on localhost only: `CookieConfig::development` drops the
@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use axum::{Router, routing::get};
-use rolling_session::http::{CookieConfig, Rejection, TokenTransport};
-use rolling_session::{Config, KeyRing, Session, SessionLayer, SessionManager, TokenKey};
+use rolling_session::http::{CookieConfig, Rejection};
+use rolling_session::{Config, Session, SessionLayer, SessionManager, TokenKey};
 
 const COUNTER_KEY: &str = "counter";
 
@@ -27,16 +27,14 @@ pub fn app() -> Router {
         idle_timeout: Duration::from_secs(10),
         ..Config::default()
     };
-    let key = KeyRing::new(TokenKey::generate(1));
+    let key = TokenKey::generate(1);
     let manager = SessionManager::builder(key).config(config).build().unwrap();
-    let cookie = CookieConfig::development("session").unwrap();
-    let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(cookie));
+    let layer = SessionLayer::new(manager).cookie(CookieConfig::development("session").unwrap());
     Router::new().route("/", get(handler)).layer(layer)
 }
 
 #[tokio::main]
 async fn main() {
-    let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    axum::serve(listener, app()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000");
+    axum::serve(listener.await.unwrap(), app()).await.unwrap();
 }

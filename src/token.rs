@@ -366,6 +366,13 @@ pub struct KeyRing {
     accepted: Vec<TokenKey>,
 }
 
+/// A ring of one key.
+impl From<TokenKey> for KeyRing {
+    fn from(key: TokenKey) -> Self {
+        Self::new(key)
+    }
+}
+
 impl KeyRing {
     /// A ring whose only key is `current`.
     pub fn new(current: TokenKey) -> Self {

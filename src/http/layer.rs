@@ -8,7 +8,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::{MakeContext, RejectionFormat, SessionExchange, TokenTransport};
+use super::{CookieConfig, MakeContext, RejectionFormat, SessionExchange, TokenTransport};
 use crate::manager::SessionManager;
 
 /// Applies rolling sessions to every request of the wrapped service: see
@@ -49,6 +49,12 @@ impl SessionLayer {
     /// Where the token travels.
     pub fn transport(self, transport: TokenTransport) -> Self {
         Self::from_exchange(self.exchange.transport(transport))
+    }
+
+    /// The token travels in this cookie: shorthand for
+    /// [`transport`](Self::transport)`(TokenTransport::Cookie(cookie))`.
+    pub fn cookie(self, cookie: CookieConfig) -> Self {
+        self.transport(TokenTransport::Cookie(cookie))
     }
 
     /// Reject requests without a valid session (401 with the reason).

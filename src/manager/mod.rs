@@ -150,10 +150,11 @@ impl std::fmt::Debug for SessionManager {
 }
 
 impl SessionManager {
-    /// Starts building a manager that mints tokens with `keys`.
-    pub fn builder(keys: KeyRing) -> SessionManagerBuilder {
+    /// Starts building a manager that mints tokens with `keys`: a
+    /// [`KeyRing`], or one [`TokenKey`](crate::TokenKey) (a ring of one).
+    pub fn builder(keys: impl Into<KeyRing>) -> SessionManagerBuilder {
         SessionManagerBuilder {
-            keys,
+            keys: keys.into(),
             store: None,
             config: Config::default(),
             clock: Arc::new(SystemClock),
