@@ -7,19 +7,29 @@
 //!
 //! ## Quick start (axum)
 //!
-//! Put a [`SessionLayer`] around your router, log users
-//! in through the [`Session`] extractor, and read
-//! the [`SessionInfo`] in handlers that need one (401 with a reason otherwise):
+//! Put a [`SessionLayer`] around your router. The [`Session`] extractor
+//! holds the request's session: its data (`get`, `insert`, ...), `login`,
+//! `logout`; [`SessionInfo`] is a logged-in user's session (401 with the
+//! reason otherwise), and [`RequireLogin`](http::RequireLogin) guards whole
+//! routes. The test below drives the app in process:
 //!
 //! ```
 //! # #[cfg(feature = "axum")] {
-//! use axum::{Router, routing::{get, post}};
-//! use rolling_session::http::{Rejection, Session, SessionLayer};
-//! use rolling_session::{KeyRing, SessionInfo, SessionManager, TokenKey};
+//! use axum::{Router, extract::Path, routing::{get, post}};
+//! use rolling_session::http::{Rejection, RequireLogin};
+//! use rolling_session::{Session, SessionInfo, SessionLayer, SessionManager, TokenKey};
 //!
-//! async fn login(handle: Session) -> Result<&'static str, Rejection> {
-//!     // ...check the password first, then:
-//!     handle.login("alice").await?;
+//! async fn add(session: Session, Path(item): Path<String>) -> Result<String, Rejection> {
+//!     // The first write gives a visitor an anonymous session.
+//!     let mut cart: Vec<String> = session.get("cart")?.unwrap_or_default();
+//!     cart.push(item);
+//!     session.insert("cart", &cart)?;
+//!     Ok(format!("{} items", cart.len()))
+//! }
+//!
+//! async fn login(session: Session) -> Result<&'static str, Rejection> {
+//!     // ...check the password first, then (a fresh id; the cart comes along):
+//!     session.login("alice").await?;
 //!     Ok("welcome")
 //! }
 //!
@@ -30,14 +40,27 @@
 //! # fn key() -> TokenKey { TokenKey::generate(1) }
 //! // In production: TokenKey::from_env(1, "SESSION_TOKEN_KEY")?, the same
 //! // key on every node (`cargo run --example keygen` makes one).
-//! let manager = SessionManager::builder(KeyRing::new(key())).build()?;
-//! let layer = SessionLayer::new(manager);
+//! let layer = SessionLayer::new(SessionManager::builder(key()).build()?);
 //! let app: Router = Router::new()
-//!     .route("/login", post(login))
 //!     .route("/me", get(me))
+//!     .route_layer(RequireLogin::new().login_url("/login"))
+//!     .route("/cart/{item}", post(add))
+//!     .route("/login", post(login))
 //!     // /session/status, /session/refresh, /session/logout, the JS client...
 //!     .merge(rolling_session::axum::routes(layer.exchange()))
 //!     .layer(layer);
+//!
+//! # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+//! use axum::http::{Request, StatusCode, header};
+//! use tower::ServiceExt;
+//! let me = Request::get("/me").body(axum::body::Body::empty())?;
+//! assert_eq!(app.clone().oneshot(me).await?.status(), StatusCode::UNAUTHORIZED);
+//! let add = Request::post("/cart/apple").body(axum::body::Body::empty())?;
+//! let res = app.clone().oneshot(add).await?;
+//! assert_eq!(res.status(), StatusCode::OK);
+//! assert!(res.headers().contains_key(header::SET_COOKIE)); // the anonymous session
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
 //! # }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

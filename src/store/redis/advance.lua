@@ -1,4 +1,4 @@
--- verify_and_advance: SessionRecord::advance (src/sequence.rs), applied
+-- verify_and_advance: SessionRecord::advance (src/record/mod.rs), applied
 -- atomically to one lineage hash in one round trip.
 --
 -- KEYS[1]  the lineage hash
