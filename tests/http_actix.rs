@@ -29,6 +29,24 @@ async fn elevate(handle: Session) -> Result<HttpResponse, Rejection> {
     Ok(HttpResponse::Ok().json(json!({ "permissions": session.record().meta.permissions })))
 }
 
+async fn add(handle: Session, item: web::Path<String>) -> Result<HttpResponse, Rejection> {
+    let mut cart: Vec<String> = handle.get("cart")?.unwrap_or_default();
+    cart.push(item.into_inner());
+    handle.insert("cart", &cart)?;
+    Ok(HttpResponse::Ok().json(json!({ "cart": cart })))
+}
+
+async fn cart(handle: Session) -> Result<HttpResponse, Rejection> {
+    let cart: Vec<String> = handle.get("cart")?.unwrap_or_default();
+    let anonymous = handle.session().map(|s| s.is_anonymous());
+    Ok(HttpResponse::Ok().json(json!({ "cart": cart, "anonymous": anonymous })))
+}
+
+async fn big(handle: Session) -> Result<HttpResponse, Rejection> {
+    handle.insert("big", &"x".repeat(20_000))?;
+    Ok(HttpResponse::Ok().json(json!({ "ok": true })))
+}
+
 fn server() -> (String, ManualClock) {
     let clock = ManualClock::new(1_800_000_000_000);
     let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
@@ -50,6 +68,9 @@ fn server() -> (String, ManualClock) {
                     .route("/me", web::get().to(me))
                     .route("/logout", web::post().to(logout))
                     .route("/elevate", web::post().to(elevate))
+                    .route("/cart", web::get().to(cart))
+                    .route("/cart/{item}", web::post().to(add))
+                    .route("/big", web::post().to(big))
                     .wrap(SessionMiddleware::new(exchange.clone()))
             })
             .workers(2)
@@ -142,4 +163,9 @@ fn admission_server() -> String {
 #[tokio::test]
 async fn admission_limits() {
     common::admission_limits(admission_server()).await;
+}
+
+#[tokio::test]
+async fn session_data() {
+    common::session_data(server().0).await;
 }

@@ -2,6 +2,7 @@
 
 mod common;
 
+use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
@@ -30,6 +31,24 @@ async fn elevate(handle: Session) -> Result<Json<Value>, Rejection> {
     ))
 }
 
+async fn add(handle: Session, Path(item): Path<String>) -> Result<Json<Value>, Rejection> {
+    let mut cart: Vec<String> = handle.get("cart")?.unwrap_or_default();
+    cart.push(item);
+    handle.insert("cart", &cart)?;
+    Ok(Json(json!({ "cart": cart })))
+}
+
+async fn cart(handle: Session) -> Result<Json<Value>, Rejection> {
+    let cart: Vec<String> = handle.get("cart")?.unwrap_or_default();
+    let anonymous = handle.session().map(|s| s.is_anonymous());
+    Ok(Json(json!({ "cart": cart, "anonymous": anonymous })))
+}
+
+async fn big(handle: Session) -> Result<Json<Value>, Rejection> {
+    handle.insert("big", &"x".repeat(20_000))?;
+    Ok(Json(json!({ "ok": true })))
+}
+
 async fn server() -> (String, ManualClock) {
     let clock = ManualClock::new(1_800_000_000_000);
     let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
@@ -45,6 +64,9 @@ async fn server() -> (String, ManualClock) {
         .route("/me", get(me))
         .route("/logout", post(logout))
         .route("/elevate", post(elevate))
+        .route("/cart", get(cart))
+        .route("/cart/{item}", post(add))
+        .route("/big", post(big))
         .merge(rolling_session::axum::routes(layer.exchange()))
         .layer(layer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -136,4 +158,9 @@ async fn admission_limits() {
 async fn telemetry_route_without_drift() {
     let (base, _clock) = server().await;
     common::telemetry_route_disabled(base).await;
+}
+
+#[tokio::test]
+async fn session_data() {
+    common::session_data(server().await.0).await;
 }

@@ -1444,3 +1444,47 @@ pub async fn admission_limits(base: String) {
         .await;
     assert_eq!(again.status, StatusCode::OK, "{:?}", again.json);
 }
+
+/// Session data through the adapter (routes `POST /cart/{item}`,
+/// `GET /cart` answering `{"cart": [..], "anonymous": bool|null}`, and
+/// `POST /big` writing 20 000 bytes): a visitor who only reads gets no
+/// cookie, the first write an anonymous session, login keeps the data
+/// under a fresh cookie, the size limit answers 413 and changes nothing,
+/// logout deletes the data.
+pub async fn session_data(base: String) {
+    let mut c = Client::new(base);
+    let a = c.go(Method::GET, "/cart", None).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.json);
+    assert_eq!(a.set_cookie, None, "a read-only visit set a cookie");
+    assert_eq!(a.json, json!({ "cart": [], "anonymous": null }));
+
+    let a = c.go(Method::POST, "/cart/apple", None).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.json);
+    assert!(c.cookie.is_some(), "the first write set no cookie");
+    c.go(Method::POST, "/cart/pear", None).await;
+    let a = c.go(Method::GET, "/cart", None).await;
+    assert_eq!(
+        a.json,
+        json!({ "cart": ["apple", "pear"], "anonymous": true })
+    );
+
+    let anonymous = c.cookie.clone();
+    c.login("alice").await;
+    assert_ne!(c.cookie, anonymous, "login kept the anonymous session");
+    let a = c.go(Method::GET, "/cart", None).await;
+    assert_eq!(
+        a.json,
+        json!({ "cart": ["apple", "pear"], "anonymous": false })
+    );
+
+    let a = c.go(Method::POST, "/big", None).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{:?}", a.json);
+    assert_eq!(a.json["error"], "session_data_too_large");
+    let a = c.go(Method::GET, "/cart", None).await;
+    assert_eq!(a.json["cart"], json!(["apple", "pear"]));
+
+    let a = c.go(Method::POST, "/logout", None).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.json);
+    let a = c.go(Method::GET, "/cart", None).await;
+    assert_eq!(a.json, json!({ "cart": [], "anonymous": null }));
+}
