@@ -45,9 +45,11 @@ use crate::http::{
 use crate::manager::SessionInfo;
 
 fn response(answer: RouteResponse) -> HttpResponse {
-    HttpResponse::build(status(answer.status.as_u16()))
-        .content_type(answer.content_type)
-        .body(answer.body)
+    let mut res = HttpResponse::build(status(answer.status.as_u16()));
+    if let Some(seconds) = answer.retry_after {
+        res.insert_header((actix_web::http::header::RETRY_AFTER, seconds));
+    }
+    res.content_type(answer.content_type).body(answer.body)
 }
 
 fn status(code: u16) -> StatusCode {
@@ -60,12 +62,7 @@ impl ResponseError for Rejection {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut res = HttpResponse::build(self.status_code());
-        res.content_type("application/json");
-        if let Some(seconds) = self.retry_after_header() {
-            res.insert_header((actix_web::http::header::RETRY_AFTER, seconds));
-        }
-        res.body(self.to_json())
+        response(RouteResponse::rejection_json(self))
     }
 }
 
@@ -193,7 +190,7 @@ where
             }
             Inspected::Refuse(rejection) => {
                 // Refused before the session is looked at.
-                let res = rejection_response(&self.exchange, &rejection);
+                let res = response(self.exchange.rejection_response(&rejection));
                 return Box::pin(ready(Ok(req.into_response(res).map_into_right_body())));
             }
             Inspected::Session { token, request } => (token, request),
@@ -229,7 +226,7 @@ where
             // The handler's data changes, written before the response
             // leaves; a failed write answers with its refusal instead.
             if let Err(e) = handle.save().await {
-                let refusal = rejection_response(&exchange, &Rejection::from(e));
+                let refusal = response(exchange.rejection_response(&Rejection::from(e)));
                 let (req, _) = res.into_parts();
                 res = ServiceResponse::new(req, refusal).map_into_right_body();
             }
@@ -237,17 +234,6 @@ where
             Ok(res)
         })
     }
-}
-
-fn rejection_response(exchange: &SessionExchange, rejection: &Rejection) -> HttpResponse {
-    let mut res = response(exchange.rejection_response(rejection));
-    if let Some(seconds) = rejection.retry_after_header() {
-        res.headers_mut().insert(
-            actix_web::http::header::RETRY_AFTER,
-            HeaderValue::from(seconds),
-        );
-    }
-    res
 }
 
 fn write_headers(

@@ -40,16 +40,7 @@ use crate::manager::SessionInfo;
 /// extractors, handlers and the layer all answer in one format.
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        let retry_after = self.retry_after_header();
-        let mut res = route_response(RouteResponse {
-            status: self.status,
-            content_type: "application/json",
-            body: self.to_json(),
-        });
-        if let Some(seconds) = retry_after {
-            res.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, seconds.into());
-        }
+        let mut res = route_response(RouteResponse::rejection_json(&self));
         res.extensions_mut().insert(self);
         res
     }
@@ -65,10 +56,13 @@ pub(crate) fn peer_ip(extensions: &axum::http::Extensions) -> Option<std::net::I
 }
 
 fn route_response(answer: RouteResponse) -> Response {
-    Response::builder()
+    let mut res = Response::builder()
         .status(answer.status)
-        .header(axum::http::header::CONTENT_TYPE, answer.content_type)
-        .body(Body::from(answer.body))
+        .header(axum::http::header::CONTENT_TYPE, answer.content_type);
+    if let Some(seconds) = answer.retry_after {
+        res = res.header(axum::http::header::RETRY_AFTER, seconds);
+    }
+    res.body(Body::from(answer.body))
         .unwrap_or_else(|_| axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
 
 use super::handle::{Carry, Session};
 use super::head::{DefaultContext, MakeContext, RequestHead};
@@ -310,14 +310,8 @@ impl SessionExchange {
             status: rejection.status,
             content_type,
             body,
+            retry_after: rejection.retry_after_header(),
         }
-    }
-
-    /// The `Retry-After` header a rejection carries, if any.
-    pub fn retry_after(&self, rejection: &Rejection) -> Option<(HeaderName, HeaderValue)> {
-        rejection
-            .retry_after_header()
-            .map(|seconds| (RETRY_AFTER, HeaderValue::from(seconds)))
     }
 
     /// A handler's [`Rejection`] re-rendered in this exchange's format

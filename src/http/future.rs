@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -81,7 +81,7 @@ where
                 future: service.call(Request::from_parts(parts, body)),
             },
             Inspected::Refuse(rejection) => State::Refused {
-                answer: Some(rejection_response(&exchange, &rejection)),
+                answer: Some(route_response(exchange.rejection_response(&rejection))),
             },
             Inspected::Session { token, request } => {
                 let method = parts.method.clone();
@@ -155,9 +155,8 @@ where
                     let saved = ready!(saving.as_mut().poll(cx));
                     let mut res = response.take().expect("polled after completion");
                     if let Err(e) = saved {
-                        let refusal = rejection_response(this.exchange, &Rejection::from(e));
-                        let (parts, body) = refusal.into_parts();
-                        res = Response::from_parts(parts, ResBody::from(body));
+                        let refusal = this.exchange.rejection_response(&Rejection::from(e));
+                        res = route_response(refusal);
                     }
                     write_headers(this.exchange, handle, &mut res);
                     return Poll::Ready(Ok(res));
@@ -176,13 +175,9 @@ fn route_response<B: From<Bytes>>(answer: RouteResponse) -> Response<B> {
     *res.status_mut() = answer.status;
     res.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
-    res
-}
-
-fn rejection_response(exchange: &SessionExchange, rejection: &Rejection) -> Response<Bytes> {
-    let mut res = route_response(exchange.rejection_response(rejection));
-    if let Some((name, value)) = exchange.retry_after(rejection) {
-        res.headers_mut().insert(name, value);
+    if let Some(seconds) = answer.retry_after {
+        res.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
     res
 }

@@ -12,7 +12,6 @@ use crate::error::Error;
 
 use super::SessionExchange;
 use super::handle::Session;
-#[cfg(feature = "drift")]
 use super::rejection::Rejection;
 
 /// Bodies above this size are refused by the adapters before the session
@@ -60,6 +59,9 @@ pub struct RouteResponse {
     pub content_type: &'static str,
     /// The body.
     pub body: Bytes,
+    /// The `Retry-After` header, in whole seconds (a 429 or 503 that says
+    /// when to retry).
+    pub retry_after: Option<u64>,
 }
 
 impl RouteResponse {
@@ -68,6 +70,18 @@ impl RouteResponse {
             status: StatusCode::OK,
             content_type: "application/json",
             body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+            retry_after: None,
+        }
+    }
+
+    /// A rejection as JSON (what an extractor answers before the layer
+    /// renders it in its own format).
+    pub fn rejection_json(rejection: &Rejection) -> Self {
+        Self {
+            status: rejection.status,
+            content_type: "application/json",
+            body: rejection.to_json(),
+            retry_after: rejection.retry_after_header(),
         }
     }
 }
@@ -98,6 +112,7 @@ impl SessionExchange {
                     status: StatusCode::OK,
                     content_type: "text/javascript; charset=utf-8",
                     body: Bytes::from_static(CLIENT_JS.as_bytes()),
+                    retry_after: None,
                 };
             }
             SessionRoute::Status => handle.status().map(|s| RouteResponse::json(&s)),
@@ -132,6 +147,7 @@ impl SessionExchange {
                     status: StatusCode::NOT_FOUND,
                     content_type: "application/json",
                     body: Bytes::from_static(br#"{"error":"drift_disabled"}"#),
+                    retry_after: None,
                 };
             }
             SessionRoute::Confirm => handle
