@@ -121,7 +121,7 @@ async fn header_transport_rolls_the_token_in_a_response_header() {
     let mut app = ServiceBuilder::new()
         .layer(
             SessionLayer::new(manager(store))
-                .transport(TokenTransport::Header("x-session-token".into())),
+                .transport(TokenTransport::header("x-session-token").expect("a valid header name")),
         )
         .service_fn(app_handler);
     let res = app

@@ -14,8 +14,10 @@ pub enum TokenTransport {
     /// In a cookie (the default, for browsers).
     Cookie(CookieConfig),
     /// In a request header, answered in the same response header (for API
-    /// clients). The name is lowercase, e.g. `x-session-token`.
-    Header(String),
+    /// clients). A [`HeaderName`] is valid by construction:
+    /// `TokenTransport::Header(HeaderName::from_static("x-session-token"))`,
+    /// or [`TokenTransport::header`] for a name read from configuration.
+    Header(HeaderName),
 }
 
 impl Default for TokenTransport {
@@ -66,7 +68,8 @@ pub struct CookieConfig {
     path: String,
 }
 
-/// A cookie configuration browsers would drop or mangle.
+/// A cookie (or token header) configuration browsers would drop or mangle,
+/// refused when it is set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CookieError {
@@ -99,6 +102,10 @@ pub enum CookieError {
         /// The path refused.
         path: String,
     },
+    /// The token header's name is not a valid HTTP header name, or is one
+    /// the HTTP stack owns (`cookie`, `set-cookie`, `host`, ...).
+    #[error("{0:?} cannot carry the session token: not a valid header name, or one HTTP owns")]
+    InvalidHeaderName(String),
 }
 
 impl Default for CookieConfig {
@@ -289,12 +296,40 @@ pub const EXPIRES_IN_HEADER: &str = "x-session-expires-in-ms";
 pub const IDLE_EXPIRES_IN_HEADER: &str = "x-session-idle-expires-in-ms";
 
 impl TokenTransport {
+    /// The token in the header `name` (any case; header names are
+    /// case-insensitive), refused if it is not a valid header name or is
+    /// one the HTTP stack owns (`cookie`, `set-cookie`, `authorization`
+    /// is allowed).
+    ///
+    /// ```
+    /// use rolling_session::http::TokenTransport;
+    /// assert!(TokenTransport::header("X-Session-Token").is_ok());
+    /// assert!(TokenTransport::header("x session").is_err());
+    /// assert!(TokenTransport::header("set-cookie").is_err());
+    /// ```
+    pub fn header(name: &str) -> Result<Self, CookieError> {
+        let header = HeaderName::try_from(name.to_ascii_lowercase())
+            .map_err(|_| CookieError::InvalidHeaderName(name.to_owned()))?;
+        let reserved = [
+            http::header::COOKIE,
+            SET_COOKIE,
+            http::header::CONTENT_TYPE,
+            http::header::CONTENT_LENGTH,
+            http::header::HOST,
+            http::header::CACHE_CONTROL,
+        ];
+        if reserved.contains(&header) {
+            return Err(CookieError::InvalidHeaderName(name.to_owned()));
+        }
+        Ok(Self::Header(header))
+    }
+
     /// The request header the token is read from (`cookie` or the
     /// configured header).
     pub fn request_header(&self) -> &str {
         match self {
             Self::Cookie(_) => "cookie",
-            Self::Header(name) => name,
+            Self::Header(name) => name.as_str(),
         }
     }
 
@@ -330,10 +365,7 @@ impl TokenTransport {
             Self::Cookie(cfg) => cfg
                 .build(token.expose(), max_age)
                 .map(|value| (SET_COOKIE, value)),
-            Self::Header(name) => Some((
-                HeaderName::try_from(name.as_str()).ok()?,
-                HeaderValue::try_from(token.expose()).ok()?,
-            )),
+            Self::Header(name) => Some((name.clone(), HeaderValue::try_from(token.expose()).ok()?)),
         }
     }
 
@@ -504,7 +536,11 @@ mod tests {
             Some("\u{fffd}")
         );
         assert_eq!(t.read([b";;;==;".as_slice()]), None);
-        let h = TokenTransport::Header("x-session-token".into());
+        let h = TokenTransport::header("X-Session-Token").expect("a valid header name");
+        assert_eq!(h.request_header(), "x-session-token");
+        for bad in ["", "x session", "x-tok\n", "cookie", "Set-Cookie", "host"] {
+            assert!(TokenTransport::header(bad).is_err(), "{bad:?}");
+        }
         assert_eq!(h.read([b" abc ".as_slice()]).as_deref(), Some("abc"));
     }
 }
