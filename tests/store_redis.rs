@@ -453,7 +453,7 @@ async fn payload_keys_rotate_and_plaintext_needs_an_explicit_migration() {
 
     // The new key seals, the old one still opens.
     let new = RedisStore::builder()
-        .encrypt(PayloadKeys::new(k2.clone()).accept(k1))
+        .encrypt(PayloadKeys::new(k2.clone()).with_accepted(k1))
         .connect(&url)
         .await
         .unwrap();

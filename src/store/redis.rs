@@ -1855,10 +1855,20 @@ impl PayloadKeys {
         }
     }
 
-    /// Also opens payloads sealed under `key` (a retired key).
-    pub fn accept(mut self, key: PayloadKey) -> Self {
-        self.accepted.push(key);
+    /// Also opens payloads sealed under `key` (an older key being
+    /// retired): the same shape as [`KeyRing::with_accepted`](crate::KeyRing::with_accepted).
+    #[must_use]
+    pub fn with_accepted(mut self, key: PayloadKey) -> Self {
+        self.accepted.retain(|k| k.id != key.id);
+        if key.id != self.current.id {
+            self.accepted.push(key);
+        }
         self
+    }
+
+    /// The key that seals.
+    pub fn current(&self) -> &PayloadKey {
+        &self.current
     }
 
     fn find(&self, id: u8) -> Option<&PayloadKey> {
@@ -1929,7 +1939,7 @@ mod tests {
     use super::*;
 
     fn keys() -> PayloadKeys {
-        PayloadKeys::new(PayloadKey::new(2, [9; 32])).accept(PayloadKey::new(1, [8; 32]))
+        PayloadKeys::new(PayloadKey::new(2, [9; 32])).with_accepted(PayloadKey::new(1, [8; 32]))
     }
 
     #[test]
