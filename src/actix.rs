@@ -66,6 +66,18 @@ impl ResponseError for Rejection {
     }
 }
 
+/// A session error answers as its [`Rejection`]: handlers may return
+/// `Result<_, rolling_session::Error>`.
+impl ResponseError for crate::Error {
+    fn status_code(&self) -> StatusCode {
+        Rejection::from(self).status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        Rejection::from(self).error_response()
+    }
+}
+
 fn handle_of(req: &HttpRequest) -> Result<Session, Rejection> {
     req.extensions().get::<Session>().cloned().ok_or_else(|| {
         Rejection::new(
@@ -93,7 +105,7 @@ impl FromRequest for SessionInfo {
     type Future = Ready<Result<Self, Rejection>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(handle_of(req).and_then(|h| h.user()))
+        ready(handle_of(req).and_then(|h| Ok(h.user()?)))
     }
 }
 
@@ -211,8 +223,12 @@ where
             let rejected = res
                 .response()
                 .error()
-                .and_then(|e| e.as_error::<Rejection>())
-                .map(|r| exchange.render(r));
+                .and_then(|e| {
+                    e.as_error::<Rejection>().cloned().or_else(|| {
+                        e.as_error::<crate::Error>().map(Rejection::from)
+                    })
+                })
+                .map(|r| exchange.render(&r));
             let mut res = match rejected {
                 Some((content_type, body)) => res.map_body(|head, _| {
                     head.headers_mut().insert(

@@ -46,6 +46,22 @@ impl IntoResponse for Rejection {
     }
 }
 
+/// A session error answers as its [`Rejection`] (rendered again in the
+/// layer's format): handlers may return `Result<_, rolling_session::Error>`.
+impl IntoResponse for crate::Error {
+    fn into_response(self) -> Response {
+        Rejection::from(self).into_response()
+    }
+}
+
+/// A data error answers as its [`Rejection`] (413, 500, or the session's
+/// own refusal).
+impl IntoResponse for crate::http::DataError {
+    fn into_response(self) -> Response {
+        Rejection::from(self).into_response()
+    }
+}
+
 /// The peer address axum records with
 /// `into_make_service_with_connect_info::<SocketAddr>()`, for the tower
 /// layer's [`RequestHead`](crate::http::RequestHead).
@@ -90,7 +106,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionInfo {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
-        handle_of(parts)?.user()
+        Ok(handle_of(parts)?.user()?)
     }
 }
 

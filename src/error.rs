@@ -221,6 +221,14 @@ pub enum ErrorKind {
         /// The limit.
         max: usize,
     },
+    /// The request carried no session token where a session is needed.
+    MissingToken,
+    /// The request's session is anonymous (a visitor's, holding data)
+    /// where a logged-in user is needed.
+    LoginRequired,
+    /// The request's token was not validated: only the refresh route,
+    /// whose renewal is its validation, may use it.
+    NotValidated,
     /// The store could not be reached: fail closed.
     StoreUnavailable,
     /// The store failed in another way.
@@ -252,9 +260,45 @@ impl ErrorKind {
             Self::TooManyLogins { .. } => "too_many_logins",
             Self::AtCapacity { .. } => "session_capacity",
             Self::DataTooLarge { .. } => "session_data_too_large",
+            Self::MissingToken => "missing_token",
+            Self::LoginRequired => "login_required",
+            Self::NotValidated => "session_not_validated",
             Self::StoreUnavailable => "store_unavailable",
             Self::Store => "store_error",
         }
+    }
+}
+
+impl ErrorKind {
+    /// Whether the session is over for this client (HTTP 401): it must
+    /// log in again. Refusals that leave the session usable (too early,
+    /// limits, store failures, bad telemetry) are not.
+    pub fn ends_session(&self) -> bool {
+        !matches!(
+            self,
+            Self::RenewalTooEarly { .. }
+                | Self::RenewalLimit { .. }
+                | Self::RenewalPastAbsolute
+                | Self::NotLive
+                | Self::NothingToConfirm
+                | Self::SessionLimit { .. }
+                | Self::TooManyLogins { .. }
+                | Self::AtCapacity { .. }
+                | Self::DataTooLarge { .. }
+                | Self::NotValidated
+                | Self::StoreUnavailable
+                | Self::Store
+        ) && !self.is_telemetry()
+    }
+
+    #[cfg(feature = "drift")]
+    fn is_telemetry(&self) -> bool {
+        matches!(self, Self::InvalidTelemetry(_))
+    }
+
+    #[cfg(not(feature = "drift"))]
+    fn is_telemetry(&self) -> bool {
+        false
     }
 }
 
@@ -321,6 +365,13 @@ impl fmt::Display for ErrorKind {
                 f,
                 "the session's data would be {size} bytes, over the limit of {max}"
             ),
+            Self::MissingToken => f.write_str("this route needs a session; log in first"),
+            Self::LoginRequired => {
+                f.write_str("this route needs a logged-in user; log in first")
+            }
+            Self::NotValidated => f.write_str(
+                "only the refresh route may handle a request whose session was not validated",
+            ),
             Self::StoreUnavailable => {
                 f.write_str("the session store is unavailable; try again shortly")
             }
@@ -329,12 +380,14 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// An error from the [`SessionManager`](crate::SessionManager): a
-/// [`kind`](Error::kind) to act on and, for store failures, the source.
-#[derive(Debug)]
+/// An error from the [`SessionManager`](crate::SessionManager) or the
+/// request's [`Session`](crate::Session): a [`kind`](Error::kind) to act on
+/// and, for store failures, the source. Cheap to clone (the source is
+/// shared).
+#[derive(Debug, Clone)]
 pub struct Error {
     kind: ErrorKind,
-    source: Option<StoreError>,
+    source: Option<std::sync::Arc<StoreError>>,
 }
 
 impl Error {
@@ -345,7 +398,7 @@ impl Error {
     pub(crate) fn with_source(kind: ErrorKind, source: StoreError) -> Self {
         Self {
             kind,
-            source: Some(source),
+            source: Some(std::sync::Arc::new(source)),
         }
     }
 
@@ -369,7 +422,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match (&self.source, &self.kind) {
-            (Some(e), _) => Some(e),
+            (Some(e), _) => Some(&**e),
             (None, ErrorKind::MalformedToken(e)) => Some(e),
             #[cfg(feature = "drift")]
             (None, ErrorKind::InvalidTelemetry(e)) => Some(e),
@@ -408,7 +461,7 @@ impl From<StoreError> for Error {
         };
         Self {
             kind,
-            source: Some(e),
+            source: Some(std::sync::Arc::new(e)),
         }
     }
 }

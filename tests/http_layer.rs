@@ -88,7 +88,7 @@ async fn app_handler(req: Request<Body>) -> Result<Response<Body>, std::convert:
     let text = match (req.uri().path(), handle.session()) {
         ("/login", _) => match handle.login("alice").await {
             Ok(_) => "logged in".to_owned(),
-            Err(r) => r.reason.to_owned(),
+            Err(r) => r.reason().to_owned(),
         },
         (_, Some(s)) => format!("hello {}", s.user_id()),
         (_, None) => "anonymous".into(),

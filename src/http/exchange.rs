@@ -259,7 +259,7 @@ impl SessionExchange {
         handle
             .require()
             .map(drop)
-            .map_err(|r| self.rejection_response(&r))
+            .map_err(|e| self.rejection_response(&Rejection::from(e)))
     }
 
     // 4. Finish.

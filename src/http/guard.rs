@@ -89,12 +89,12 @@ impl RequireLogin {
         };
         let session = match handle.user() {
             Ok(session) => session,
-            Err(rejection) => {
+            Err(refused) => {
                 return Some(match (&self.login_url, wants_html(request)) {
-                    (Some(url), true) if rejection.ends_session() => {
+                    (Some(url), true) if refused.kind().ends_session() => {
                         Refusal::Redirect(login_redirect(url, request.uri()))
                     }
-                    _ => Refusal::Reject(rejection),
+                    _ => Refusal::Reject(Rejection::from(refused)),
                 });
             }
         };

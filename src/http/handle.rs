@@ -7,14 +7,13 @@ use crate::clock::as_ms;
 use crate::data::{DataChanges, SessionData};
 #[cfg(feature = "drift")]
 use crate::drift::{DriftAdvice, TelemetrySample};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::manager::{
     LoginOptions, RequestInfo, SessionAnalytics, SessionInfo, SessionManager, SessionStatus,
 };
 use crate::record::SessionContext;
 use crate::token::Token;
 
-use super::rejection::Rejection;
 
 mod data;
 pub use data::{DataError, SessionValue};
@@ -33,7 +32,7 @@ enum Presence {
     /// No token.
     Missing,
     /// A token that was refused, and why.
-    Rejected(Rejection),
+    Rejected(Error),
     /// A token not validated yet: the refresh route, whose renewal is the
     /// request's validation and its one rotation (see
     /// [`SessionExchange::begin`](super::SessionExchange::begin)).
@@ -172,22 +171,22 @@ impl Session {
 
     /// The session, or the reason there is none (`missing_token`,
     /// `token_reused`, ...), ready to answer with.
-    pub fn require(&self) -> Result<SessionInfo, Rejection> {
+    pub fn require(&self) -> Result<SessionInfo, Error> {
         match &self.lock().presence {
             Presence::Active { session, .. } => Ok((**session).clone()),
-            Presence::Missing => Err(Rejection::missing_token()),
-            Presence::Rejected(r) => Err(r.clone()),
-            Presence::Deferred { .. } => Err(Rejection::not_validated()),
+            Presence::Missing => Err(ErrorKind::MissingToken.into()),
+            Presence::Rejected(e) => Err(e.clone()),
+            Presence::Deferred { .. } => Err(ErrorKind::NotValidated.into()),
         }
     }
 
     /// The session of a logged-in user, or the reason there is none: the
     /// [`require`](Self::require) refusals, and 401 `login_required` for an
     /// anonymous session. The [`SessionInfo`] extractors use it.
-    pub fn user(&self) -> Result<SessionInfo, Rejection> {
+    pub fn user(&self) -> Result<SessionInfo, Error> {
         let session = self.require()?;
         if session.is_anonymous() {
-            return Err(Rejection::login_required());
+            return Err(ErrorKind::LoginRequired.into());
         }
         Ok(session)
     }
@@ -199,23 +198,23 @@ impl Session {
     /// The live token, and whether this request issued it (so the client
     /// does not hold it yet: renewal and elevation must replace it rather
     /// than use it).
-    fn live_token_undelivered(&self) -> Result<(Token, bool), Rejection> {
+    fn live_token_undelivered(&self) -> Result<(Token, bool), Error> {
         match &self.lock().presence {
             Presence::Active { token, held, .. } => {
                 Ok((token.clone(), token.expose() != held.expose()))
             }
             Presence::Deferred { presented, .. } => Ok((presented.clone(), false)),
-            Presence::Missing => Err(Rejection::missing_token()),
-            Presence::Rejected(r) => Err(r.clone()),
+            Presence::Missing => Err(ErrorKind::MissingToken.into()),
+            Presence::Rejected(e) => Err(e.clone()),
         }
     }
 
-    fn live_token(&self) -> Result<Token, Rejection> {
+    fn live_token(&self) -> Result<Token, Error> {
         match &self.lock().presence {
             Presence::Active { token, .. } => Ok(token.clone()),
             Presence::Deferred { presented, .. } => Ok(presented.clone()),
-            Presence::Missing => Err(Rejection::missing_token()),
-            Presence::Rejected(r) => Err(r.clone()),
+            Presence::Missing => Err(ErrorKind::MissingToken.into()),
+            Presence::Rejected(e) => Err(e.clone()),
         }
     }
 
@@ -236,19 +235,16 @@ impl Session {
         };
     }
 
-    /// Records a refusal that ended the session. The cookie is left alone:
-    /// see [`Rejection::ends_session`].
-    fn reject(&self, e: &Error) -> Rejection {
-        self.rejected(Rejection::from(e))
-    }
-
-    /// [`reject`](Self::reject) for an error already converted (each error
-    /// is converted once: the conversion counts store failures).
-    fn rejected(&self, r: Rejection) -> Rejection {
-        if r.ends_session() {
-            self.lock().presence = Presence::Rejected(r.clone());
+    /// A failed operation: a store failure is counted and logged (once,
+    /// here, where it happened: `rolling_session_store_errors_total`), and
+    /// a refusal that ended the session is recorded. The cookie is left
+    /// alone: see [`Rejection::ends_session`].
+    fn failed(&self, e: Error) -> Error {
+        super::report::store_failure(&e);
+        if e.kind().ends_session() {
+            self.lock().presence = Presence::Rejected(e.clone());
         }
-        r
+        e
     }
 
     /// Creates a session for `user_id` (after you authenticated them) and
@@ -257,7 +253,7 @@ impl Session {
     ///
     /// The cookie ends when the browser closes; use
     /// [`login_with`](Self::login_with) for "remember me".
-    pub async fn login(&self, user_id: impl Into<String>) -> Result<SessionInfo, Rejection> {
+    pub async fn login(&self, user_id: impl Into<String>) -> Result<SessionInfo, Error> {
         self.login_with(user_id, LoginOptions::default()).await
     }
 
@@ -269,7 +265,7 @@ impl Session {
     /// use rolling_session::LoginOptions;
     /// use rolling_session::http::{Rejection, Session};
     ///
-    /// async fn login(handle: Session, remember: bool) -> Result<(), Rejection> {
+    /// async fn login(handle: Session, remember: bool) -> Result<(), Error> {
     ///     // ...check the password first.
     ///     let options = LoginOptions::default().remember_me(remember);
     ///     handle.login_with("alice", options).await?;
@@ -280,7 +276,7 @@ impl Session {
         &self,
         user_id: impl Into<String>,
         options: LoginOptions,
-    ) -> Result<SessionInfo, Rejection> {
+    ) -> Result<SessionInfo, Error> {
         if self.live_token().is_ok() {
             self.end_current().await?;
         }
@@ -288,7 +284,7 @@ impl Session {
             .manager
             .create_session_with(user_id, self.context.clone(), options)
             .await
-            .map_err(|e| Rejection::from(&e))?;
+            .map_err(|e| self.failed(e))?;
         self.activate(created.session.clone(), created.token, None);
         // The data the visitor had (an anonymous session's cart, a `next`
         // URL...) moves to the new session, written with this request's
@@ -305,7 +301,7 @@ impl Session {
     }
 
     /// Ends the session and removes the client's token.
-    pub async fn logout(&self) -> Result<(), Rejection> {
+    pub async fn logout(&self) -> Result<(), Error> {
         self.end_current().await?;
         let mut state = self.lock();
         state.write = Write::Clear;
@@ -317,7 +313,7 @@ impl Session {
 
     /// Ends the request's session: by id when it was validated (one store
     /// call), else (the refresh route) with its token, checked first.
-    async fn end_current(&self) -> Result<(), Rejection> {
+    async fn end_current(&self) -> Result<(), Error> {
         let validated = match &self.lock().presence {
             Presence::Active { session, .. } => Some(session.id()),
             _ => None,
@@ -333,7 +329,7 @@ impl Session {
                 self.manager.terminate_session(token.expose()).await
             }
         };
-        ended.map_err(|e| Rejection::from(&e))
+        ended.map_err(|e| self.failed(e))
     }
 
     /// Renews the session (see [`SessionManager::renew_session`]): the
@@ -344,7 +340,7 @@ impl Session {
     /// the token the client presented. If the renewal is refused before
     /// the token was checked (too early, limits), the request is validated
     /// then, like any other.
-    pub async fn renew(&self) -> Result<SessionInfo, Rejection> {
+    pub async fn renew(&self) -> Result<SessionInfo, Error> {
         let (token, undelivered) = self.live_token_undelivered()?;
         let renewal = if undelivered {
             self.manager.renew_session_undelivered(token.expose()).await
@@ -353,24 +349,24 @@ impl Session {
         };
         let renewed = match renewal {
             Ok(renewed) => renewed,
-            Err(e) => {
-                let refused = Rejection::from(&e);
+            Err(refused) => {
                 let deferred = match &self.lock().presence {
                     Presence::Deferred { request, .. } => Some((**request).clone()),
                     _ => None,
                 };
-                if let Some(request) = deferred.filter(|_| !refused.ends_session()) {
+                if let Some(request) = deferred.filter(|_| !refused.kind().ends_session()) {
+                    super::report::store_failure(&refused);
                     let (presence, write, data) = validate(&self.manager, token, &request).await;
                     let mut state = self.lock();
                     state.presence = presence;
                     state.write = write;
                     state.data = data;
-                    if let Presence::Rejected(r) = &state.presence {
-                        return Err(r.clone());
+                    if let Presence::Rejected(e) = &state.presence {
+                        return Err(e.clone());
                     }
                     return Err(refused);
                 }
-                return Err(self.rejected(refused));
+                return Err(self.failed(refused));
             }
         };
         let issued = Issued::at(&renewed.session);
@@ -413,12 +409,10 @@ impl Session {
     ///
     /// The request was validated already: this answers from that
     /// validation, with no store call.
-    pub async fn confirm_renewal(&self) -> Result<SessionInfo, Rejection> {
+    pub async fn confirm_renewal(&self) -> Result<SessionInfo, Error> {
         let session = self.require()?;
         if session.record().previous_ids.is_empty() {
-            return Err(Rejection::from(&Error::from(
-                crate::ErrorKind::NothingToConfirm,
-            )));
+            return Err(ErrorKind::NothingToConfirm.into());
         }
         Ok(session)
     }
@@ -428,7 +422,7 @@ impl Session {
     pub async fn set_permissions(
         &self,
         permissions: Vec<String>,
-    ) -> Result<SessionInfo, Rejection> {
+    ) -> Result<SessionInfo, Error> {
         let (token, undelivered) = self.live_token_undelivered()?;
         let elevation = if undelivered {
             self.manager
@@ -439,7 +433,7 @@ impl Session {
                 .set_session_permissions(token.expose(), permissions)
                 .await
         };
-        let elevated = elevation.map_err(|e| self.reject(&e))?;
+        let elevated = elevation.map_err(|e| self.failed(e))?;
         let issued = Issued::at(&elevated.session);
         self.activate(elevated.session.clone(), elevated.token, Some(issued));
         Ok(elevated.session)
@@ -449,13 +443,13 @@ impl Session {
     /// The session is addressed by id (it was validated already): one
     /// store call to read it afresh and one to write, the token sequence
     /// untouched.
-    pub async fn update_context(&self, update: SessionContext) -> Result<SessionInfo, Rejection> {
+    pub async fn update_context(&self, update: SessionContext) -> Result<SessionInfo, Error> {
         let id = self.require()?.id();
         let session = self
             .manager
             .update_context_of(&id, update)
             .await
-            .map_err(|e| self.reject(&e))?;
+            .map_err(|e| self.failed(e))?;
         if let Presence::Active { session: held, .. } = &mut self.lock().presence {
             held.record_mut().meta = session.record().meta.clone();
         }
@@ -464,7 +458,7 @@ impl Session {
 
     /// Usage statistics of the session, as of this request's validation
     /// (no store call: reading them never counts as a request).
-    pub async fn analytics(&self) -> Result<SessionAnalytics, Rejection> {
+    pub async fn analytics(&self) -> Result<SessionAnalytics, Error> {
         self.require().map(|s| self.manager.analytics(&s))
     }
 
@@ -477,16 +471,16 @@ impl Session {
         &self,
         sample: &TelemetrySample,
         operation: Option<&str>,
-    ) -> Result<DriftAdvice, Rejection> {
+    ) -> Result<DriftAdvice, Error> {
         let session = self.require()?;
         self.manager
             .ingest_telemetry(&session, sample, operation)
             .await
-            .map_err(|e| self.reject(&e))
+            .map_err(|e| self.failed(e))
     }
 
     /// Relative times and renewal advice, as `GET /session/status` serves.
-    pub fn status(&self) -> Result<SessionStatus, Rejection> {
+    pub fn status(&self) -> Result<SessionStatus, Error> {
         self.require().map(|s| self.manager.status(&s))
     }
 
@@ -619,10 +613,9 @@ async fn validate(
         }
         // Never clear the cookie on a refusal: the jar may already hold a
         // newer token than the one refused.
-        Err(e) => (
-            Presence::Rejected(Rejection::from(&e)),
-            Write::Nothing,
-            SessionData::default(),
-        ),
+        Err(e) => {
+            super::report::store_failure(&e);
+            (Presence::Rejected(e), Write::Nothing, SessionData::default())
+        }
     }
 }

@@ -32,21 +32,13 @@ pub struct Rejection {
 impl Rejection {
     /// No token was presented where a session is required.
     pub fn missing_token() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "missing_token",
-            "this route needs a session; log in first".into(),
-        )
+        Self::from(&Error::from(ErrorKind::MissingToken))
     }
 
     /// The request's session is anonymous (a visitor's, holding data) or
     /// missing where a logged-in user is required.
     pub fn login_required() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "login_required",
-            "this route needs a logged-in user; log in first".into(),
-        )
+        Self::from(&Error::from(ErrorKind::LoginRequired))
     }
 
     /// The user is logged in but lacks `permission`.
@@ -62,11 +54,7 @@ impl Rejection {
     /// deferred to the refresh route's renewal (see
     /// [`SessionExchange::begin`](super::SessionExchange::begin)).
     pub fn not_validated() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "session_not_validated",
-            "only the refresh route may handle a request whose session was not validated".into(),
-        )
+        Self::from(&Error::from(ErrorKind::NotValidated))
     }
 
     /// A refusal with no hint.
@@ -106,6 +94,12 @@ impl Rejection {
     }
 }
 
+impl From<Error> for Rejection {
+    fn from(e: Error) -> Self {
+        Self::from(&e)
+    }
+}
+
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.reason, self.message)
@@ -114,13 +108,11 @@ impl std::fmt::Display for Rejection {
 
 impl std::error::Error for Rejection {}
 
-/// Every refusal at the HTTP edge goes through here: a store failure is
-/// counted (`rolling_session_store_errors_total{kind}`) and logged with its
-/// source chain (at most once a second per kind) before it becomes a 503
-/// or 500.
+/// A typed error as an HTTP refusal. (Store failures are counted and
+/// logged where they happen, by the request's [`Session`](super::Session),
+/// not here: converting twice never counts twice.)
 impl From<&Error> for Rejection {
     fn from(e: &Error) -> Self {
-        super::report::store_failure(e);
         let kind = e.kind();
         let status = match kind {
             ErrorKind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -130,7 +122,7 @@ impl From<&Error> for Rejection {
             ErrorKind::InvalidTelemetry(_) => StatusCode::BAD_REQUEST,
             ErrorKind::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::Store => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Store | ErrorKind::NotValidated => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::DataTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::RenewalTooEarly { .. }
             | ErrorKind::NotLive

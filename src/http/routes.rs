@@ -115,30 +115,33 @@ impl SessionExchange {
                     retry_after: None,
                 };
             }
-            SessionRoute::Status => handle.status().map(|s| RouteResponse::json(&s)),
+            SessionRoute::Status => handle
+                .status()
+                .map(|s| RouteResponse::json(&s))
+                .map_err(Rejection::from),
             SessionRoute::Refresh => match handle.renew().await {
                 Ok(session) => Ok(RouteResponse::json(&Renewed {
                     status: handle.manager().status(&session),
                     pending_confirmation: true,
                 })),
-                Err(r) => Err(r),
+                Err(e) => Err(Rejection::from(e)),
             },
             SessionRoute::Telemetry if !super::origin::is_json(content_type) => Err(handle
                 .require()
                 .err()
-                .unwrap_or_else(super::origin::not_json)),
+                .map_or_else(super::origin::not_json, Rejection::from)),
             #[cfg(feature = "drift")]
             SessionRoute::Telemetry => match TelemetryReport::from_json(body) {
                 // `report_telemetry` answers 401 without a session.
                 Ok(report) => handle
                     .report_telemetry(&report.sample, report.operation.as_deref())
                     .await
-                    .map(|advice| RouteResponse::json(&advice)),
+                    .map(|advice| RouteResponse::json(&advice))
+                    .map_err(Rejection::from),
                 // A missing or refused session outranks a malformed body.
-                Err(e) => Err(handle
-                    .require()
-                    .err()
-                    .unwrap_or_else(|| Rejection::from(&Error::from(e)))),
+                Err(e) => Err(Rejection::from(
+                    handle.require().err().unwrap_or_else(|| Error::from(e)),
+                )),
             },
             #[cfg(not(feature = "drift"))]
             SessionRoute::Telemetry => {
@@ -153,7 +156,8 @@ impl SessionExchange {
             SessionRoute::Confirm => handle
                 .confirm_renewal()
                 .await
-                .map(|_| RouteResponse::json(&serde_json::json!({ "confirmed": true }))),
+                .map(|_| RouteResponse::json(&serde_json::json!({ "confirmed": true })))
+                .map_err(Rejection::from),
         };
         result.unwrap_or_else(|r| self.rejection_response(&r))
     }

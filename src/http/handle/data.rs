@@ -253,7 +253,8 @@ impl Session {
         let later = std::mem::take(&mut state.changes);
         changes.then(&later);
         state.changes = changes;
-        DataError::from(e)
+        drop(state);
+        DataError::from(self.failed(e))
     }
 }
 
