@@ -2,12 +2,12 @@
 //! format for the layer's refusals, the extractors' and the handlers'; paths
 //! excluded from the session; the same answers from axum and actix-web.
 
-mod common;
+mod loopback;
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use common::Client;
+use loopback::Client;
 use reqwest::{Method, StatusCode};
 use rolling_session::http::{
     CookieConfig, Rejection, RejectionFormat, Session, SessionExchange, SessionLayer,
@@ -32,7 +32,7 @@ fn exchange() -> SessionExchange {
         .unwrap();
     SessionExchange::new(manager)
         .transport(TokenTransport::Cookie(
-            CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
+            CookieConfig::development(loopback::COOKIE).expect("a valid cookie name"),
         ))
         .rejection_format(PlainText)
         .skip_paths(["/static/"])
@@ -126,7 +126,7 @@ fn actix_server() -> String {
     base
 }
 
-fn content_type(a: &common::Answer) -> &str {
+fn content_type(a: &loopback::Answer) -> &str {
     a.headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())

@@ -1,7 +1,8 @@
 //! The HTTP scenarios against an actix-web server on loopback.
 #![cfg(feature = "actix")]
 
-mod common;
+mod adapter_scenarios;
+mod loopback;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use rolling_session::actix::{SessionMiddleware, scope};
@@ -51,11 +52,11 @@ fn server() -> (String, ManualClock) {
     let clock = ManualClock::new(1_800_000_000_000);
     let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
         .clock(clock.clone())
-        .config(common::csrf_config())
+        .config(adapter_scenarios::csrf_config())
         .build()
         .unwrap();
     let exchange = SessionExchange::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
+        CookieConfig::development(loopback::COOKIE).expect("a valid cookie name"),
     ));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -86,57 +87,58 @@ fn server() -> (String, ManualClock) {
 
 #[tokio::test]
 async fn six_requests_six_distinct_tokens() {
-    common::six_requests_six_distinct_tokens(server().0).await;
+    adapter_scenarios::six_requests_six_distinct_tokens(server().0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_requests_applied_in_random_order() {
-    common::parallel_requests_applied_in_random_order(server().0).await;
+    adapter_scenarios::parallel_requests_applied_in_random_order(server().0).await;
 }
 
 #[tokio::test]
 async fn replay_after_grace_revokes() {
     let (base, clock) = server();
-    common::replay_after_grace_revokes(base, &clock).await;
+    adapter_scenarios::replay_after_grace_revokes(base, &clock).await;
 }
 
 #[tokio::test]
 async fn malformed_cookies_get_4xx_json() {
-    common::malformed_cookies_get_4xx_json(server().0).await;
+    adapter_scenarios::malformed_cookies_get_4xx_json(server().0).await;
 }
 
 #[tokio::test]
 async fn status_refresh_confirm_logout() {
     let (base, clock) = server();
-    common::status_refresh_confirm_logout(base, &clock).await;
+    adapter_scenarios::status_refresh_confirm_logout(base, &clock).await;
 }
 
 #[tokio::test]
 async fn refresh_racing_a_response_in_flight_is_refused_then_retried() {
     let (base, clock) = server();
-    common::refresh_racing_a_response_in_flight_is_refused_then_retried(base, &clock).await;
+    adapter_scenarios::refresh_racing_a_response_in_flight_is_refused_then_retried(base, &clock)
+        .await;
 }
 
 #[tokio::test]
 async fn telemetry_route() {
     let (base, clock) = server();
-    common::telemetry_route(base, &clock).await;
+    adapter_scenarios::telemetry_route(base, &clock).await;
 }
 
 #[tokio::test]
 async fn csrf_rules() {
     let (base, clock) = server();
-    common::csrf_rules(base, &clock).await;
+    adapter_scenarios::csrf_rules(base, &clock).await;
 }
 
-/// A server on `common::admission_config`.
+/// A server on `adapter_scenarios::admission_config`.
 fn admission_server() -> String {
     let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
-        .config(common::admission_config())
+        .config(adapter_scenarios::admission_config())
         .build()
         .unwrap();
     let exchange = SessionExchange::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
+        CookieConfig::development(loopback::COOKIE).expect("a valid cookie name"),
     ));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -162,10 +164,10 @@ fn admission_server() -> String {
 
 #[tokio::test]
 async fn admission_limits() {
-    common::admission_limits(admission_server()).await;
+    adapter_scenarios::admission_limits(admission_server()).await;
 }
 
 #[tokio::test]
 async fn session_data() {
-    common::session_data(server().0).await;
+    adapter_scenarios::session_data(server().0).await;
 }

@@ -1,14 +1,15 @@
 //! Issue 11's observations as regression tests against an actix-web server
-//! on loopback: each scenario in `common::issue11` failed under the old
+//! on loopback: each scenario in `adapter_scenarios::issue11` failed under the old
 //! sequence rule.
 #![cfg(feature = "actix")]
 
-mod common;
+mod adapter_scenarios;
+mod loopback;
 
 use std::sync::Arc;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use common::issue11::{self, Gate, Server};
+use adapter_scenarios::issue11::{self, Gate, Server};
 use rolling_session::actix::{SessionMiddleware, scope};
 use rolling_session::http::{CookieConfig, Rejection, Session, SessionExchange, TokenTransport};
 use rolling_session::{SessionInfo, clock::ManualClock, events::MemorySink};
@@ -55,7 +56,7 @@ fn server() -> Server {
     let gate = web::Data::new(Gate::default());
     let exchange =
         SessionExchange::new(issue11::manager(&clock, &events)).transport(TokenTransport::Cookie(
-            CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
+            CookieConfig::development(loopback::COOKIE).expect("a valid cookie name"),
         ));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -139,7 +140,7 @@ async fn issue11_4_a_stale_copy_is_never_upgraded_and_is_caught_after_the_grace(
     issue11::a_stale_copy_is_never_upgraded_and_is_caught_after_the_grace(&server()).await;
 }
 
-/// Known gap (see `common::issue11::elevation_with_a_lost_answer_is_not_theft`):
+/// Known gap (see `adapter_scenarios::issue11::elevation_with_a_lost_answer_is_not_theft`):
 /// needs the manager to elevate on behalf of the token the request presented.
 #[tokio::test]
 async fn elevation_with_a_lost_answer_is_not_theft() {

@@ -4,13 +4,13 @@
 //! cookie ends with the browser; "remember me" gives a persistent cookie
 //! and the longer remembered lifetimes.
 
-mod common;
+mod loopback;
 
 use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::Client;
+use loopback::Client;
 use reqwest::{Method, StatusCode};
 use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
 use rolling_session::{
@@ -42,7 +42,7 @@ async fn server(config: Config) -> (String, ManualClock) {
         .build()
         .unwrap();
     let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
+        CookieConfig::development(loopback::COOKIE).expect("a valid cookie name"),
     ));
     let app = Router::new()
         .route("/login", post(login))
@@ -54,12 +54,12 @@ async fn server(config: Config) -> (String, ManualClock) {
     (base, clock)
 }
 
-fn set_cookie_header(a: &common::Answer) -> String {
+fn set_cookie_header(a: &loopback::Answer) -> String {
     a.headers
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{}=", common::COOKIE)))
+        .find(|v| v.starts_with(&format!("{}=", loopback::COOKIE)))
         .expect("a session cookie")
         .to_owned()
 }

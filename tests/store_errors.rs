@@ -6,7 +6,7 @@
 //! a second, saying how many it left out.
 #![cfg(all(feature = "redis", feature = "axum"))]
 
-mod support;
+mod redis_servers;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use redis_servers::RedisServer;
 use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
 use rolling_session::store::RedisStore;
 use rolling_session::{KeyRing, SessionInfo, SessionManager, TokenKey};
 use serde_json::{Value, json};
-use support::RedisServer;
 
 /// The counters of this test binary, from `metrics-util`'s debugging
 /// recorder.

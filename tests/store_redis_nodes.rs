@@ -11,16 +11,16 @@
 #[path = "../examples/redis_nodes.rs"]
 #[allow(dead_code)]
 mod redis_nodes;
-mod support;
+mod redis_servers;
 
 use std::time::{Duration, Instant};
 
 use redis_nodes::{COOKIE, node_app, node_manager};
+use redis_servers::RedisServer;
 use reqwest::StatusCode;
 use rolling_session::store::RedisStore;
 use rolling_session::{Config, clock::Clock, clock::ManualClock, clock::SystemClock};
 use serde_json::{Value, json};
-use support::RedisServer;
 
 const KEY: [u8; 32] = [0x5a; 32];
 
@@ -233,7 +233,7 @@ async fn one_validated_request_is_one_redis_round_trip() {
     // INFO commandstats: exactly one EVALSHA per request, and the only
     // other commands are the four the script itself runs (TIME: its
     // deadline, see `RedisStoreBuilder::deadline_margin`).
-    let delta = support::stats_delta(&before, &after);
+    let delta = redis_servers::stats_delta(&before, &after);
     let expected: std::collections::BTreeMap<String, u64> =
         ["evalsha", "hmget", "hset", "pexpire", "time"]
             .into_iter()
@@ -272,7 +272,7 @@ async fn session_data_costs_no_round_trip_to_read_and_one_to_write() {
         assert_eq!(r.json["visits"], 3, "{:?}", r.json);
     }
     let sent = monitor.client_commands();
-    let delta = support::stats_delta(&before, &redis.command_stats());
+    let delta = redis_servers::stats_delta(&before, &redis.command_stats());
     assert_eq!(delta.get("evalsha"), Some(&n), "read: {delta:?}");
     assert_eq!(sent.len() as u64, n, "read: round trips {sent:?}");
     assert!(sent.iter().all(|(cmd, _)| cmd == "evalsha"), "{sent:?}");
@@ -285,7 +285,7 @@ async fn session_data_costs_no_round_trip_to_read_and_one_to_write() {
         assert_eq!(r.json["visits"], 3 + i, "{:?}", r.json);
     }
     let sent = monitor.client_commands();
-    let delta = support::stats_delta(&before, &redis.command_stats());
+    let delta = redis_servers::stats_delta(&before, &redis.command_stats());
     assert_eq!(delta.get("evalsha"), Some(&(2 * n)), "write: {delta:?}");
     assert_eq!(sent.len() as u64, 2 * n, "write: round trips {sent:?}");
     assert!(sent.iter().all(|(cmd, _)| cmd == "evalsha"), "{sent:?}");
