@@ -4,10 +4,10 @@
 mod adapter_scenarios;
 mod loopback;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpResponse, web};
 use rolling_session::actix::{SessionMiddleware, scope};
-use rolling_session::http::{CookieConfig, Rejection, Session, SessionExchange, TokenTransport};
-use rolling_session::{KeyRing, SessionInfo, SessionManager, TokenKey, clock::ManualClock};
+use rolling_session::http::{Rejection, Session};
+use rolling_session::{SessionInfo, clock::ManualClock};
 use serde_json::{Value, json};
 
 async fn login(handle: Session, body: web::Json<Value>) -> Result<HttpResponse, Rejection> {
@@ -50,37 +50,21 @@ async fn big(handle: Session) -> Result<HttpResponse, Rejection> {
 
 fn server() -> (String, ManualClock) {
     let clock = ManualClock::new(1_800_000_000_000);
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
-        .clock(clock.clone())
-        .config(adapter_scenarios::csrf_config())
-        .build()
-        .unwrap();
-    let exchange = SessionExchange::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(loopback::COOKIE).expect("a valid cookie name"),
+    let exchange = loopback::dev_exchange(loopback::manager_on(
+        &clock,
+        adapter_scenarios::csrf_config(),
     ));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            HttpServer::new(move || {
-                App::new()
-                    .service(scope(&exchange))
-                    .route("/login", web::post().to(login))
-                    .route("/me", web::get().to(me))
-                    .route("/logout", web::post().to(logout))
-                    .route("/elevate", web::post().to(elevate))
-                    .route("/cart", web::get().to(cart))
-                    .route("/cart/{item}", web::post().to(add))
-                    .route("/big", web::post().to(big))
-                    .wrap(SessionMiddleware::new(exchange.clone()))
-            })
-            .workers(2)
-            .listen(listener)
-            .unwrap()
-            .run()
-            .await
-            .unwrap()
-        })
+    let base = loopback::serve_actix(2, move || {
+        App::new()
+            .service(scope(&exchange))
+            .route("/login", web::post().to(login))
+            .route("/me", web::get().to(me))
+            .route("/logout", web::post().to(logout))
+            .route("/elevate", web::post().to(elevate))
+            .route("/cart", web::get().to(cart))
+            .route("/cart/{item}", web::post().to(add))
+            .route("/big", web::post().to(big))
+            .wrap(SessionMiddleware::new(exchange.clone()))
     });
     (base, clock)
 }
@@ -133,33 +117,14 @@ async fn csrf_rules() {
 
 /// A server on `adapter_scenarios::admission_config`.
 fn admission_server() -> String {
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
-        .config(adapter_scenarios::admission_config())
-        .build()
-        .unwrap();
-    let exchange = SessionExchange::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(loopback::COOKIE).expect("a valid cookie name"),
-    ));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            HttpServer::new(move || {
-                App::new()
-                    .route("/login", web::post().to(login))
-                    .route("/me", web::get().to(me))
-                    .route("/logout", web::post().to(logout))
-                    .wrap(SessionMiddleware::new(exchange.clone()))
-            })
-            .workers(1)
-            .listen(listener)
-            .unwrap()
-            .run()
-            .await
-            .unwrap()
-        })
-    });
-    base
+    let exchange = loopback::dev_exchange(loopback::manager(adapter_scenarios::admission_config()));
+    loopback::serve_actix(1, move || {
+        App::new()
+            .route("/login", web::post().to(login))
+            .route("/me", web::get().to(me))
+            .route("/logout", web::post().to(logout))
+            .wrap(SessionMiddleware::new(exchange.clone()))
+    })
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@ mod loopback;
 use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
-use rolling_session::{KeyRing, SessionInfo, SessionManager, TokenKey, clock::ManualClock};
+use rolling_session::http::{Rejection, Session};
+use rolling_session::{SessionInfo, clock::ManualClock};
 use serde_json::{Value, json};
 
 async fn login(handle: Session, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
@@ -52,13 +52,9 @@ async fn big(handle: Session) -> Result<Json<Value>, Rejection> {
 
 async fn server() -> (String, ManualClock) {
     let clock = ManualClock::new(1_800_000_000_000);
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
-        .clock(clock.clone())
-        .config(adapter_scenarios::csrf_config())
-        .build()
-        .unwrap();
-    let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(loopback::COOKIE).expect("a valid cookie name"),
+    let layer = loopback::dev_layer(loopback::manager_on(
+        &clock,
+        adapter_scenarios::csrf_config(),
     ));
     let app = Router::new()
         .route("/login", post(login))
@@ -70,10 +66,7 @@ async fn server() -> (String, ManualClock) {
         .route("/big", post(big))
         .merge(rolling_session::axum::routes(layer.exchange()))
         .layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (base, clock)
+    (loopback::serve(app).await, clock)
 }
 
 #[tokio::test]
@@ -125,29 +118,13 @@ async fn csrf_rules() {
 
 /// A server on `adapter_scenarios::admission_config` that records the peer address.
 async fn admission_server() -> String {
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
-        .config(adapter_scenarios::admission_config())
-        .build()
-        .unwrap();
-    let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(loopback::COOKIE).expect("a valid cookie name"),
-    ));
+    let layer = loopback::dev_layer(loopback::manager(adapter_scenarios::admission_config()));
     let app = Router::new()
         .route("/login", post(login))
         .route("/me", get(me))
         .route("/logout", post(logout))
         .layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
-    base
+    loopback::serve_with_peer_addr(app).await
 }
 
 #[tokio::test]

@@ -8,10 +8,10 @@ mod loopback;
 
 use std::sync::Arc;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpResponse, web};
 use adapter_scenarios::issue11::{self, Gate, Server};
 use rolling_session::actix::{SessionMiddleware, scope};
-use rolling_session::http::{CookieConfig, Rejection, Session, SessionExchange, TokenTransport};
+use rolling_session::http::{Rejection, Session};
 use rolling_session::{SessionInfo, clock::ManualClock, events::MemorySink};
 use serde_json::{Value, json};
 
@@ -54,33 +54,18 @@ fn server() -> Server {
     let clock = ManualClock::new(1_800_000_000_000);
     let events = Arc::new(MemorySink::new());
     let gate = web::Data::new(Gate::default());
-    let exchange =
-        SessionExchange::new(issue11::manager(&clock, &events)).transport(TokenTransport::Cookie(
-            CookieConfig::development(loopback::COOKIE).expect("a valid cookie name"),
-        ));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let exchange = loopback::dev_exchange(issue11::manager(&clock, &events));
     let data = gate.clone();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            HttpServer::new(move || {
-                App::new()
-                    .app_data(data.clone())
-                    .service(scope(&exchange))
-                    .route("/login", web::post().to(login))
-                    .route("/me", web::get().to(me))
-                    .route("/elevate", web::post().to(elevate))
-                    .route("/slow", web::get().to(slow))
-                    .route("/logout", web::post().to(logout))
-                    .wrap(SessionMiddleware::new(exchange.clone()))
-            })
-            .workers(4)
-            .listen(listener)
-            .unwrap()
-            .run()
-            .await
-            .unwrap()
-        })
+    let base = loopback::serve_actix(4, move || {
+        App::new()
+            .app_data(data.clone())
+            .service(scope(&exchange))
+            .route("/login", web::post().to(login))
+            .route("/me", web::get().to(me))
+            .route("/elevate", web::post().to(elevate))
+            .route("/slow", web::get().to(slow))
+            .route("/logout", web::post().to(logout))
+            .wrap(SessionMiddleware::new(exchange.clone()))
     });
     Server {
         base,

@@ -11,7 +11,7 @@ use adapter_scenarios::issue11::{self, Gate, Server};
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
+use rolling_session::http::{Rejection, Session};
 use rolling_session::{SessionInfo, clock::ManualClock, events::MemorySink};
 use serde_json::{Value, json};
 
@@ -55,10 +55,7 @@ async fn server() -> Server {
     let clock = ManualClock::new(1_800_000_000_000);
     let events = Arc::new(MemorySink::new());
     let gate = Arc::new(Gate::default());
-    let layer =
-        SessionLayer::new(issue11::manager(&clock, &events)).transport(TokenTransport::Cookie(
-            CookieConfig::development(loopback::COOKIE).expect("a valid cookie name"),
-        ));
+    let layer = loopback::dev_layer(issue11::manager(&clock, &events));
     let app = Router::new()
         .route("/login", post(login))
         .route("/me", get(me))
@@ -68,11 +65,8 @@ async fn server() -> Server {
         .with_state(gate.clone())
         .merge(rolling_session::axum::routes(layer.exchange()))
         .layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Server {
-        base,
+        base: loopback::serve(app).await,
         clock,
         events,
         gate,

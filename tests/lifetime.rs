@@ -12,10 +12,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use loopback::Client;
 use reqwest::{Method, StatusCode};
-use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
-use rolling_session::{
-    Config, KeyRing, LoginOptions, SessionInfo, SessionManager, TokenKey, clock::ManualClock,
-};
+use rolling_session::http::{Rejection, Session};
+use rolling_session::{Config, LoginOptions, SessionInfo, clock::ManualClock};
 use serde_json::{Value, json};
 
 const MIN: Duration = Duration::from_secs(60);
@@ -36,22 +34,12 @@ async fn me(session: SessionInfo) -> Json<Value> {
 
 async fn server(config: Config) -> (String, ManualClock) {
     let clock = ManualClock::new(1_800_000_000_000);
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
-        .clock(clock.clone())
-        .config(config)
-        .build()
-        .unwrap();
-    let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(loopback::COOKIE).expect("a valid cookie name"),
-    ));
+    let layer = loopback::dev_layer(loopback::manager_on(&clock, config));
     let app = Router::new()
         .route("/login", post(login))
         .route("/me", get(me))
         .layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (base, clock)
+    (loopback::serve(app).await, clock)
 }
 
 fn set_cookie_header(a: &loopback::Answer) -> String {

@@ -12,6 +12,7 @@
 //! windows fits in a few seconds.
 #![cfg(all(feature = "redis", feature = "axum"))]
 
+mod loopback;
 #[path = "../examples/redis_nodes.rs"]
 #[allow(dead_code)]
 mod redis_nodes;
@@ -125,11 +126,7 @@ fn config() -> Config {
 /// Starts a node on a free loopback port; returns its base URL.
 async fn start_node(name: &'static str, store: RedisStore) -> String {
     let manager = node_manager(store, &KEY, config(), SystemClock).unwrap();
-    let app = node_app(name, manager);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    base
+    loopback::serve(node_app(name, manager)).await
 }
 
 async fn single_node_store(redis: &RedisServer) -> RedisStore {

@@ -8,6 +8,7 @@
 //! no acknowledged session lost.
 #![cfg(all(feature = "redis", feature = "axum"))]
 
+mod loopback;
 #[path = "../examples/redis_nodes.rs"]
 #[allow(dead_code)]
 mod redis_nodes;
@@ -113,11 +114,7 @@ async fn start_node(
         .await
         .expect("connect to redis");
     let manager = node_manager(store, &KEY, Config::default(), clock).unwrap();
-    let app = node_app(name, manager);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    base
+    loopback::serve(node_app(name, manager)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
