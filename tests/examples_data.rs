@@ -13,23 +13,17 @@ mod flash_csrf_oauth;
 #[allow(dead_code)]
 #[path = "../examples/login_flow.rs"]
 mod login_flow;
+mod loopback;
 #[allow(dead_code)]
 #[path = "../examples/strongly_typed.rs"]
 mod strongly_typed;
 
 use std::sync::Arc;
 
+use loopback::serve;
 use reqwest::{Response, StatusCode, header, redirect};
 use rolling_session::{KeyRing, MemoryStore, SessionManager, SessionStore, TokenKey};
 use serde_json::{Value, json};
-
-/// Serves `app` on a free loopback port; its base URL.
-async fn serve(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
-}
 
 /// A browser-like client: a cookie jar, redirects followed.
 fn browser() -> reqwest::Client {

@@ -2,17 +2,14 @@
 //! format for the layer's refusals, the extractors' and the handlers'; paths
 //! excluded from the session; the same answers from axum and actix-web.
 
-mod common;
+mod loopback;
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use common::Client;
+use loopback::Client;
 use reqwest::{Method, StatusCode};
-use rolling_session::http::{
-    CookieConfig, Rejection, RejectionFormat, Session, SessionExchange, SessionLayer,
-    TokenTransport,
-};
+use rolling_session::http::{Rejection, RejectionFormat, Session, SessionExchange, SessionLayer};
 use rolling_session::{KeyRing, SessionInfo, SessionManager, TokenKey};
 use serde_json::{Value, json};
 
@@ -30,10 +27,7 @@ fn exchange() -> SessionExchange {
     let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
         .build()
         .unwrap();
-    SessionExchange::new(manager)
-        .transport(TokenTransport::Cookie(
-            CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
-        ))
+    loopback::dev_exchange(manager)
         .rejection_format(PlainText)
         .skip_paths(["/static/"])
 }
@@ -71,15 +65,12 @@ async fn axum_server(require: bool) -> String {
         .route("/static/site.css", get(asset))
         .merge(rolling_session::axum::routes(layer.exchange()))
         .layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
+    loopback::serve(app).await
 }
 
 #[cfg(feature = "actix")]
 fn actix_server() -> String {
-    use actix_web::{App, HttpResponse, HttpServer, web};
+    use actix_web::{App, HttpResponse, web};
     use rolling_session::actix::{SessionMiddleware, scope};
 
     async fn login(handle: Session, body: web::Json<Value>) -> Result<HttpResponse, Rejection> {
@@ -102,31 +93,18 @@ fn actix_server() -> String {
     }
 
     let exchange = exchange();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            HttpServer::new(move || {
-                App::new()
-                    .service(scope(&exchange))
-                    .route("/login", web::post().to(login))
-                    .route("/me", web::get().to(me))
-                    .route("/refuse", web::get().to(refuse))
-                    .route("/static/site.css", web::get().to(asset))
-                    .wrap(SessionMiddleware::new(exchange.clone()))
-            })
-            .workers(1)
-            .listen(listener)
-            .unwrap()
-            .run()
-            .await
-            .unwrap()
-        })
-    });
-    base
+    loopback::serve_actix(1, move || {
+        App::new()
+            .service(scope(&exchange))
+            .route("/login", web::post().to(login))
+            .route("/me", web::get().to(me))
+            .route("/refuse", web::get().to(refuse))
+            .route("/static/site.css", web::get().to(asset))
+            .wrap(SessionMiddleware::new(exchange.clone()))
+    })
 }
 
-fn content_type(a: &common::Answer) -> &str {
+fn content_type(a: &loopback::Answer) -> &str {
     a.headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())

@@ -1,12 +1,13 @@
 //! The HTTP scenarios against an actix-web server on loopback.
 #![cfg(feature = "actix")]
 
-mod common;
+mod adapter_scenarios;
+mod loopback;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpResponse, web};
 use rolling_session::actix::{SessionMiddleware, scope};
-use rolling_session::http::{CookieConfig, Rejection, Session, SessionExchange, TokenTransport};
-use rolling_session::{KeyRing, SessionInfo, SessionManager, TokenKey, clock::ManualClock};
+use rolling_session::http::{Rejection, Session};
+use rolling_session::{SessionInfo, clock::ManualClock};
 use serde_json::{Value, json};
 
 async fn login(handle: Session, body: web::Json<Value>) -> Result<HttpResponse, Rejection> {
@@ -49,123 +50,89 @@ async fn big(handle: Session) -> Result<HttpResponse, Rejection> {
 
 fn server() -> (String, ManualClock) {
     let clock = ManualClock::new(1_800_000_000_000);
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
-        .clock(clock.clone())
-        .config(common::csrf_config())
-        .build()
-        .unwrap();
-    let exchange = SessionExchange::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
+    let exchange = loopback::dev_exchange(loopback::manager_on(
+        &clock,
+        adapter_scenarios::csrf_config(),
     ));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            HttpServer::new(move || {
-                App::new()
-                    .service(scope(&exchange))
-                    .route("/login", web::post().to(login))
-                    .route("/me", web::get().to(me))
-                    .route("/logout", web::post().to(logout))
-                    .route("/elevate", web::post().to(elevate))
-                    .route("/cart", web::get().to(cart))
-                    .route("/cart/{item}", web::post().to(add))
-                    .route("/big", web::post().to(big))
-                    .wrap(SessionMiddleware::new(exchange.clone()))
-            })
-            .workers(2)
-            .listen(listener)
-            .unwrap()
-            .run()
-            .await
-            .unwrap()
-        })
+    let base = loopback::serve_actix(2, move || {
+        App::new()
+            .service(scope(&exchange))
+            .route("/login", web::post().to(login))
+            .route("/me", web::get().to(me))
+            .route("/logout", web::post().to(logout))
+            .route("/elevate", web::post().to(elevate))
+            .route("/cart", web::get().to(cart))
+            .route("/cart/{item}", web::post().to(add))
+            .route("/big", web::post().to(big))
+            .wrap(SessionMiddleware::new(exchange.clone()))
     });
     (base, clock)
 }
 
 #[tokio::test]
 async fn six_requests_six_distinct_tokens() {
-    common::six_requests_six_distinct_tokens(server().0).await;
+    adapter_scenarios::six_requests_six_distinct_tokens(server().0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_requests_applied_in_random_order() {
-    common::parallel_requests_applied_in_random_order(server().0).await;
+    adapter_scenarios::parallel_requests_applied_in_random_order(server().0).await;
 }
 
 #[tokio::test]
 async fn replay_after_grace_revokes() {
     let (base, clock) = server();
-    common::replay_after_grace_revokes(base, &clock).await;
+    adapter_scenarios::replay_after_grace_revokes(base, &clock).await;
 }
 
 #[tokio::test]
 async fn malformed_cookies_get_4xx_json() {
-    common::malformed_cookies_get_4xx_json(server().0).await;
+    adapter_scenarios::malformed_cookies_get_4xx_json(server().0).await;
 }
 
 #[tokio::test]
 async fn status_refresh_confirm_logout() {
     let (base, clock) = server();
-    common::status_refresh_confirm_logout(base, &clock).await;
+    adapter_scenarios::status_refresh_confirm_logout(base, &clock).await;
 }
 
 #[tokio::test]
 async fn refresh_racing_a_response_in_flight_is_refused_then_retried() {
     let (base, clock) = server();
-    common::refresh_racing_a_response_in_flight_is_refused_then_retried(base, &clock).await;
+    adapter_scenarios::refresh_racing_a_response_in_flight_is_refused_then_retried(base, &clock)
+        .await;
 }
 
 #[tokio::test]
 async fn telemetry_route() {
     let (base, clock) = server();
-    common::telemetry_route(base, &clock).await;
+    adapter_scenarios::telemetry_route(base, &clock).await;
 }
 
 #[tokio::test]
 async fn csrf_rules() {
     let (base, clock) = server();
-    common::csrf_rules(base, &clock).await;
+    adapter_scenarios::csrf_rules(base, &clock).await;
 }
 
-/// A server on `common::admission_config`.
+/// A server on `adapter_scenarios::admission_config`.
 fn admission_server() -> String {
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
-        .config(common::admission_config())
-        .build()
-        .unwrap();
-    let exchange = SessionExchange::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
-    ));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            HttpServer::new(move || {
-                App::new()
-                    .route("/login", web::post().to(login))
-                    .route("/me", web::get().to(me))
-                    .route("/logout", web::post().to(logout))
-                    .wrap(SessionMiddleware::new(exchange.clone()))
-            })
-            .workers(1)
-            .listen(listener)
-            .unwrap()
-            .run()
-            .await
-            .unwrap()
-        })
-    });
-    base
+    let exchange = loopback::dev_exchange(loopback::manager(adapter_scenarios::admission_config()));
+    loopback::serve_actix(1, move || {
+        App::new()
+            .route("/login", web::post().to(login))
+            .route("/me", web::get().to(me))
+            .route("/logout", web::post().to(logout))
+            .wrap(SessionMiddleware::new(exchange.clone()))
+    })
 }
 
 #[tokio::test]
 async fn admission_limits() {
-    common::admission_limits(admission_server()).await;
+    adapter_scenarios::admission_limits(admission_server()).await;
 }
 
 #[tokio::test]
 async fn session_data() {
-    common::session_data(server().0).await;
+    adapter_scenarios::session_data(server().0).await;
 }

@@ -1,12 +1,13 @@
 //! The HTTP scenarios against an axum server on loopback.
 
-mod common;
+mod adapter_scenarios;
+mod loopback;
 
 use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
-use rolling_session::{KeyRing, SessionInfo, SessionManager, TokenKey, clock::ManualClock};
+use rolling_session::http::{Rejection, Session};
+use rolling_session::{SessionInfo, clock::ManualClock};
 use serde_json::{Value, json};
 
 async fn login(handle: Session, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
@@ -51,13 +52,9 @@ async fn big(handle: Session) -> Result<Json<Value>, Rejection> {
 
 async fn server() -> (String, ManualClock) {
     let clock = ManualClock::new(1_800_000_000_000);
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
-        .clock(clock.clone())
-        .config(common::csrf_config())
-        .build()
-        .unwrap();
-    let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
+    let layer = loopback::dev_layer(loopback::manager_on(
+        &clock,
+        adapter_scenarios::csrf_config(),
     ));
     let app = Router::new()
         .route("/login", post(login))
@@ -69,98 +66,80 @@ async fn server() -> (String, ManualClock) {
         .route("/big", post(big))
         .merge(rolling_session::axum::routes(layer.exchange()))
         .layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (base, clock)
+    (loopback::serve(app).await, clock)
 }
 
 #[tokio::test]
 async fn six_requests_six_distinct_tokens() {
-    common::six_requests_six_distinct_tokens(server().await.0).await;
+    adapter_scenarios::six_requests_six_distinct_tokens(server().await.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_requests_applied_in_random_order() {
-    common::parallel_requests_applied_in_random_order(server().await.0).await;
+    adapter_scenarios::parallel_requests_applied_in_random_order(server().await.0).await;
 }
 
 #[tokio::test]
 async fn replay_after_grace_revokes() {
     let (base, clock) = server().await;
-    common::replay_after_grace_revokes(base, &clock).await;
+    adapter_scenarios::replay_after_grace_revokes(base, &clock).await;
 }
 
 #[tokio::test]
 async fn malformed_cookies_get_4xx_json() {
-    common::malformed_cookies_get_4xx_json(server().await.0).await;
+    adapter_scenarios::malformed_cookies_get_4xx_json(server().await.0).await;
 }
 
 #[tokio::test]
 async fn status_refresh_confirm_logout() {
     let (base, clock) = server().await;
-    common::status_refresh_confirm_logout(base, &clock).await;
+    adapter_scenarios::status_refresh_confirm_logout(base, &clock).await;
 }
 
 #[tokio::test]
 async fn refresh_racing_a_response_in_flight_is_refused_then_retried() {
     let (base, clock) = server().await;
-    common::refresh_racing_a_response_in_flight_is_refused_then_retried(base, &clock).await;
+    adapter_scenarios::refresh_racing_a_response_in_flight_is_refused_then_retried(base, &clock)
+        .await;
 }
 
 #[cfg(feature = "drift")]
 #[tokio::test]
 async fn telemetry_route() {
     let (base, clock) = server().await;
-    common::telemetry_route(base, &clock).await;
+    adapter_scenarios::telemetry_route(base, &clock).await;
 }
 
 #[tokio::test]
 async fn csrf_rules() {
     let (base, clock) = server().await;
-    common::csrf_rules(base, &clock).await;
+    adapter_scenarios::csrf_rules(base, &clock).await;
 }
 
-/// A server on `common::admission_config` that records the peer address.
+/// A server on `adapter_scenarios::admission_config` that records the peer address.
 async fn admission_server() -> String {
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
-        .config(common::admission_config())
-        .build()
-        .unwrap();
-    let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
-    ));
+    let layer = loopback::dev_layer(loopback::manager(adapter_scenarios::admission_config()));
     let app = Router::new()
         .route("/login", post(login))
         .route("/me", get(me))
         .route("/logout", post(logout))
         .layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
-    base
+    loopback::serve_with_peer_addr(app).await
 }
 
 #[tokio::test]
 async fn admission_limits() {
-    common::admission_limits(admission_server().await).await;
+    adapter_scenarios::admission_limits(admission_server().await).await;
 }
 
 #[cfg(not(feature = "drift"))]
 #[tokio::test]
 async fn telemetry_route_without_drift() {
     let (base, _clock) = server().await;
-    common::telemetry_route_disabled(base).await;
+    adapter_scenarios::telemetry_route_disabled(base).await;
 }
 
 #[tokio::test]
 async fn session_data() {
-    common::session_data(server().await.0).await;
+    adapter_scenarios::session_data(server().await.0).await;
 }

@@ -1,16 +1,17 @@
 //! Issue 11's observations as regression tests against an actix-web server
-//! on loopback: each scenario in `common::issue11` failed under the old
+//! on loopback: each scenario in `adapter_scenarios::issue11` failed under the old
 //! sequence rule.
 #![cfg(feature = "actix")]
 
-mod common;
+mod adapter_scenarios;
+mod loopback;
 
 use std::sync::Arc;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
-use common::issue11::{self, Gate, Server};
+use actix_web::{App, HttpResponse, web};
+use adapter_scenarios::issue11::{self, Gate, Server};
 use rolling_session::actix::{SessionMiddleware, scope};
-use rolling_session::http::{CookieConfig, Rejection, Session, SessionExchange, TokenTransport};
+use rolling_session::http::{Rejection, Session};
 use rolling_session::{SessionInfo, clock::ManualClock, events::MemorySink};
 use serde_json::{Value, json};
 
@@ -53,33 +54,18 @@ fn server() -> Server {
     let clock = ManualClock::new(1_800_000_000_000);
     let events = Arc::new(MemorySink::new());
     let gate = web::Data::new(Gate::default());
-    let exchange =
-        SessionExchange::new(issue11::manager(&clock, &events)).transport(TokenTransport::Cookie(
-            CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
-        ));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let exchange = loopback::dev_exchange(issue11::manager(&clock, &events));
     let data = gate.clone();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            HttpServer::new(move || {
-                App::new()
-                    .app_data(data.clone())
-                    .service(scope(&exchange))
-                    .route("/login", web::post().to(login))
-                    .route("/me", web::get().to(me))
-                    .route("/elevate", web::post().to(elevate))
-                    .route("/slow", web::get().to(slow))
-                    .route("/logout", web::post().to(logout))
-                    .wrap(SessionMiddleware::new(exchange.clone()))
-            })
-            .workers(4)
-            .listen(listener)
-            .unwrap()
-            .run()
-            .await
-            .unwrap()
-        })
+    let base = loopback::serve_actix(4, move || {
+        App::new()
+            .app_data(data.clone())
+            .service(scope(&exchange))
+            .route("/login", web::post().to(login))
+            .route("/me", web::get().to(me))
+            .route("/elevate", web::post().to(elevate))
+            .route("/slow", web::get().to(slow))
+            .route("/logout", web::post().to(logout))
+            .wrap(SessionMiddleware::new(exchange.clone()))
     });
     Server {
         base,
@@ -139,7 +125,7 @@ async fn issue11_4_a_stale_copy_is_never_upgraded_and_is_caught_after_the_grace(
     issue11::a_stale_copy_is_never_upgraded_and_is_caught_after_the_grace(&server()).await;
 }
 
-/// Known gap (see `common::issue11::elevation_with_a_lost_answer_is_not_theft`):
+/// Known gap (see `adapter_scenarios::issue11::elevation_with_a_lost_answer_is_not_theft`):
 /// needs the manager to elevate on behalf of the token the request presented.
 #[tokio::test]
 async fn elevation_with_a_lost_answer_is_not_theft() {

@@ -1,16 +1,17 @@
 //! Issue 11's observations as regression tests against an axum server on
-//! loopback: each scenario in `common::issue11` failed under the old
+//! loopback: each scenario in `adapter_scenarios::issue11` failed under the old
 //! sequence rule.
 
-mod common;
+mod adapter_scenarios;
+mod loopback;
 
 use std::sync::Arc;
 
+use adapter_scenarios::issue11::{self, Gate, Server};
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::issue11::{self, Gate, Server};
-use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
+use rolling_session::http::{Rejection, Session};
 use rolling_session::{SessionInfo, clock::ManualClock, events::MemorySink};
 use serde_json::{Value, json};
 
@@ -54,10 +55,7 @@ async fn server() -> Server {
     let clock = ManualClock::new(1_800_000_000_000);
     let events = Arc::new(MemorySink::new());
     let gate = Arc::new(Gate::default());
-    let layer =
-        SessionLayer::new(issue11::manager(&clock, &events)).transport(TokenTransport::Cookie(
-            CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
-        ));
+    let layer = loopback::dev_layer(issue11::manager(&clock, &events));
     let app = Router::new()
         .route("/login", post(login))
         .route("/me", get(me))
@@ -67,11 +65,8 @@ async fn server() -> Server {
         .with_state(gate.clone())
         .merge(rolling_session::axum::routes(layer.exchange()))
         .layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Server {
-        base,
+        base: loopback::serve(app).await,
         clock,
         events,
         gate,
@@ -128,7 +123,7 @@ async fn issue11_4_a_stale_copy_is_never_upgraded_and_is_caught_after_the_grace(
     issue11::a_stale_copy_is_never_upgraded_and_is_caught_after_the_grace(&server().await).await;
 }
 
-/// Known gap (see `common::issue11::elevation_with_a_lost_answer_is_not_theft`):
+/// Known gap (see `adapter_scenarios::issue11::elevation_with_a_lost_answer_is_not_theft`):
 /// needs the manager to elevate on behalf of the token the request presented.
 #[tokio::test]
 async fn elevation_with_a_lost_answer_is_not_theft() {

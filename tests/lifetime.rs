@@ -4,18 +4,16 @@
 //! cookie ends with the browser; "remember me" gives a persistent cookie
 //! and the longer remembered lifetimes.
 
-mod common;
+mod loopback;
 
 use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::Client;
+use loopback::Client;
 use reqwest::{Method, StatusCode};
-use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
-use rolling_session::{
-    Config, KeyRing, LoginOptions, SessionInfo, SessionManager, TokenKey, clock::ManualClock,
-};
+use rolling_session::http::{Rejection, Session};
+use rolling_session::{Config, LoginOptions, SessionInfo, clock::ManualClock};
 use serde_json::{Value, json};
 
 const MIN: Duration = Duration::from_secs(60);
@@ -36,30 +34,20 @@ async fn me(session: SessionInfo) -> Json<Value> {
 
 async fn server(config: Config) -> (String, ManualClock) {
     let clock = ManualClock::new(1_800_000_000_000);
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
-        .clock(clock.clone())
-        .config(config)
-        .build()
-        .unwrap();
-    let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(common::COOKIE).expect("a valid cookie name"),
-    ));
+    let layer = loopback::dev_layer(loopback::manager_on(&clock, config));
     let app = Router::new()
         .route("/login", post(login))
         .route("/me", get(me))
         .layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (base, clock)
+    (loopback::serve(app).await, clock)
 }
 
-fn set_cookie_header(a: &common::Answer) -> String {
+fn set_cookie_header(a: &loopback::Answer) -> String {
     a.headers
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{}=", common::COOKIE)))
+        .find(|v| v.starts_with(&format!("{}=", loopback::COOKIE)))
         .expect("a session cookie")
         .to_owned()
 }

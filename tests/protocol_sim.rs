@@ -9,9 +9,9 @@
 //! full trace:
 //! `SIM_TRACE_SEED=0x… [SIM_TRACE_THIEF=1] [SIM_NETWORK=edge] cargo test --test protocol_sim trace_one -- --ignored --nocapture`.
 
-mod sim;
 #[cfg(feature = "redis")]
-mod support;
+mod redis_servers;
+mod sim;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -92,7 +92,7 @@ async fn redis_store_no_false_theft_no_escape() {
         println!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
         return;
     }
-    let server = support::RedisServer::start();
+    let server = redis_servers::RedisServer::start();
     let store = rolling_session::store::RedisStore::connect(&server.url())
         .await
         .expect("connect to redis-server");

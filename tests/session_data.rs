@@ -2,19 +2,17 @@
 //! keeps the data under a fresh id, logout deletes it, the size limit,
 //! concurrent writers of distinct keys, guards, and one rejection format.
 
+mod loopback;
+
 use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION, SET_COOKIE};
-use rolling_session::http::{
-    CookieConfig, Rejection, RejectionFormat, RequireLogin, SessionLayer, TokenTransport,
-};
-use rolling_session::{Config, KeyRing, Session, SessionInfo, SessionManager, TokenKey};
+use rolling_session::http::{Rejection, RejectionFormat, RequireLogin};
+use rolling_session::{Config, Session, SessionInfo};
 use serde_json::{Value, json};
-
-const COOKIE: &str = "sid";
 
 async fn add(session: Session, Path(item): Path<String>) -> Result<Json<Value>, Rejection> {
     let mut cart: Vec<String> = session.get("cart")?.unwrap_or_default();
@@ -94,13 +92,7 @@ async fn server(plain_text: bool) -> String {
         max_concurrent_sessions: 100,
         ..Config::default()
     };
-    let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
-        .config(config)
-        .build()
-        .unwrap();
-    let mut layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development(COOKIE).expect("a valid cookie name"),
-    ));
+    let mut layer = loopback::dev_layer(loopback::manager(config));
     if plain_text {
         layer = layer.rejection_format(PlainText);
     }
@@ -120,10 +112,7 @@ async fn server(plain_text: bool) -> String {
         .route("/me", get(me))
         .route("/flash", get(take_flash))
         .layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
+    loopback::serve(app).await
 }
 
 fn browser() -> reqwest::Client {

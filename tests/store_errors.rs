@@ -6,7 +6,8 @@
 //! a second, saying how many it left out.
 #![cfg(all(feature = "redis", feature = "axum"))]
 
-mod support;
+mod loopback;
+mod redis_servers;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -15,11 +16,11 @@ use std::time::{Duration, Instant};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use rolling_session::http::{CookieConfig, Rejection, Session, SessionLayer, TokenTransport};
+use redis_servers::RedisServer;
+use rolling_session::http::{Rejection, Session};
 use rolling_session::store::RedisStore;
 use rolling_session::{KeyRing, SessionInfo, SessionManager, TokenKey};
 use serde_json::{Value, json};
-use support::RedisServer;
 
 /// The counters of this test binary, from `metrics-util`'s debugging
 /// recorder.
@@ -104,16 +105,12 @@ async fn store_failures_are_counted_and_logged_with_their_source() {
         .store(store)
         .build()
         .unwrap();
-    let layer = SessionLayer::new(manager).transport(TokenTransport::Cookie(
-        CookieConfig::development("sid").expect("a valid cookie name"),
-    ));
+    let layer = loopback::dev_layer(manager);
     let app = Router::new()
         .route("/login", post(login))
         .route("/me", get(me))
         .layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = loopback::serve(app).await;
     let http = reqwest::Client::new();
 
     let res = http

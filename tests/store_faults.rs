@@ -12,21 +12,22 @@
 //! windows fits in a few seconds.
 #![cfg(all(feature = "redis", feature = "axum"))]
 
+mod loopback;
 #[path = "../examples/redis_nodes.rs"]
 #[allow(dead_code)]
 mod redis_nodes;
-mod support;
+mod redis_servers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redis_nodes::{COOKIE, node_app, node_manager};
+use redis_servers::RedisServer;
 use reqwest::StatusCode;
 use rolling_session::store::RedisStore;
 use rolling_session::{Config, clock::SystemClock};
 use serde_json::{Value, json};
-use support::RedisServer;
 
 const KEY: [u8; 32] = [0x3c; 32];
 const BROWSERS: usize = 50;
@@ -125,11 +126,7 @@ fn config() -> Config {
 /// Starts a node on a free loopback port; returns its base URL.
 async fn start_node(name: &'static str, store: RedisStore) -> String {
     let manager = node_manager(store, &KEY, config(), SystemClock).unwrap();
-    let app = node_app(name, manager);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    base
+    loopback::serve(node_app(name, manager)).await
 }
 
 async fn single_node_store(redis: &RedisServer) -> RedisStore {
@@ -361,7 +358,7 @@ async fn a_kill_with_aof_everysec_accuses_nobody() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn commands_delivered_after_a_link_cut_accuse_nobody() {
     let redis = RedisServer::start();
-    let proxy = support::Proxy::start(redis.port);
+    let proxy = redis_servers::Proxy::start(redis.port);
     let cut = RedisStore::builder()
         .timeout(TIMEOUT)
         .connect(&proxy.url())
@@ -415,15 +412,15 @@ async fn commands_delivered_after_a_link_cut_accuse_nobody() {
 /// sentinels that see both.
 struct SentinelGroup {
     primary: RedisServer,
-    link: Option<support::Proxy>,
+    link: Option<redis_servers::Proxy>,
     replica: RedisServer,
-    sentinels: Vec<support::Sentinel>,
+    sentinels: Vec<redis_servers::Sentinel>,
 }
 
 impl SentinelGroup {
     async fn start(down_after_ms: u64) -> Self {
         let primary = RedisServer::start();
-        let link = support::Proxy::start(primary.port);
+        let link = redis_servers::Proxy::start(primary.port);
         let replica = RedisServer::start_with(&[
             "--save",
             "",
@@ -441,8 +438,8 @@ impl SentinelGroup {
             assert!(Instant::now() < deadline, "the replica never synced");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let sentinels: Vec<support::Sentinel> = (0..3)
-            .map(|_| support::Sentinel::start(primary.port, down_after_ms))
+        let sentinels: Vec<redis_servers::Sentinel> = (0..3)
+            .map(|_| redis_servers::Sentinel::start(primary.port, down_after_ms))
             .collect();
         let deadline = Instant::now() + Duration::from_secs(30);
         while !sentinels.iter().all(|s| {
@@ -465,7 +462,11 @@ impl SentinelGroup {
 
     /// Two nodes whose stores follow the primary through the sentinels.
     async fn nodes(&self) -> Vec<String> {
-        let urls: Vec<String> = self.sentinels.iter().map(support::Sentinel::url).collect();
+        let urls: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(redis_servers::Sentinel::url)
+            .collect();
         let mut nodes = Vec::new();
         for name in ["a", "b"] {
             let store = RedisStore::builder()
@@ -585,7 +586,7 @@ async fn a_demoted_primary_is_left_for_the_new_one() {
 /// is refused or revoked, and the node follows the new topology by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cluster_master_killed_under_load_logs_nobody_out() {
-    let mut cluster = support::RedisCluster::start_with_replicas(1);
+    let mut cluster = redis_servers::RedisCluster::start_with_replicas(1);
     let mut nodes = Vec::new();
     for name in ["a", "b"] {
         let store = RedisStore::builder()

@@ -4,18 +4,18 @@
 //! dump reveals, size per session.
 #![cfg(all(feature = "redis", feature = "test-util"))]
 
-mod support;
+mod redis_servers;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use redis_servers::{RedisCluster, RedisServer};
 use rolling_session::store::{PayloadKey, PayloadKeys, RedisStore, conformance};
 use rolling_session::{
     SessionContext, SessionStore, store::AdvanceRequest, store::Rotate, store::SequenceState,
     store::SessionFlags, store::SessionId, store::SessionMeta, store::SessionRecord,
     store::StoreError, store::Verdict,
 };
-use support::{RedisCluster, RedisServer};
 
 const MIN: u64 = 60_000;
 

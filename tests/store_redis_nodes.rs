@@ -8,19 +8,20 @@
 //! no acknowledged session lost.
 #![cfg(all(feature = "redis", feature = "axum"))]
 
+mod loopback;
 #[path = "../examples/redis_nodes.rs"]
 #[allow(dead_code)]
 mod redis_nodes;
-mod support;
+mod redis_servers;
 
 use std::time::{Duration, Instant};
 
 use redis_nodes::{COOKIE, node_app, node_manager};
+use redis_servers::RedisServer;
 use reqwest::StatusCode;
 use rolling_session::store::RedisStore;
 use rolling_session::{Config, clock::Clock, clock::ManualClock, clock::SystemClock};
 use serde_json::{Value, json};
-use support::RedisServer;
 
 const KEY: [u8; 32] = [0x5a; 32];
 
@@ -113,11 +114,7 @@ async fn start_node(
         .await
         .expect("connect to redis");
     let manager = node_manager(store, &KEY, Config::default(), clock).unwrap();
-    let app = node_app(name, manager);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    base
+    loopback::serve(node_app(name, manager)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -233,7 +230,7 @@ async fn one_validated_request_is_one_redis_round_trip() {
     // INFO commandstats: exactly one EVALSHA per request, and the only
     // other commands are the four the script itself runs (TIME: its
     // deadline, see `RedisStoreBuilder::deadline_margin`).
-    let delta = support::stats_delta(&before, &after);
+    let delta = redis_servers::stats_delta(&before, &after);
     let expected: std::collections::BTreeMap<String, u64> =
         ["evalsha", "hmget", "hset", "pexpire", "time"]
             .into_iter()
@@ -272,7 +269,7 @@ async fn session_data_costs_no_round_trip_to_read_and_one_to_write() {
         assert_eq!(r.json["visits"], 3, "{:?}", r.json);
     }
     let sent = monitor.client_commands();
-    let delta = support::stats_delta(&before, &redis.command_stats());
+    let delta = redis_servers::stats_delta(&before, &redis.command_stats());
     assert_eq!(delta.get("evalsha"), Some(&n), "read: {delta:?}");
     assert_eq!(sent.len() as u64, n, "read: round trips {sent:?}");
     assert!(sent.iter().all(|(cmd, _)| cmd == "evalsha"), "{sent:?}");
@@ -285,7 +282,7 @@ async fn session_data_costs_no_round_trip_to_read_and_one_to_write() {
         assert_eq!(r.json["visits"], 3 + i, "{:?}", r.json);
     }
     let sent = monitor.client_commands();
-    let delta = support::stats_delta(&before, &redis.command_stats());
+    let delta = redis_servers::stats_delta(&before, &redis.command_stats());
     assert_eq!(delta.get("evalsha"), Some(&(2 * n)), "write: {delta:?}");
     assert_eq!(sent.len() as u64, 2 * n, "write: round trips {sent:?}");
     assert!(sent.iter().all(|(cmd, _)| cmd == "evalsha"), "{sent:?}");
