@@ -20,7 +20,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hmac::{Hmac, Mac};
-use rolling_session::{KeyRing, SessionId, TOKEN_VERSION, TokenKey};
+use rolling_session::{KeyRing, TokenKey, store::SessionId, token::TOKEN_VERSION};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 

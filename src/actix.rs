@@ -224,9 +224,9 @@ where
                 .response()
                 .error()
                 .and_then(|e| {
-                    e.as_error::<Rejection>().cloned().or_else(|| {
-                        e.as_error::<crate::Error>().map(Rejection::from)
-                    })
+                    e.as_error::<Rejection>()
+                        .cloned()
+                        .or_else(|| e.as_error::<crate::Error>().map(Rejection::from))
                 })
                 .map(|r| exchange.render(&r));
             let mut res = match rejected {

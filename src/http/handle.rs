@@ -14,7 +14,6 @@ use crate::manager::{
 use crate::record::SessionContext;
 use crate::token::Token;
 
-
 mod data;
 pub use data::{DataError, SessionValue};
 
@@ -419,10 +418,7 @@ impl Session {
 
     /// Sets the session's permissions; the session moves to a new id whose
     /// token the client receives (fixation protection).
-    pub async fn set_permissions(
-        &self,
-        permissions: Vec<String>,
-    ) -> Result<SessionInfo, Error> {
+    pub async fn set_permissions(&self, permissions: Vec<String>) -> Result<SessionInfo, Error> {
         let (token, undelivered) = self.live_token_undelivered()?;
         let elevation = if undelivered {
             self.manager
@@ -615,7 +611,11 @@ async fn validate(
         // newer token than the one refused.
         Err(e) => {
             super::report::store_failure(&e);
-            (Presence::Rejected(e), Write::Nothing, SessionData::default())
+            (
+                Presence::Rejected(e),
+                Write::Nothing,
+                SessionData::default(),
+            )
         }
     }
 }
