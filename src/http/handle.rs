@@ -261,8 +261,7 @@ impl Session {
     /// [`Config::remember_me`](crate::Config::remember_me) lifetimes.
     ///
     /// ```
-    /// use rolling_session::LoginOptions;
-    /// use rolling_session::http::{Rejection, Session};
+    /// use rolling_session::{Error, LoginOptions, Session};
     ///
     /// async fn login(handle: Session, remember: bool) -> Result<(), Error> {
     ///     // ...check the password first.
