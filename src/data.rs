@@ -80,6 +80,15 @@ impl SessionData {
         }
     }
 
+    /// Whether applying `changes` would change anything.
+    pub fn would_change(&self, changes: &DataChanges) -> bool {
+        (changes.clear && !self.is_empty())
+            || changes.keys.iter().any(|(key, value)| match value {
+                Some(v) => self.0.get(key) != Some(v),
+                None => self.0.contains_key(key),
+            })
+    }
+
     /// The size this data would have after `changes`.
     pub fn size_after(&self, changes: &DataChanges) -> usize {
         let mut size = if changes.clear { 0 } else { self.size() };

@@ -185,7 +185,7 @@ impl SessionExchange {
             return Inspected::Refuse(rejection);
         }
         let transport = &self.inner.transport;
-        let token = transport.read(head.header_values(transport.request_header()));
+        let token = transport.read(head.values(transport.request_header()));
         let request = RequestInfo {
             safe_method: head.is_safe_method(),
             context: Some(self.inner.context.make_context(head)),
@@ -197,16 +197,8 @@ impl SessionExchange {
     /// layer). The peer address comes from axum's `ConnectInfo` when the
     /// server provides it.
     pub fn inspect_parts(&self, parts: &http::request::Parts) -> Inspected {
-        let headers = |name: &str| -> Vec<&[u8]> {
-            parts
-                .headers
-                .get_all(name)
-                .iter()
-                .map(|v| v.as_bytes())
-                .collect()
-        };
-        let head = RequestHead::new(
-            &headers,
+        let head = RequestHead::from_header_map(
+            &parts.headers,
             parts.method.as_str(),
             parts.uri.path(),
             peer_ip(&parts.extensions),
@@ -276,30 +268,36 @@ impl SessionExchange {
     /// removal) with `Cache-Control: no-store`, and the relative expiry
     /// times of an active session.
     pub fn finish(&self, handle: &Session) -> Vec<(HeaderName, HeaderValue)> {
-        let transport = self.token_transport();
         let mut headers = Vec::with_capacity(4);
+        self.finish_each(handle, |name, value| headers.push((name, value)));
+        headers
+    }
+
+    /// [`finish`](Self::finish), handing each header to `put` (the tower
+    /// layer appends them to the response without collecting them first).
+    pub fn finish_each(&self, handle: &Session, mut put: impl FnMut(HeaderName, HeaderValue)) {
+        let transport = self.token_transport();
         handle.outgoing(self.token_send_deadline(), |carry, expiry| {
             let carried = match carry {
                 Carry::Nothing => None,
                 Carry::Token(token, max_age) => transport.write(token, max_age),
                 Carry::Clear => transport.clear(),
             };
-            if let Some(h) = carried {
-                headers.push(h);
-                headers.push((CACHE_CONTROL, HeaderValue::from_static("no-store")));
+            if let Some((name, value)) = carried {
+                put(name, value);
+                put(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             }
             if let Some((expires_in, idle_expires_in)) = expiry {
-                headers.push((
+                put(
                     HeaderName::from_static(EXPIRES_IN_HEADER),
                     HeaderValue::from(as_ms(expires_in)),
-                ));
-                headers.push((
+                );
+                put(
                     HeaderName::from_static(IDLE_EXPIRES_IN_HEADER),
                     HeaderValue::from(as_ms(idle_expires_in)),
-                ));
+                );
             }
         });
-        headers
     }
 
     /// A rejection as this exchange answers it: status, content type and

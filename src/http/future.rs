@@ -195,7 +195,7 @@ fn rerender_rejection<B: From<Bytes>>(exchange: &SessionExchange, res: &mut Resp
 
 fn write_headers<B>(exchange: &SessionExchange, handle: &Session, res: &mut Response<B>) {
     let headers = res.headers_mut();
-    for (name, value) in exchange.finish(handle) {
+    exchange.finish_each(handle, |name, value| {
         headers.append(name, value);
-    }
+    });
 }

@@ -379,18 +379,9 @@ impl Session {
     /// the token it presented, which the sequence rule recovers like a
     /// lost response.
     async fn slide(&self) {
-        let due = match &self.lock().presence {
-            Presence::Active {
-                session,
-                token,
-                held,
-            } if token.expose() != held.expose() => self
-                .manager
-                .sliding_renewal_due(session)
-                .then(|| token.clone()),
-            _ => None,
+        let Some(token) = self.slide_due() else {
+            return;
         };
-        let Some(token) = due else { return };
         match self.manager.slide_undelivered(token.expose()).await {
             Ok(renewed) => {
                 let issued = Issued::at(&renewed.session);
@@ -400,6 +391,21 @@ impl Session {
                 tracing::debug!(error = %e, "sliding renewal failed; the client keeps its token");
                 self.lock().write = Write::Nothing;
             }
+        }
+    }
+
+    /// The token a sliding renewal would replace, if one is due.
+    fn slide_due(&self) -> Option<Token> {
+        match &self.lock().presence {
+            Presence::Active {
+                session,
+                token,
+                held,
+            } if token.expose() != held.expose() => self
+                .manager
+                .sliding_renewal_due(session)
+                .then(|| token.clone()),
+            _ => None,
         }
     }
 
@@ -537,7 +543,11 @@ impl Session {
         let (presence, write, data) =
             validate(&manager, Token::presented(presented), &request).await;
         let handle = Self::with_state(manager, &request, State::new(presence, write, data));
-        handle.slide().await;
+        // Boxed: a renewal's future is as large as a validation's, and
+        // only a request near the end of the session's lifetime needs it.
+        if handle.slide_due().is_some() {
+            Box::pin(handle.slide()).await;
+        }
         handle
     }
 

@@ -12,7 +12,7 @@ use crate::record::SessionContext;
 /// tower layer, the actix-web middleware) and handed to [`MakeContext`]
 /// and the cross-site checks.
 pub struct RequestHead<'a> {
-    headers: &'a dyn Fn(&str) -> Vec<&'a [u8]>,
+    headers: Headers<'a>,
     method: &'a str,
     path: &'a str,
     peer_ip: Option<IpAddr>,
@@ -29,7 +29,24 @@ impl<'a> RequestHead<'a> {
         peer_ip: Option<IpAddr>,
     ) -> Self {
         Self {
-            headers,
+            headers: Headers::Lookup(headers),
+            method,
+            path,
+            peer_ip,
+            authority: None,
+        }
+    }
+
+    /// A head over an `http` header map (the tower layer): lookups borrow
+    /// the map's values, with no copy.
+    pub fn from_header_map(
+        headers: &'a http::HeaderMap,
+        method: &'a str,
+        path: &'a str,
+        peer_ip: Option<IpAddr>,
+    ) -> Self {
+        Self {
+            headers: Headers::Map(headers),
             method,
             path,
             peer_ip,
@@ -54,14 +71,22 @@ impl<'a> RequestHead<'a> {
 
     /// The first value of a header, lossily decoded.
     pub fn header(&self, name: &str) -> Option<String> {
-        (self.headers)(name)
-            .first()
+        self.values(name)
+            .next()
             .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     /// Every value of a header, raw.
     pub fn header_values(&self, name: &str) -> Vec<&'a [u8]> {
-        (self.headers)(name)
+        self.values(name).collect()
+    }
+
+    /// Every value of a header, raw, without collecting them.
+    pub(crate) fn values(&self, name: &str) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        match self.headers {
+            Headers::Map(map) => Values::Map(map.get_all(name).into_iter()),
+            Headers::Lookup(lookup) => Values::List(lookup(name).into_iter()),
+        }
     }
 
     /// The request method, e.g. `"GET"`.
@@ -86,6 +111,29 @@ impl<'a> RequestHead<'a> {
     /// [`DefaultContext::trust_proxies`].
     pub fn peer_ip(&self) -> Option<IpAddr> {
         self.peer_ip
+    }
+}
+
+/// Where a head's headers come from.
+#[derive(Clone, Copy)]
+enum Headers<'a> {
+    Map(&'a http::HeaderMap),
+    Lookup(&'a dyn Fn(&str) -> Vec<&'a [u8]>),
+}
+
+enum Values<'a> {
+    Map(http::header::ValueIter<'a, http::HeaderValue>),
+    List(std::vec::IntoIter<&'a [u8]>),
+}
+
+impl<'a> Iterator for Values<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        match self {
+            Values::Map(values) => values.next().map(http::HeaderValue::as_bytes),
+            Values::List(values) => values.next(),
+        }
     }
 }
 
@@ -171,7 +219,7 @@ impl DefaultContext {
             return Some(peer);
         }
         let mut forwarded: Vec<IpAddr> = Vec::new();
-        for value in head.header_values("x-forwarded-for") {
+        for value in head.values("x-forwarded-for") {
             let text = String::from_utf8_lossy(value);
             forwarded.extend(
                 text.split(',')

@@ -191,6 +191,10 @@ impl SessionStore for MemoryStore {
         Some(self.len() as u64)
     }
 
+    fn is_in_process(&self) -> bool {
+        true
+    }
+
     async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
         self.create_sync(record)
     }

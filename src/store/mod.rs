@@ -219,6 +219,16 @@ pub trait SessionStore: Send + Sync + 'static {
     /// return 0.
     async fn sweep_expired(&self, now_ms: u64) -> Result<u64, StoreError>;
 
+    /// Whether the records live in this process's own memory, where
+    /// nobody can change them without being able to read the keys too: the
+    /// manager then skips the record seal check on every read (an HMAC per
+    /// request). Default `false`: a store outside the process (a database,
+    /// Redis) is checked, so that write access to it alone cannot rewrite a
+    /// session (`docs/security.md`). Only [`MemoryStore`] says `true`.
+    fn is_in_process(&self) -> bool {
+        false
+    }
+
     /// How many sessions the store holds (live ones and those not swept
     /// yet), if it can tell at once without I/O; the cap
     /// `admission.max_sessions` needs it. Default `None`: a manager with

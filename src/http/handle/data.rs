@@ -151,9 +151,22 @@ impl Session {
             key: key.to_owned(),
             source,
         })?;
-        let mut change = DataChanges::default();
-        change.set(key, bytes);
-        self.change(change)
+        let max = self.manager.config().max_data_bytes;
+        let mut state = self.lock();
+        let old = state.data.get(key);
+        if old == Some(bytes.as_slice()) {
+            // Storing the same value again costs no write.
+            return Ok(());
+        }
+        let size =
+            state.data.size() - old.map_or(0, |v| key.len() + v.len()) + key.len() + bytes.len();
+        if size > max {
+            return Err(DataError::TooLarge { size, max });
+        }
+        let value: Box<[u8]> = bytes.into();
+        state.data.insert(key, value.clone());
+        state.changes.set(key, value);
+        Ok(())
     }
 
     /// Removes `key` and returns what it held (`None` if nothing, or if it
@@ -196,11 +209,10 @@ impl Session {
         if size > max {
             return Err(DataError::TooLarge { size, max });
         }
-        let before = state.data.clone();
-        state.data.apply(&change);
         // A change that changes nothing (removing an absent key, storing
         // the same value again) costs no write.
-        if state.data != before {
+        if state.data.would_change(&change) {
+            state.data.apply(&change);
             state.changes.then(&change);
         }
         Ok(())
@@ -230,9 +242,9 @@ impl Session {
             Some(id) => id,
             None if state_after_is_empty(&changes) => return Ok(()),
             None => {
-                let created = self
-                    .manager
-                    .create_anonymous(self.context.clone())
+                // Boxed: creating a session is a large future, and only a
+                // visitor's first write needs it.
+                let created = Box::pin(self.manager.create_anonymous(self.context.clone()))
                     .await
                     .map_err(|e| self.requeue(changes.clone(), e))?;
                 let id = created.session.id();
