@@ -7,6 +7,7 @@ use crate::error::{Error, ErrorKind, StoreError};
 use crate::events::{SessionEvent, TerminationReason};
 use crate::record::{AdvanceRequest, RevocationReason, Rotate, Verdict};
 use crate::record::{SessionContext, SessionId, SessionRecord};
+use crate::store::Advance;
 use crate::token::VerifiedToken;
 
 use super::{RequestInfo, SessionInfo, SessionManager, Validated};
@@ -68,11 +69,15 @@ impl SessionManager {
                 .increment(1);
             return Err(ErrorKind::UnknownSession.into());
         };
-        let verdict = advance.verdict;
-        let data = advance.data;
+        // Destructured at once, and one `record` throughout: every binding
+        // alive across an `await` below takes room in this future.
+        let Advance {
+            verdict,
+            mut record,
+            data,
+        } = advance;
         metrics::counter!("rolling_session_requests_total", "verdict" => verdict.as_str())
             .increment(1);
-        let mut record = advance.record;
         // Nothing of the record is used before its seal checks: not even
         // the user id of a theft report.
         self.check_seal(&verified.session_id, &record)?;
@@ -127,17 +132,12 @@ impl SessionManager {
                 Vec::new()
             };
         }
-        let record = match context {
-            Some(ctx) => {
-                let fields = self.context_mismatch(&record, ctx);
-                if fields.is_empty() {
-                    record
-                } else {
-                    Box::pin(self.act_on_context_mismatch(record, ctx, fields)).await?
-                }
+        if let Some(ctx) = context {
+            let fields = self.context_mismatch(&record, ctx);
+            if !fields.is_empty() {
+                record = Box::pin(self.act_on_context_mismatch(record, ctx, fields)).await?;
             }
-            None => record,
-        };
+        }
         if next_token.is_some()
             && record.meta.seal.map(|s| s.key_id()) != Some(self.inner.keys.current().id())
         {
