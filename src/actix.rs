@@ -208,9 +208,9 @@ where
             Inspected::Session { token, request } => (token, request),
         };
         let (service, exchange) = (self.service.clone(), self.exchange.clone());
-        let (method, path) = (req.method().as_str().to_owned(), req.path().to_owned());
+        let refresh = exchange.is_refresh(req.method().as_str(), req.path());
         Box::pin(async move {
-            let handle = exchange.begin(token, request, &method, &path).await;
+            let handle = exchange.begin_with(token, request, refresh).await;
             if let Err(answer) = exchange.gate(&handle) {
                 let mut res = response(answer);
                 write_headers(&exchange, &handle, res.headers_mut());

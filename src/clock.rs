@@ -14,6 +14,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + 'static {
     /// The current time in milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+
+    /// Whether this clock follows real time, so that the process's
+    /// monotonic clock measures its intervals (the request path then reads
+    /// one clock instead of two to tell a late response). Default `false`:
+    /// a test clock is read every time.
+    fn follows_real_time(&self) -> bool {
+        false
+    }
 }
 
 /// The operating system's wall clock.
@@ -26,6 +34,10 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map(as_ms)
             .unwrap_or(0)
+    }
+
+    fn follows_real_time(&self) -> bool {
+        true
     }
 }
 

@@ -226,17 +226,28 @@ impl SessionExchange {
         method: &str,
         path: &str,
     ) -> Session {
+        let refresh = self.is_refresh(method, path);
+        self.begin_with(token, request, refresh).await
+    }
+
+    /// [`begin`](Self::begin) with the refresh-route test already made
+    /// (the adapters make it before boxing this future, so that it holds
+    /// no copy of the path).
+    pub(crate) async fn begin_with(
+        &self,
+        token: Option<String>,
+        request: RequestInfo,
+        refresh: bool,
+    ) -> Session {
         let manager = self.manager().clone();
         match token {
             None => Session::missing(manager, request),
-            Some(presented) if self.is_refresh(method, path) => {
-                Session::deferred(manager, presented, request)
-            }
+            Some(presented) if refresh => Session::deferred(manager, presented, request),
             Some(presented) => Session::validated(manager, presented, request).await,
         }
     }
 
-    fn is_refresh(&self, method: &str, path: &str) -> bool {
+    pub(crate) fn is_refresh(&self, method: &str, path: &str) -> bool {
         method == "POST" && path.strip_prefix(self.prefix()) == Some("/refresh")
     }
 

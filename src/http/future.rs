@@ -84,13 +84,10 @@ where
                 answer: Some(route_response(exchange.rejection_response(&rejection))),
             },
             Inspected::Session { token, request } => {
-                let method = parts.method.clone();
-                let path = parts.uri.path().to_owned();
+                let refresh = exchange.is_refresh(parts.method.as_str(), parts.uri.path());
                 let begin = exchange.clone();
                 let validation: Validation =
-                    Box::pin(
-                        async move { begin.begin(token, request, method.as_str(), &path).await },
-                    );
+                    Box::pin(async move { begin.begin_with(token, request, refresh).await });
                 State::Validating {
                     validation,
                     request: Some(Request::from_parts(parts, body)),

@@ -18,13 +18,16 @@ mod data;
 pub use data::{DataError, SessionValue};
 
 /// What the request brought.
+// Unboxed on purpose: the state lives in the handle's one allocation, and a
+// box for the session would be one more per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum Presence {
     /// A valid session; `token` is the client's live token after this
     /// request, `held` the one it holds while the request is in flight
     /// (the token it presented, or a login's first token).
     Active {
-        session: Box<SessionInfo>,
+        session: SessionInfo,
         token: Token,
         held: Token,
     },
@@ -71,8 +74,11 @@ impl Issued {
     }
 
     fn older_than(&self, deadline: Duration, manager: &SessionManager) -> bool {
+        // With a real-time clock the monotonic reading says it all (and a
+        // wall clock stepped back cannot hide a late response).
         self.at.elapsed() > deadline
-            || manager.now_ms().saturating_sub(self.at_ms) > as_ms(deadline)
+            || (!manager.clock_follows_real_time()
+                && manager.now_ms().saturating_sub(self.at_ms) > as_ms(deadline))
     }
 }
 
@@ -163,7 +169,7 @@ impl Session {
     /// The validated session, if the request carried a valid token.
     pub fn session(&self) -> Option<SessionInfo> {
         match &self.lock().presence {
-            Presence::Active { session, .. } => Some((**session).clone()),
+            Presence::Active { session, .. } => Some(session.clone()),
             _ => None,
         }
     }
@@ -172,7 +178,7 @@ impl Session {
     /// `token_reused`, ...), ready to answer with.
     pub fn require(&self) -> Result<SessionInfo, Error> {
         match &self.lock().presence {
-            Presence::Active { session, .. } => Ok((**session).clone()),
+            Presence::Active { session, .. } => Ok(session.clone()),
             Presence::Missing => Err(ErrorKind::MissingToken.into()),
             Presence::Rejected(e) => Err(e.clone()),
             Presence::Deferred { .. } => Err(ErrorKind::NotValidated.into()),
@@ -228,7 +234,7 @@ impl Session {
             _ => token.clone(),
         };
         state.presence = Presence::Active {
-            session: Box::new(session),
+            session,
             token,
             held,
         };
@@ -608,7 +614,7 @@ async fn validate(
             let token = v.next_token.unwrap_or_else(|| presented.clone());
             (
                 Presence::Active {
-                    session: Box::new(v.session),
+                    session: v.session,
                     token,
                     held: presented,
                 },

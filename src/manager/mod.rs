@@ -80,6 +80,7 @@ impl SessionManagerBuilder {
                 keys: self.keys,
                 admission: crate::admission::Admission::default(),
                 in_process_store: store.is_in_process(),
+                real_time: self.clock.follows_real_time(),
                 store,
                 config,
                 clock: self.clock,
@@ -136,6 +137,8 @@ struct Inner {
     store: Arc<dyn SessionStore>,
     /// `store.is_in_process()`, asked once.
     in_process_store: bool,
+    /// `clock.follows_real_time()`, asked once.
+    real_time: bool,
     config: Config,
     clock: Arc<dyn Clock>,
     events: Arc<dyn EventSink>,
@@ -168,6 +171,12 @@ impl SessionManager {
     /// The policies in force.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Whether the manager's clock follows real time (see
+    /// [`Clock::follows_real_time`]).
+    pub(crate) fn clock_follows_real_time(&self) -> bool {
+        self.inner.real_time
     }
 
     /// The manager's clock reading, ms since the epoch.
