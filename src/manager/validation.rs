@@ -76,8 +76,7 @@ impl SessionManager {
             mut record,
             data,
         } = advance;
-        metrics::counter!("rolling_session_requests_total", "verdict" => verdict.as_str())
-            .increment(1);
+        count_request(verdict);
         // Nothing of the record is used before its seal checks: not even
         // the user id of a theft report.
         self.check_seal(&verified.session_id, &record)?;
@@ -285,5 +284,73 @@ impl SessionManager {
         self.check(token, Rotate::Never, None, None)
             .await
             .map(|v| v.session)
+    }
+}
+
+/// Counts a request by verdict (`rolling_session_requests_total`), with a
+/// literal label per verdict: the metrics macro keeps those in statics,
+/// where a computed label allocates on every request.
+fn count_request(verdict: Verdict) {
+    macro_rules! count {
+        ($name:literal) => {
+            metrics::counter!("rolling_session_requests_total", "verdict" => $name).increment(1)
+        };
+    }
+    match verdict {
+        Verdict::Rotated => count!("rotated"),
+        Verdict::Current => count!("current"),
+        Verdict::Pending => count!("pending"),
+        Verdict::Recovered => count!("recovered"),
+        Verdict::Grace => count!("grace"),
+        Verdict::Ahead => count!("ahead"),
+        Verdict::FastForward => count!("fast_forward"),
+        Verdict::Reused => count!("reused"),
+        Verdict::Revoked => count!("revoked"),
+        Verdict::Expired => count!("expired"),
+        Verdict::IdleTimeout => count!("idle_timeout"),
+        Verdict::Unknown => count!("unknown"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_request;
+    use crate::record::Verdict;
+    use metrics_util::debugging::DebuggingRecorder;
+
+    #[test]
+    fn request_counter_labels_are_the_verdict_names() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let all = [
+            Verdict::Rotated,
+            Verdict::Current,
+            Verdict::Pending,
+            Verdict::Recovered,
+            Verdict::Grace,
+            Verdict::Ahead,
+            Verdict::FastForward,
+            Verdict::Reused,
+            Verdict::Revoked,
+            Verdict::Expired,
+            Verdict::IdleTimeout,
+            Verdict::Unknown,
+        ];
+        metrics::with_local_recorder(&recorder, || all.into_iter().for_each(count_request));
+        let mut labels: Vec<String> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .flat_map(|(key, ..)| {
+                key.key()
+                    .labels()
+                    .map(|l| l.value().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        labels.sort();
+        let mut names: Vec<String> = all.iter().map(|v| v.as_str().to_owned()).collect();
+        names.sort();
+        assert_eq!(labels, names);
     }
 }
