@@ -39,7 +39,7 @@ pub enum AnomalyAction {
 /// assert_eq!(config.criticality_factor(Some("checkout")), 0.5);
 /// ```
 ///
-/// [`DriftPredictor::new`]: super::DriftPredictor::new
+/// [`DriftPredictor::new`]: crate::drift::DriftPredictor::new
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -104,7 +104,7 @@ pub struct DriftConfig {
     /// Recent feature vectors kept for retraining (default 4 096).
     pub forest_reservoir: usize,
     /// Retrain after this many reports across all sessions; 0 retrains only on
-    /// [`DriftPredictor::retrain_now`](super::DriftPredictor::retrain_now) (default 10 000).
+    /// [`DriftPredictor::retrain_now`](crate::drift::DriftPredictor::retrain_now) (default 10 000).
     pub forest_retrain_every: u64,
     /// Feature vectors needed before the first training (default 256).
     pub forest_min_train: usize,

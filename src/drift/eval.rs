@@ -15,7 +15,7 @@
 //! assert!(roc_auc(&scores, &labels).expect("both classes") > 0.5);
 //! ```
 //!
-//! [`DriftPredictor`]: super::DriftPredictor
+//! [`DriftPredictor`]: crate::drift::DriftPredictor
 
 use super::SessionDrift;
 pub use super::ensemble::{MODEL_NAMES, MODELS};

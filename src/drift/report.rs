@@ -27,7 +27,7 @@ pub const MAX_REPORT_BYTES: usize = 4 * 1024;
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct TelemetryReport {
-    /// The sample for [`DriftPredictor::ingest`](super::DriftPredictor::ingest).
+    /// The sample for [`DriftPredictor::ingest`](crate::drift::DriftPredictor::ingest).
     pub sample: TelemetrySample,
     /// The operation type, if the client named one.
     pub operation: Option<String>,
