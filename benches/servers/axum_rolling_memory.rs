@@ -10,5 +10,5 @@ use rolling_session::MemoryStore;
 
 fn main() {
     let Some(addr) = common::addr() else { return };
-    common::runtime().block_on(rolling_axum::serve(&addr, MemoryStore::new()));
+    common::runtime().block_on(rolling_axum::serve(&addr, MemoryStore::new(), false));
 }

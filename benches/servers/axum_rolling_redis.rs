@@ -16,6 +16,6 @@ fn main() {
         let store = RedisStore::connect(&url)
             .await
             .expect("redis-server reachable");
-        rolling_axum::serve(&addr, store).await;
+        rolling_axum::serve(&addr, store, false).await;
     });
 }

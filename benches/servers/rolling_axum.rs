@@ -1,7 +1,9 @@
-//! The axum app both rolling-session axum bench servers serve; they differ
-//! only in the store. `POST /login` creates a session; `GET /` requires it
-//! (the `SessionInfo` extractor) and the layer rotates the token on every
-//! request.
+//! The axum app the rolling-session axum bench servers serve; they differ
+//! in the store and in whether `GET /` uses session data. `POST /login`
+//! creates a session; `GET /` requires it (the `SessionInfo` extractor)
+//! and the layer rotates the token on every request; with data, it also
+//! reads a counter and writes it back (the work the tower-sessions server
+//! does).
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -17,8 +19,15 @@ async fn hello(session: SessionInfo) -> String {
     format!("hello {}", session.user_id())
 }
 
-/// Serves the app on `addr` with sessions in `store` until the process ends.
-pub async fn serve(addr: &str, store: impl SessionStore) {
+async fn hello_data(session: SessionInfo, handle: Session) -> Result<String, Rejection> {
+    let n: u64 = handle.get("n")?.unwrap_or(0);
+    handle.insert("n", &(n + 1))?;
+    Ok(format!("hello {}", session.user_id()))
+}
+
+/// Serves the app on `addr` with sessions in `store` until the process
+/// ends; `data`: `GET /` reads and writes a session value.
+pub async fn serve(addr: &str, store: impl SessionStore, data: bool) {
     let manager = SessionManager::builder(KeyRing::new(TokenKey::new(
         1,
         b"0123456789abcdefghijklmnopqrstuv",
@@ -31,7 +40,7 @@ pub async fn serve(addr: &str, store: impl SessionStore) {
         CookieConfig::development("rs_session").expect("a valid cookie name"),
     ));
     let app = Router::new()
-        .route("/", get(hello))
+        .route("/", if data { get(hello_data) } else { get(hello) })
         .route("/login", post(login))
         .layer(layer);
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
