@@ -1,6 +1,5 @@
-//! The one source of randomness: the operating system's CSPRNG via `ring`.
-
-use ring::rand::{SecureRandom, SystemRandom};
+//! The one source of randomness: the operating system's CSPRNG, through
+//! `getrandom`.
 
 /// `N` bytes from the operating system's CSPRNG.
 ///
@@ -16,8 +15,9 @@ pub(crate) fn bytes<const N: usize>() -> [u8; N] {
 /// Fills `out` from the operating system's CSPRNG, for callers that can
 /// report a failure instead of panicking (the AES-GCM nonce of a payload
 /// sealed by the Redis store).
-pub(crate) fn fill(out: &mut [u8]) -> Result<(), ring::error::Unspecified> {
-    SystemRandom::new().fill(out)
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn fill(out: &mut [u8]) -> Result<(), getrandom::Error> {
+    getrandom::fill(out)
 }
 
 #[cfg(test)]

@@ -23,8 +23,8 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
-use ring::hkdf;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -121,7 +121,7 @@ impl TokenKey {
     /// ```
     pub fn new(id: u8, secret: impl Borrow<[u8; 32]>) -> Self {
         let secret = secret.borrow();
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"rolling-session token v1").extract(secret);
+        let prk = Hkdf::<Sha256>::new(Some(b"rolling-session token v1"), secret);
         Self {
             id,
             mac: derive(&prk, b"tag"),
@@ -313,20 +313,11 @@ fn bytes_field(mac: &mut Hmac<Sha256>, bytes: &[u8]) {
     mac.update(bytes);
 }
 
-/// HKDF output length for [`derive`]: one SHA-256 block.
-struct SubkeyLen;
-
-impl hkdf::KeyType for SubkeyLen {
-    fn len(&self) -> usize {
-        32
-    }
-}
-
-fn derive(prk: &hkdf::Prk, label: &[u8]) -> Hmac<Sha256> {
-    let info = [label];
+/// One subkey: HKDF-SHA256 expanded to 32 bytes under `label`, as an
+/// HMAC-SHA256 state keyed once.
+fn derive(prk: &Hkdf<Sha256>, label: &[u8]) -> Hmac<Sha256> {
     let mut subkey = [0u8; 32];
-    prk.expand(&info, SubkeyLen)
-        .and_then(|okm| okm.fill(&mut subkey))
+    prk.expand(label, &mut subkey)
         .expect("HKDF-SHA256 can always expand 32 bytes");
     let mac = Hmac::<Sha256>::new_from_slice(&subkey).expect("HMAC takes keys of any length");
     subkey.fill(0);
@@ -514,9 +505,11 @@ mod tests {
     /// switching HMAC implementations must never change a token.
     #[test]
     fn tokens_match_an_independent_hmac_implementation() {
+        use ring::hkdf as rhkdf;
         use ring::hmac as rh;
         let secret = [42u8; 32];
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"rolling-session token v1").extract(&secret);
+        let prk =
+            rhkdf::Salt::new(rhkdf::HKDF_SHA256, b"rolling-session token v1").extract(&secret);
         let subkey = |label: &[u8]| {
             let info = [label];
             rh::Key::from(prk.expand(&info, rh::HMAC_SHA256).unwrap())
@@ -745,9 +738,10 @@ mod tests {
     /// the documented encoding.
     #[test]
     fn record_seals_match_the_documented_encoding() {
+        use ring::hkdf as rhkdf;
         use ring::hmac as rh;
         let prk =
-            hkdf::Salt::new(hkdf::HKDF_SHA256, b"rolling-session token v1").extract(&[42; 32]);
+            rhkdf::Salt::new(rhkdf::HKDF_SHA256, b"rolling-session token v1").extract(&[42; 32]);
         let key = rh::Key::from(prk.expand(&[b"record"], rh::HMAC_SHA256).unwrap());
         let r = sealed_record();
         let m = &r.meta;
