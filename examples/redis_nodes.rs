@@ -94,6 +94,13 @@ async fn visit(session: Session) -> Result<Json<Value>, Rejection> {
     Ok(Json(json!({ "visits": visits })))
 }
 
+/// The session's usage statistics: from the request's own validation,
+/// no store call of its own.
+async fn analytics(handle: Session) -> Result<Json<Value>, Rejection> {
+    let stats = handle.analytics().await?;
+    Ok(Json(json!({ "request_count": stats.request_count })))
+}
+
 async fn logout(handle: Session) -> Result<Json<Value>, Rejection> {
     handle.logout().await?;
     Ok(Json(json!({ "ok": true })))
@@ -111,6 +118,7 @@ pub fn node_app(name: &'static str, manager: SessionManager) -> Router {
         .route("/me", get(me))
         .route("/logout", post(logout))
         .route("/visits", get(visits).post(visit))
+        .route("/analytics", get(analytics))
         .with_state(Node { name })
         .merge(rolling_session::axum::routes(layer.exchange()))
         .layer(layer)

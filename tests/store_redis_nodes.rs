@@ -290,6 +290,32 @@ async fn session_data_costs_no_round_trip_to_read_and_one_to_write() {
     assert_eq!(r.json["visits"], 3 + n, "every write kept");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn handle_reads_cost_no_round_trip_and_count_no_request() {
+    let redis = RedisServer::start();
+    let node = start_node("a", &redis, Duration::from_secs(2), SystemClock).await;
+    let mut alice = Browser::new("alice");
+    alice.login(&node).await;
+    let url = format!("{node}/analytics");
+    let first = alice.go(reqwest::Method::GET, &url).await;
+    let before = redis.command_stats();
+    let monitor = redis.monitor();
+    let n = 20u64;
+    let mut last = first.json["request_count"].as_u64().expect("a count");
+    for _ in 0..n {
+        let r = alice.go(reqwest::Method::GET, &url).await;
+        let count = r.json["request_count"].as_u64().expect("a count");
+        // One more per request (its own validation), never two: reading
+        // the analytics is not a request.
+        assert_eq!(count, last + 1, "{:?}", r.json);
+        last = count;
+    }
+    let sent = monitor.client_commands();
+    let delta = redis_servers::stats_delta(&before, &redis.command_stats());
+    assert_eq!(delta.get("evalsha"), Some(&n), "{delta:?}");
+    assert_eq!(sent.len() as u64, n, "one round trip per request: {sent:?}");
+}
+
 /// Requests in a loop from `browsers`, recording each answer's status and
 /// time, until `stop` is set.
 async fn load(
