@@ -353,13 +353,7 @@ impl SessionStore for SqliteStore {
                 Some(record) if record.is_live(limit.now_ms) => {}
                 _ => return Err(StoreError::NotFound),
             }
-            let size = select_data(&tx, &id)?.size_after(&changes);
-            if size > limit.max_bytes {
-                return Err(StoreError::DataTooLarge {
-                    size,
-                    max: limit.max_bytes,
-                });
-            }
+            limit.check(select_data(&tx, &id)?.size_after(&changes))?;
             if changes.clears() {
                 delete_data(&tx, &id)?;
             }

@@ -217,6 +217,19 @@ pub struct DataLimit {
     pub now_ms: u64,
 }
 
+impl DataLimit {
+    /// `Ok` if data of `size` bytes fits, else the store's refusal.
+    pub fn check(&self, size: usize) -> Result<(), crate::store::StoreError> {
+        if size > self.max_bytes {
+            return Err(crate::store::StoreError::DataTooLarge {
+                size,
+                max: self.max_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

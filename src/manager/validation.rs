@@ -46,14 +46,10 @@ impl SessionManager {
         let verified = self.inner.keys.verify(token)?;
         let now = self.now_ms();
         let request = AdvanceRequest {
-            session: verified.session_id,
-            presented: verified.counter,
-            now_ms: now,
-            grace_depth: self.inner.config.token.grace_depth,
-            grace_window_ms: self.grace_window_ms(&verified.session_id),
             rotate,
             new_id,
             max_ahead: u64::from(self.inner.config.token.max_ahead),
+            ..self.advance_request(&verified, now)
         };
         let advance = match self
             .inner
@@ -259,20 +255,26 @@ impl SessionManager {
     /// or rotated (reads never mutate). A token the rule would refuse goes
     /// through the real, atomic check instead, so a copied token used for
     /// a read is still caught (and the session revoked) like on any route.
+    /// The request `verified` makes at `now` under the configured grace:
+    /// no rotation, no new id, no fast-forward (callers set those).
+    fn advance_request(&self, verified: &VerifiedToken, now: u64) -> AdvanceRequest {
+        AdvanceRequest {
+            session: verified.session_id,
+            presented: verified.counter,
+            now_ms: now,
+            grace_depth: self.inner.config.token.grace_depth,
+            grace_window_ms: self.grace_window_ms(&verified.session_id),
+            rotate: Rotate::Never,
+            new_id: None,
+            max_ahead: 0,
+        }
+    }
+
     pub(super) async fn peek(&self, token: &str) -> Result<SessionInfo, Error> {
         let verified = self.inner.keys.verify(token)?;
         let now = self.now_ms();
         if let Some(mut record) = self.load_checked(&verified.session_id).await? {
-            let request = AdvanceRequest {
-                session: verified.session_id,
-                presented: verified.counter,
-                now_ms: now,
-                grace_depth: self.inner.config.token.grace_depth,
-                grace_window_ms: self.grace_window_ms(&verified.session_id),
-                rotate: Rotate::Never,
-                new_id: None,
-                max_ahead: 0,
-            };
+            let request = self.advance_request(&verified, now);
             let stored = record.clone();
             if record.advance(&request).is_accepted() {
                 return Ok(SessionInfo {

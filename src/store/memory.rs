@@ -264,15 +264,11 @@ impl SessionStore for MemoryStore {
             _ => return Err(StoreError::NotFound),
         }
         let data = shard.data.entry(key).or_default();
-        let size = data.size_after(changes);
-        if size > limit.max_bytes {
+        if let Err(refused) = limit.check(data.size_after(changes)) {
             if data.is_empty() {
                 shard.data.remove(&key);
             }
-            return Err(StoreError::DataTooLarge {
-                size,
-                max: limit.max_bytes,
-            });
+            return Err(refused);
         }
         data.apply(changes);
         if data.is_empty() {

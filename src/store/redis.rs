@@ -1478,6 +1478,8 @@ impl SessionStore for RedisStore {
                 invocation.invoke_async(&mut conn).await.map_err(map_err)?;
             match reply {
                 None => Err(StoreError::NotFound),
+                // The script refused the write: whatever size it reports, it
+                // wrote nothing.
                 Some((outcome, size)) if outcome == "too_large" => Err(StoreError::DataTooLarge {
                     size: usize::try_from(number(size.as_bytes())?).unwrap_or(usize::MAX),
                     max: limit.max_bytes,
