@@ -1421,17 +1421,14 @@ pub async fn concurrent_elevations_move_the_lineage_once(store: Arc<dyn SessionS
     assert_eq!(stored.meta, meta, "{check}: the winner's permissions");
 }
 
-/// `update_meta` racing requests: the sequence counts every request and
-/// the meta is one of those written.
-pub async fn concurrent_meta_updates_never_move_the_sequence(store: Arc<dyn SessionStore>) {
-    let check = "concurrent_meta_updates";
-    let now = wall_ms();
-    let r = sample(&fresh_user(check), now);
-    create(&*store, &r).await;
-    let n = 40u64;
-    let advances: Vec<_> = (0..n)
+type AdvanceTask = tokio::task::JoinHandle<Result<Option<super::Advance>, StoreError>>;
+
+/// `n` concurrent requests presenting the live token 0 of `id` without
+/// rotating, at `now`, `now + 1`, ...
+fn spawn_reads(store: &Arc<dyn SessionStore>, id: SessionId, now: u64, n: u64) -> Vec<AdvanceTask> {
+    (0..n)
         .map(|i| {
-            let (store, id) = (store.clone(), r.id);
+            let store = store.clone();
             tokio::spawn(async move {
                 let req = AdvanceRequest {
                     rotate: Rotate::Never,
@@ -1440,7 +1437,26 @@ pub async fn concurrent_meta_updates_never_move_the_sequence(store: Arc<dyn Sess
                 store.verify_and_advance(&id, &req).await
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Every one of [`spawn_reads`]' requests was served as `Current`.
+async fn expect_current(tasks: Vec<AdvanceTask>, check: &str) {
+    for t in tasks {
+        let a = t.await.expect("task").expect("advance").expect("session");
+        assert_eq!(a.verdict, Verdict::Current, "{check}");
+    }
+}
+
+/// `update_meta` racing requests: the sequence counts every request and
+/// the meta is one of those written.
+pub async fn concurrent_meta_updates_never_move_the_sequence(store: Arc<dyn SessionStore>) {
+    let check = "concurrent_meta_updates";
+    let now = wall_ms();
+    let r = sample(&fresh_user(check), now);
+    create(&*store, &r).await;
+    let n = 40u64;
+    let advances = spawn_reads(&store, r.id, now, n);
     let updates: Vec<_> = (0..n)
         .map(|i| {
             let (store, id) = (store.clone(), r.id);
@@ -1449,10 +1465,7 @@ pub async fn concurrent_meta_updates_never_move_the_sequence(store: Arc<dyn Sess
             tokio::spawn(async move { store.update_meta(&id, &meta).await })
         })
         .collect();
-    for t in advances {
-        let a = t.await.expect("task").expect("advance").expect("session");
-        assert_eq!(a.verdict, Verdict::Current, "{check}");
-    }
+    expect_current(advances, check).await;
     for t in updates {
         t.await.expect("task").expect("update_meta");
     }
@@ -1779,18 +1792,7 @@ pub async fn data_writes_race_with_requests(store: Arc<dyn SessionStore>) {
     let r = sample(&fresh_user(check), now);
     create(&*store, &r).await;
     let n = 24u64;
-    let advances: Vec<_> = (0..n)
-        .map(|i| {
-            let (store, id) = (store.clone(), r.id);
-            tokio::spawn(async move {
-                let req = AdvanceRequest {
-                    rotate: Rotate::Never,
-                    ..request(id, 0, now + i)
-                };
-                store.verify_and_advance(&id, &req).await
-            })
-        })
-        .collect();
+    let advances = spawn_reads(&store, r.id, now, n);
     let writes: Vec<_> = (0..n)
         .map(|i| {
             let (store, id) = (store.clone(), r.id);
@@ -1801,10 +1803,7 @@ pub async fn data_writes_race_with_requests(store: Arc<dyn SessionStore>) {
             })
         })
         .collect();
-    for a in advances {
-        let a = a.await.expect("task").expect("advance").expect("session");
-        assert_eq!(a.verdict, Verdict::Current, "{check}");
-    }
+    expect_current(advances, check).await;
     for w in writes {
         w.await.expect("task").expect("write_data");
     }
