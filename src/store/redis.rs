@@ -1224,6 +1224,23 @@ impl Codec {
         }
     }
 
+    /// A stored blob as written: opened under the payload keys (bound to
+    /// `aad`) if sealed, taken as it is if in clear and plaintext is
+    /// accepted (no payload keys, or `accept_plaintext` while migrating).
+    fn open_stored(
+        &self,
+        aad: impl FnOnce() -> Vec<u8>,
+        blob: &[u8],
+        what: Blob,
+    ) -> Result<Vec<u8>, StoreError> {
+        match (&self.payload, blob.first()) {
+            (Some(keys), Some(&SEALED_V1)) => keys.open_with(&aad(), blob),
+            (None, Some(&SEALED_V1)) => Err(corrupt(what.sealed_without_key)),
+            (Some(_), _) if !self.accept_plaintext => Err(corrupt(what.plaintext_refused)),
+            _ => Ok(blob.to_vec()),
+        }
+    }
+
     /// The data fields of an advance reply (`d:<key>`, value pairs).
     fn decode_data(
         &self,
@@ -1238,42 +1255,15 @@ impl Codec {
             let key = text(&pair[0])?
                 .strip_prefix("d:")
                 .ok_or_else(|| corrupt("an advance reply has a data field without its prefix"))?;
-            let value = match (&self.payload, pair[1].first()) {
-                (Some(keys), Some(&SEALED_V1)) => {
-                    keys.open_with(&PayloadKeys::data_aad(lineage, key), &pair[1])?
-                }
-                (None, Some(&SEALED_V1)) => {
-                    return Err(corrupt(
-                        "session data is encrypted and no payload key is configured",
-                    ));
-                }
-                (Some(_), _) if !self.accept_plaintext => {
-                    return Err(corrupt(
-                        "session data is not encrypted and plaintext is not accepted",
-                    ));
-                }
-                _ => pair[1].clone(),
-            };
+            let value =
+                self.open_stored(|| PayloadKeys::data_aad(lineage, key), &pair[1], Blob::DATA)?;
             data.insert(key, value);
         }
         Ok(data)
     }
 
     fn open_meta(&self, lineage: &LineageKey, blob: &[u8]) -> Result<SessionMeta, StoreError> {
-        let json = match (&self.payload, blob.first()) {
-            (Some(keys), Some(&SEALED_V1)) => keys.open(lineage, blob)?,
-            (None, Some(&SEALED_V1)) => {
-                return Err(corrupt(
-                    "the session payload is encrypted and no payload key is configured",
-                ));
-            }
-            (Some(_), _) if !self.accept_plaintext => {
-                return Err(corrupt(
-                    "the session payload is not encrypted and plaintext is not accepted",
-                ));
-            }
-            _ => blob.to_vec(),
-        };
+        let json = self.open_stored(|| PayloadKeys::aad(lineage), blob, Blob::META)?;
         serde_json::from_slice(&json).map_err(StoreError::corrupt)
     }
 }
@@ -1748,6 +1738,24 @@ const SEALED_V1: u8 = 1;
 /// The associated data's label: v2 binds a payload to its lineage key (v1
 /// bound it to a session id, which renewal now changes).
 const AAD_LABEL: &[u8] = b"rolling-session/meta/v2";
+/// What a stored blob is, for the refusals of [`Codec::open_stored`].
+#[derive(Clone, Copy)]
+struct Blob {
+    sealed_without_key: &'static str,
+    plaintext_refused: &'static str,
+}
+
+impl Blob {
+    const META: Self = Self {
+        sealed_without_key: "the session payload is encrypted and no payload key is configured",
+        plaintext_refused: "the session payload is not encrypted and plaintext is not accepted",
+    };
+    const DATA: Self = Self {
+        sealed_without_key: "session data is encrypted and no payload key is configured",
+        plaintext_refused: "session data is not encrypted and plaintext is not accepted",
+    };
+}
+
 /// Bound into every sealed data value with its lineage and key.
 const DATA_AAD_LABEL: &[u8] = b"rolling-session/data/v1";
 /// A sealed value's bytes beyond its plaintext: version, key id, nonce, tag.
@@ -1892,6 +1900,9 @@ impl PayloadKeys {
         self.seal_with(&Self::aad(lineage), plain)
     }
 
+    /// [`seal`](Self::seal)'s inverse (the codec opens through
+    /// `Codec::open_stored`).
+    #[cfg(test)]
     fn open(&self, lineage: &LineageKey, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
         self.open_with(&Self::aad(lineage), sealed)
     }
