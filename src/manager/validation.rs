@@ -61,8 +61,7 @@ impl SessionManager {
             Err(e) => return Err(self.read_failed(&verified.session_id, e)),
         };
         let Some(advance) = advance else {
-            metrics::counter!("rolling_session_requests_total", "verdict" => "unknown")
-                .increment(1);
+            count_request(Verdict::Unknown);
             return Err(ErrorKind::UnknownSession.into());
         };
         // Destructured at once, and one `record` throughout: every binding

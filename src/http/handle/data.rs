@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::data::DataChanges;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::http::Rejection;
 
 use super::{Presence, Session};
@@ -49,11 +49,9 @@ pub enum DataError {
         /// The limit.
         max: usize,
     },
-    /// The request's session was not validated (the refresh route).
-    #[error("the session of this request was not validated")]
-    NotValidated,
-    /// Writing failed: the session ended meanwhile, the store failed, or
-    /// an anonymous session could not be created.
+    /// Writing failed: the session ended meanwhile, the store failed, an
+    /// anonymous session could not be created, or the request's session
+    /// was not validated (the refresh route: `ErrorKind::NotValidated`).
     #[error("the session's data could not be written")]
     Session(#[source] Error),
 }
@@ -82,7 +80,6 @@ impl From<DataError> for Rejection {
                 "session_data_too_large",
                 e.to_string(),
             ),
-            DataError::NotValidated => Rejection::not_validated(),
             DataError::Serialize { .. } | DataError::Deserialize { .. } => Rejection::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "session_data_error",
@@ -233,7 +230,9 @@ impl Session {
             }
             let target = match &state.presence {
                 Presence::Active { session, .. } => Some(session.id()),
-                Presence::Deferred { .. } => return Err(DataError::NotValidated),
+                Presence::Deferred { .. } => {
+                    return Err(DataError::Session(ErrorKind::NotValidated.into()));
+                }
                 Presence::Missing | Presence::Rejected(_) => None,
             };
             (std::mem::take(&mut state.changes), target)
