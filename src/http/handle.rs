@@ -383,11 +383,9 @@ impl Session {
     /// was issued (replaced, never used). If the renewal fails, the issued
     /// token is not sent either, whatever the store did: the client keeps
     /// the token it presented, which the sequence rule recovers like a
-    /// lost response.
-    async fn slide(&self) {
-        let Some(token) = self.slide_due() else {
-            return;
-        };
+    /// lost response. `token` is the one [`slide_due`](Self::slide_due)
+    /// found due.
+    async fn slide(&self, token: Token) {
         match self.manager.slide_undelivered(token.expose()).await {
             Ok(renewed) => {
                 let issued = Issued::at(&renewed.session);
@@ -551,8 +549,8 @@ impl Session {
         let handle = Self::with_state(manager, &request, State::new(presence, write, data));
         // Boxed: a renewal's future is as large as a validation's, and
         // only a request near the end of the session's lifetime needs it.
-        if handle.slide_due().is_some() {
-            Box::pin(handle.slide()).await;
+        if let Some(token) = handle.slide_due() {
+            Box::pin(handle.slide(token)).await;
         }
         handle
     }
