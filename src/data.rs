@@ -58,6 +58,11 @@ impl SessionData {
         Arc::make_mut(&mut self.0).insert(key.into(), value.into());
     }
 
+    /// Removes `key`; whether it was there.
+    pub fn remove(&mut self, key: &str) -> bool {
+        self.0.contains_key(key) && Arc::make_mut(&mut self.0).remove(key).is_some()
+    }
+
     /// Applies `changes` as a store must: a clear first (if asked), then
     /// each key's write or removal.
     pub fn apply(&mut self, changes: &DataChanges) {
@@ -78,15 +83,6 @@ impl SessionData {
                 }
             }
         }
-    }
-
-    /// Whether applying `changes` would change anything.
-    pub fn would_change(&self, changes: &DataChanges) -> bool {
-        (changes.clear && !self.is_empty())
-            || changes.keys.iter().any(|(key, value)| match value {
-                Some(v) => self.0.get(key) != Some(v),
-                None => self.0.contains_key(key),
-            })
     }
 
     /// The size this data would have after `changes`.

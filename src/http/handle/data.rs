@@ -11,7 +11,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::data::DataChanges;
+use crate::data::{DataChanges, SessionData};
 use crate::error::{Error, ErrorKind};
 use crate::http::Rejection;
 
@@ -170,17 +170,22 @@ impl Session {
     /// held something else than a `T`).
     pub fn remove<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
         let old = self.get(key).ok().flatten();
-        let mut change = DataChanges::default();
-        change.remove(key);
-        let _ = self.change(change);
+        let mut state = self.lock();
+        // Removing an absent key costs no write.
+        if state.data.remove(key) {
+            state.changes.remove(key);
+        }
         old
     }
 
     /// Removes every key.
     pub fn clear(&self) {
-        let mut change = DataChanges::default();
-        change.clear();
-        let _ = self.change(change);
+        let mut state = self.lock();
+        // Clearing no data costs no write.
+        if !state.data.is_empty() {
+            state.data = SessionData::default();
+            state.changes.clear();
+        }
     }
 
     /// The [`SessionValue`] `T`, or its default if none is stored.
@@ -196,23 +201,6 @@ impl Session {
     /// Whether this request changed the data and has not written it yet.
     pub fn is_modified(&self) -> bool {
         !self.lock().changes.is_empty()
-    }
-
-    /// Applies one change to the view and queues it, if it fits.
-    fn change(&self, change: DataChanges) -> Result<(), DataError> {
-        let max = self.manager.config().max_data_bytes;
-        let mut state = self.lock();
-        let size = state.data.size_after(&change);
-        if size > max {
-            return Err(DataError::TooLarge { size, max });
-        }
-        // A change that changes nothing (removing an absent key, storing
-        // the same value again) costs no write.
-        if state.data.would_change(&change) {
-            state.data.apply(&change);
-            state.changes.then(&change);
-        }
-        Ok(())
     }
 
     /// Writes this request's changes now, in one store round trip, instead
