@@ -198,18 +198,7 @@ impl SessionManager {
     }
 
     fn emit(&self, event: SessionEvent) {
-        match event {
-            // Every request's event: a literal label, which the metrics
-            // macro keeps in a static (a computed one allocates per call).
-            SessionEvent::Rotated { .. } => {
-                metrics::counter!("rolling_session_events_total", "event" => "rotated")
-                    .increment(1);
-            }
-            _ => {
-                metrics::counter!("rolling_session_events_total", "event" => event.name())
-                    .increment(1);
-            }
-        }
+        count_event(&event);
         self.inner.events.emit(&event);
     }
 
@@ -292,6 +281,121 @@ impl SessionManager {
             .update_meta(&record.id, &record.meta)
             .await?;
         Ok(())
+    }
+}
+
+/// Counts an event (`rolling_session_events_total`) with a literal label
+/// per kind: the metrics macro keeps those in statics, where a computed
+/// label allocates on every call (and a rotation is every request's).
+fn count_event(event: &SessionEvent) {
+    macro_rules! count {
+        ($name:literal) => {
+            metrics::counter!("rolling_session_events_total", "event" => $name).increment(1)
+        };
+    }
+    match event {
+        SessionEvent::Created { .. } => count!("created"),
+        SessionEvent::Rotated { .. } => count!("rotated"),
+        SessionEvent::Renewed { .. } => count!("renewed"),
+        SessionEvent::Terminated { .. } => count!("terminated"),
+        SessionEvent::Evicted { .. } => count!("evicted"),
+        SessionEvent::Expired { .. } => count!("expired"),
+        SessionEvent::TheftDetected { .. } => count!("theft_detected"),
+        SessionEvent::StoreRolledBack { .. } => count!("store_rolled_back"),
+        SessionEvent::ContextMismatch { .. } => count!("context_mismatch"),
+        #[cfg(feature = "drift")]
+        SessionEvent::Anomaly { .. } => count!("anomaly"),
+        SessionEvent::RecordTampered { .. } => count!("record_tampered"),
+    }
+}
+
+#[cfg(test)]
+mod event_count_tests {
+    use super::count_event;
+    use crate::events::{SessionEvent, TerminationReason};
+    use crate::record::{SessionContext, SessionId};
+    use metrics_util::debugging::DebuggingRecorder;
+
+    #[test]
+    fn event_counter_labels_are_the_event_names() {
+        let id = SessionId::from_bytes([1; 16]);
+        let ctx = SessionContext::default();
+        let events = vec![
+            SessionEvent::Created {
+                session_id: id,
+                user_id: "u".into(),
+            },
+            SessionEvent::Rotated {
+                session_id: id,
+                counter: 1,
+            },
+            SessionEvent::Renewed {
+                from: id,
+                to: id,
+                renewals: 1,
+            },
+            SessionEvent::Terminated {
+                session_id: id,
+                reason: TerminationReason::Logout,
+            },
+            SessionEvent::Evicted {
+                session_id: id,
+                user_id: "u".into(),
+                device: ctx.clone(),
+                replaced_by: id,
+            },
+            SessionEvent::Expired {
+                session_id: id,
+                idle: true,
+            },
+            SessionEvent::TheftDetected {
+                session_id: id,
+                lineage: vec![id],
+                user_id: "u".into(),
+                presented_counter: 0,
+                live_counter: 1,
+                session_context: ctx.clone(),
+                request_context: None,
+            },
+            SessionEvent::StoreRolledBack {
+                session_id: id,
+                user_id: "u".into(),
+                presented_counter: 2,
+                stored_counter: 1,
+            },
+            SessionEvent::ContextMismatch {
+                session_id: id,
+                fields: vec!["ip"],
+                session_context: ctx.clone(),
+                request_context: ctx,
+            },
+            #[cfg(feature = "drift")]
+            SessionEvent::Anomaly {
+                session_id: id,
+                user_id: "u".into(),
+                score: 0.9,
+                action: crate::drift::AnomalyAction::Log,
+            },
+            SessionEvent::RecordTampered { session_id: id },
+        ];
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || events.iter().for_each(count_event));
+        let mut labels: Vec<String> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .flat_map(|(key, ..)| {
+                key.key()
+                    .labels()
+                    .map(|l| l.value().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        labels.sort();
+        let mut names: Vec<String> = events.iter().map(|e| e.name().to_owned()).collect();
+        names.sort();
+        assert_eq!(labels, names);
     }
 }
 
