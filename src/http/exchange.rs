@@ -185,7 +185,7 @@ impl SessionExchange {
             return Inspected::Refuse(rejection);
         }
         let transport = &self.inner.transport;
-        let token = transport.read(head.values(transport.request_header()));
+        let token = transport.read(head.values(transport.request_header_name()));
         let request = RequestInfo {
             safe_method: head.is_safe_method(),
             context: Some(self.inner.context.make_context(head)),
@@ -299,14 +299,8 @@ impl SessionExchange {
                 put(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             }
             if let Some((expires_in, idle_expires_in)) = expiry {
-                put(
-                    HeaderName::from_static(EXPIRES_IN_HEADER),
-                    HeaderValue::from(as_ms(expires_in)),
-                );
-                put(
-                    HeaderName::from_static(IDLE_EXPIRES_IN_HEADER),
-                    HeaderValue::from(as_ms(idle_expires_in)),
-                );
+                put(EXPIRES_IN, decimal(as_ms(expires_in)));
+                put(IDLE_EXPIRES_IN, decimal(as_ms(idle_expires_in)));
             }
         });
     }
@@ -329,6 +323,17 @@ impl SessionExchange {
     pub(crate) fn render(&self, rejection: &Rejection) -> (&'static str, Bytes) {
         self.format().format(rejection)
     }
+}
+
+const EXPIRES_IN: HeaderName = HeaderName::from_static(EXPIRES_IN_HEADER);
+const IDLE_EXPIRES_IN: HeaderName = HeaderName::from_static(IDLE_EXPIRES_IN_HEADER);
+
+/// `n` as a header value, formatted on the stack (`HeaderValue::from(u64)`
+/// allocates twice: its buffer, then the shared bytes).
+fn decimal(n: u64) -> HeaderValue {
+    let mut digits = itoa::Buffer::new();
+    // Digits are always a valid value; the fallback only avoids a panic path.
+    HeaderValue::from_str(digits.format(n)).unwrap_or_else(|_| HeaderValue::from(n))
 }
 
 #[cfg(feature = "axum")]

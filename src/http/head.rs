@@ -4,9 +4,18 @@
 
 use std::net::IpAddr;
 
+use http::HeaderName;
+use http::header::USER_AGENT;
 use ipnet::IpNet;
 
 use crate::record::SessionContext;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_DEVICE_ID: HeaderName = HeaderName::from_static("x-device-id");
+
+fn lossy(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).into_owned()
+}
 
 /// A framework-neutral view of a request head, built by each adapter (the
 /// tower layer, the actix-web middleware) and handed to [`MakeContext`]
@@ -71,21 +80,32 @@ impl<'a> RequestHead<'a> {
 
     /// The first value of a header, lossily decoded.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.values(name)
-            .next()
-            .map(|v| String::from_utf8_lossy(v).into_owned())
+        self.values_by_str(name).next().map(lossy)
     }
 
     /// Every value of a header, raw.
     pub fn header_values(&self, name: &str) -> Vec<&'a [u8]> {
-        self.values(name).collect()
+        self.values_by_str(name).collect()
     }
 
-    /// Every value of a header, raw, without collecting them.
-    pub(crate) fn values(&self, name: &str) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+    fn values_by_str(&self, name: &str) -> impl Iterator<Item = &'a [u8]> + use<'a> {
         match self.headers {
             Headers::Map(map) => Values::Map(map.get_all(name).into_iter()),
             Headers::Lookup(lookup) => Values::List(lookup(name).into_iter()),
+        }
+    }
+
+    /// [`header`](Self::header) by a `HeaderName` (the crate's own lookups:
+    /// a constant name is not parsed again on every request).
+    pub(crate) fn header_named(&self, name: &HeaderName) -> Option<String> {
+        self.values(name).next().map(lossy)
+    }
+
+    /// Every value of a header, raw, without collecting them.
+    pub(crate) fn values(&self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        match self.headers {
+            Headers::Map(map) => Values::Map(map.get_all(name).into_iter()),
+            Headers::Lookup(lookup) => Values::List(lookup(name.as_str()).into_iter()),
         }
     }
 
@@ -219,7 +239,7 @@ impl DefaultContext {
             return Some(peer);
         }
         let mut forwarded: Vec<IpAddr> = Vec::new();
-        for value in head.values("x-forwarded-for") {
+        for value in head.values(&X_FORWARDED_FOR) {
             let text = String::from_utf8_lossy(value);
             forwarded.extend(
                 text.split(',')
@@ -240,8 +260,8 @@ impl MakeContext for DefaultContext {
     fn make_context(&self, head: &RequestHead<'_>) -> SessionContext {
         SessionContext {
             ip: self.client_ip(head),
-            user_agent: head.header("user-agent"),
-            device_id: head.header("x-device-id"),
+            user_agent: head.header_named(&USER_AGENT),
+            device_id: head.header_named(&X_DEVICE_ID),
             location: None,
         }
     }
