@@ -25,7 +25,11 @@ use std::sync::Arc;
 /// assert_eq!(data.size(), "cart".len() + br#"["apple"]"#.len());
 /// ```
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct SessionData(Arc<BTreeMap<String, Box<[u8]>>>);
+pub struct SessionData(Arc<BTreeMap<String, Value>>);
+
+/// A serialized value: shared, so a request's view, its changes and the
+/// memory store hold one copy between them.
+pub(crate) type Value = Arc<[u8]>;
 
 impl SessionData {
     /// The serialized value of `key`.
@@ -53,8 +57,18 @@ impl SessionData {
         self.0.iter().map(|(k, v)| entry_size(k, v)).sum()
     }
 
+    /// The value of `key`, shared.
+    pub(crate) fn get_shared(&self, key: &str) -> Option<&Value> {
+        self.0.get(key)
+    }
+
+    /// Keys and values, shared.
+    pub(crate) fn iter_shared(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     /// Sets `key` to `value` (a store decoding what it read).
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Box<[u8]>>) {
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Arc<[u8]>>) {
         Arc::make_mut(&mut self.0).insert(key.into(), value.into());
     }
 
@@ -74,11 +88,13 @@ impl SessionData {
             map.clear();
         }
         for (key, value) in &changes.keys {
-            match value {
-                Some(v) => {
+            match (value, map.get_mut(key.as_str())) {
+                // A key already there keeps its allocation.
+                (Some(v), Some(slot)) => *slot = v.clone(),
+                (Some(v), None) => {
                     map.insert(key.clone(), v.clone());
                 }
-                None => {
+                (None, _) => {
                     map.remove(key);
                 }
             }
@@ -120,12 +136,12 @@ fn entry_size(key: &str, value: &[u8]) -> usize {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct DataChanges {
     clear: bool,
-    keys: BTreeMap<String, Option<Box<[u8]>>>,
+    keys: BTreeMap<String, Option<Value>>,
 }
 
 impl DataChanges {
     /// Sets `key` to the serialized `value`.
-    pub fn set(&mut self, key: impl Into<String>, value: impl Into<Box<[u8]>>) {
+    pub fn set(&mut self, key: impl Into<String>, value: impl Into<Arc<[u8]>>) {
         self.keys.insert(key.into(), Some(value.into()));
     }
 
@@ -148,6 +164,23 @@ impl DataChanges {
     /// Whether every key is removed before the others are written.
     pub fn clears(&self) -> bool {
         self.clear
+    }
+
+    /// What `key` reads as through these changes: `Some(Some(value))` set,
+    /// `Some(None)` removed (by name or by the clear), `None` untouched.
+    pub(crate) fn lookup(&self, key: &str) -> Option<Option<&Value>> {
+        match self.keys.get(key) {
+            Some(value) => Some(value.as_ref()),
+            None if self.clear => Some(None),
+            None => None,
+        }
+    }
+
+    /// Each key written, shared, in key order.
+    pub(crate) fn sets(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.keys
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.as_ref()?)))
     }
 
     /// Each key written (`Some`) or removed (`None`), in key order.

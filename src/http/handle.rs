@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::clock::as_ms;
-use crate::data::{DataChanges, SessionData};
+use crate::data::SessionData;
 #[cfg(feature = "drift")]
 use crate::drift::{DriftAdvice, TelemetrySample};
 use crate::error::{Error, ErrorKind};
@@ -15,7 +15,9 @@ use crate::record::SessionContext;
 use crate::token::Token;
 
 mod data;
+mod view;
 pub use data::{DataError, SessionValue};
+use view::DataView;
 
 /// What the request brought.
 // Unboxed on purpose: the state lives in the handle's one allocation, and a
@@ -87,10 +89,8 @@ struct State {
     presence: Presence,
     write: Write,
     /// The session's data as this request sees it: as read with the
-    /// validation, with this request's changes applied.
-    data: SessionData,
-    /// This request's changes not written yet (see [`data`]).
-    changes: DataChanges,
+    /// validation, with this request's changes on top (see [`data`]).
+    data: DataView,
 }
 
 impl State {
@@ -98,8 +98,7 @@ impl State {
         Self {
             presence,
             write,
-            data,
-            changes: DataChanges::default(),
+            data: DataView::new(data),
         }
     }
 }
@@ -295,10 +294,9 @@ impl Session {
         // other changes; or is dropped, if asked.
         let mut state = self.lock();
         if options.keep_data {
-            state.changes = DataChanges::copy_of(&state.data);
+            state.data.carry_over();
         } else {
-            state.data = SessionData::default();
-            state.changes = DataChanges::default();
+            state.data.reset();
         }
         drop(state);
         Ok(created.session)
@@ -310,8 +308,7 @@ impl Session {
         let mut state = self.lock();
         state.write = Write::Clear;
         state.presence = Presence::Missing;
-        state.data = SessionData::default();
-        state.changes = DataChanges::default();
+        state.data.reset();
         Ok(())
     }
 
@@ -364,7 +361,7 @@ impl Session {
                     let mut state = self.lock();
                     state.presence = presence;
                     state.write = write;
-                    state.data = data;
+                    state.data.reread(data);
                     if let Presence::Rejected(e) = &state.presence {
                         return Err(e.clone());
                     }

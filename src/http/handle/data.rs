@@ -11,7 +11,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::data::{DataChanges, SessionData};
+use crate::data::DataChanges;
 use crate::error::{Error, ErrorKind};
 use crate::http::Rejection;
 
@@ -151,18 +151,16 @@ impl Session {
         let max = self.manager.config().max_data_bytes;
         let mut state = self.lock();
         let old = state.data.get(key);
-        if old == Some(bytes.as_slice()) {
+        if old.is_some_and(|old| **old == *bytes) {
             // Storing the same value again costs no write.
             return Ok(());
         }
-        let size =
-            state.data.size() - old.map_or(0, |v| key.len() + v.len()) + key.len() + bytes.len();
+        let old_size = old.map_or(0, |v| key.len() + v.len());
+        let size = state.data.size() - old_size + key.len() + bytes.len();
         if size > max {
             return Err(DataError::TooLarge { size, max });
         }
-        let value: Box<[u8]> = bytes.into();
-        state.data.insert(key, value.clone());
-        state.changes.set(key, value);
+        state.data.set(key, bytes.into());
         Ok(())
     }
 
@@ -170,22 +168,15 @@ impl Session {
     /// held something else than a `T`).
     pub fn remove<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
         let old = self.get(key).ok().flatten();
-        let mut state = self.lock();
         // Removing an absent key costs no write.
-        if state.data.remove(key) {
-            state.changes.remove(key);
-        }
+        self.lock().data.remove(key);
         old
     }
 
     /// Removes every key.
     pub fn clear(&self) {
-        let mut state = self.lock();
         // Clearing no data costs no write.
-        if !state.data.is_empty() {
-            state.data = SessionData::default();
-            state.changes.clear();
-        }
+        self.lock().data.clear();
     }
 
     /// The [`SessionValue`] `T`, or its default if none is stored.
@@ -200,7 +191,7 @@ impl Session {
 
     /// Whether this request changed the data and has not written it yet.
     pub fn is_modified(&self) -> bool {
-        !self.lock().changes.is_empty()
+        self.lock().data.is_modified()
     }
 
     /// Writes this request's changes now, in one store round trip, instead
@@ -213,7 +204,7 @@ impl Session {
     pub async fn save(&self) -> Result<(), DataError> {
         let (changes, target) = {
             let mut state = self.lock();
-            if state.changes.is_empty() {
+            if !state.data.is_modified() {
                 return Ok(());
             }
             let target = match &state.presence {
@@ -223,11 +214,14 @@ impl Session {
                 }
                 Presence::Missing | Presence::Rejected(_) => None,
             };
-            (std::mem::take(&mut state.changes), target)
+            (state.data.take_pending(), target)
         };
         let id = match target {
             Some(id) => id,
-            None if state_after_is_empty(&changes) => return Ok(()),
+            None if state_after_is_empty(&changes) => {
+                self.lock().data.saved(changes);
+                return Ok(());
+            }
             None => {
                 // Boxed: creating a session is a large future, and only a
                 // visitor's first write needs it.
@@ -239,20 +233,19 @@ impl Session {
                 id
             }
         };
-        self.manager
-            .write_session_data(&id, &changes)
-            .await
-            .map_err(|e| self.requeue(changes, e))
+        match self.manager.write_session_data(&id, &changes).await {
+            Ok(()) => {
+                self.lock().data.saved(changes);
+                Ok(())
+            }
+            Err(e) => Err(self.requeue(changes, e)),
+        }
     }
 
     /// A failed write: its changes are queued again (before any made
     /// since), so a retry of [`save`](Self::save) writes them.
-    fn requeue(&self, mut changes: DataChanges, e: Error) -> DataError {
-        let mut state = self.lock();
-        let later = std::mem::take(&mut state.changes);
-        changes.then(&later);
-        state.changes = changes;
-        drop(state);
+    fn requeue(&self, changes: DataChanges, e: Error) -> DataError {
+        self.lock().data.requeue(changes);
         DataError::from(self.failed(e))
     }
 }
