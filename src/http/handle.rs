@@ -147,9 +147,15 @@ impl State {
 /// ```
 #[derive(Clone)]
 pub struct Session {
+    // One allocation per request, and a clone (into the extensions, for
+    // each extractor) is one reference count.
+    inner: Arc<Shared>,
+}
+
+struct Shared {
     manager: SessionManager,
     context: SessionContext,
-    state: Arc<Mutex<State>>,
+    state: Mutex<State>,
 }
 
 impl std::fmt::Debug for Session {
@@ -162,7 +168,7 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The validated session, if the request carried a valid token.
@@ -284,8 +290,9 @@ impl Session {
             self.end_current().await?;
         }
         let created = self
+            .inner
             .manager
-            .create_session_with(user_id, self.context.clone(), options)
+            .create_session_with(user_id, self.inner.context.clone(), options)
             .await
             .map_err(|e| self.failed(e))?;
         self.activate(created.session.clone(), created.token, None);
@@ -321,13 +328,14 @@ impl Session {
         };
         let ended = match validated {
             Some(id) => {
-                self.manager
+                self.inner
+                    .manager
                     .terminate_id(&id, crate::events::TerminationReason::Logout)
                     .await
             }
             None => {
                 let token = self.live_token()?;
-                self.manager.terminate_session(token.expose()).await
+                self.inner.manager.terminate_session(token.expose()).await
             }
         };
         ended.map_err(|e| self.failed(e))
@@ -344,9 +352,12 @@ impl Session {
     pub async fn renew(&self) -> Result<SessionInfo, Error> {
         let (token, undelivered) = self.live_token_undelivered()?;
         let renewal = if undelivered {
-            self.manager.renew_session_undelivered(token.expose()).await
+            self.inner
+                .manager
+                .renew_session_undelivered(token.expose())
+                .await
         } else {
-            self.manager.renew_session(token.expose()).await
+            self.inner.manager.renew_session(token.expose()).await
         };
         let renewed = match renewal {
             Ok(renewed) => renewed,
@@ -357,7 +368,8 @@ impl Session {
                 };
                 if let Some(request) = deferred.filter(|_| !refused.kind().ends_session()) {
                     super::report::store_failure(&refused);
-                    let (presence, write, data) = validate(&self.manager, token, &request).await;
+                    let (presence, write, data) =
+                        validate(&self.inner.manager, token, &request).await;
                     let mut state = self.lock();
                     state.presence = presence;
                     state.write = write;
@@ -383,7 +395,7 @@ impl Session {
     /// lost response. `token` is the one [`slide_due`](Self::slide_due)
     /// found due.
     async fn slide(&self, token: Token) {
-        match self.manager.slide_undelivered(token.expose()).await {
+        match self.inner.manager.slide_undelivered(token.expose()).await {
             Ok(renewed) => {
                 let issued = Issued::at(&renewed.session);
                 self.activate(renewed.session, renewed.token, Some(issued));
@@ -403,6 +415,7 @@ impl Session {
                 token,
                 held,
             } if token.expose() != held.expose() => self
+                .inner
                 .manager
                 .sliding_renewal_due(session)
                 .then(|| token.clone()),
@@ -427,11 +440,13 @@ impl Session {
     pub async fn set_permissions(&self, permissions: Vec<String>) -> Result<SessionInfo, Error> {
         let (token, undelivered) = self.live_token_undelivered()?;
         let elevation = if undelivered {
-            self.manager
+            self.inner
+                .manager
                 .set_session_permissions_undelivered(token.expose(), permissions)
                 .await
         } else {
-            self.manager
+            self.inner
+                .manager
                 .set_session_permissions(token.expose(), permissions)
                 .await
         };
@@ -448,6 +463,7 @@ impl Session {
     pub async fn update_context(&self, update: SessionContext) -> Result<SessionInfo, Error> {
         let id = self.require()?.id();
         let session = self
+            .inner
             .manager
             .update_context_of(&id, update)
             .await
@@ -461,7 +477,7 @@ impl Session {
     /// Usage statistics of the session, as of this request's validation
     /// (no store call: reading them never counts as a request).
     pub async fn analytics(&self) -> Result<SessionAnalytics, Error> {
-        self.require().map(|s| self.manager.analytics(&s))
+        self.require().map(|s| self.inner.manager.analytics(&s))
     }
 
     /// Feeds a telemetry report to the drift predictor, as
@@ -475,7 +491,8 @@ impl Session {
         operation: Option<&str>,
     ) -> Result<DriftAdvice, Error> {
         let session = self.require()?;
-        self.manager
+        self.inner
+            .manager
             .ingest_telemetry(&session, sample, operation)
             .await
             .map_err(|e| self.failed(e))
@@ -483,12 +500,12 @@ impl Session {
 
     /// Relative times and renewal advice, as `GET /session/status` serves.
     pub fn status(&self) -> Result<SessionStatus, Error> {
-        self.require().map(|s| self.manager.status(&s))
+        self.require().map(|s| self.inner.manager.status(&s))
     }
 
     /// The manager behind this handle.
     pub fn manager(&self) -> &SessionManager {
-        &self.manager
+        &self.inner.manager
     }
 }
 
@@ -505,18 +522,20 @@ pub(crate) enum Carry<'a> {
 }
 
 impl Session {
-    fn with_state(manager: SessionManager, request: &RequestInfo, state: State) -> Self {
+    fn with_state(manager: SessionManager, context: Option<SessionContext>, state: State) -> Self {
         Self {
-            manager,
-            context: request.context.clone().unwrap_or_default(),
-            state: Arc::new(Mutex::new(state)),
+            inner: Arc::new(Shared {
+                manager,
+                context: context.unwrap_or_default(),
+                state: Mutex::new(state),
+            }),
         }
     }
 
     /// A request without a token.
     pub(crate) fn missing(manager: SessionManager, request: RequestInfo) -> Self {
         let state = State::new(Presence::Missing, Write::Nothing, SessionData::default());
-        Self::with_state(manager, &request, state)
+        Self::with_state(manager, request.context, state)
     }
 
     /// A request to the refresh route: validated by its renewal (see
@@ -531,7 +550,7 @@ impl Session {
             request: Box::new(request.clone()),
         };
         let state = State::new(presence, Write::Nothing, SessionData::default());
-        Self::with_state(manager, &request, state)
+        Self::with_state(manager, request.context, state)
     }
 
     /// A request with a token, validated (and renewed under sliding
@@ -543,7 +562,8 @@ impl Session {
     ) -> Self {
         let (presence, write, data) =
             validate(&manager, Token::presented(presented), &request).await;
-        let handle = Self::with_state(manager, &request, State::new(presence, write, data));
+        let state = State::new(presence, write, data);
+        let handle = Self::with_state(manager, request.context, state);
         // Boxed: a renewal's future is as large as a validation's, and
         // only a request near the end of the session's lifetime needs it.
         if let Some(token) = handle.slide_due() {
@@ -571,7 +591,9 @@ impl Session {
         };
         let carry = match &state.write {
             Write::Nothing => Carry::Nothing,
-            Write::Token(_, _, Some(issued)) if issued.older_than(deadline, &self.manager) => {
+            Write::Token(_, _, Some(issued))
+                if issued.older_than(deadline, &self.inner.manager) =>
+            {
                 metrics::counter!("rolling_session_late_tokens_dropped_total").increment(1);
                 Carry::Nothing
             }

@@ -148,7 +148,7 @@ impl Session {
             key: key.to_owned(),
             source,
         })?;
-        let max = self.manager.config().max_data_bytes;
+        let max = self.inner.manager.config().max_data_bytes;
         let mut state = self.lock();
         let old = state.data.get(key);
         if old.is_some_and(|old| **old == *bytes) {
@@ -225,15 +225,19 @@ impl Session {
             None => {
                 // Boxed: creating a session is a large future, and only a
                 // visitor's first write needs it.
-                let created = Box::pin(self.manager.create_anonymous(self.context.clone()))
-                    .await
-                    .map_err(|e| self.requeue(changes.clone(), e))?;
+                let created = Box::pin(
+                    self.inner
+                        .manager
+                        .create_anonymous(self.inner.context.clone()),
+                )
+                .await
+                .map_err(|e| self.requeue(changes.clone(), e))?;
                 let id = created.session.id();
                 self.activate(created.session, created.token, None);
                 id
             }
         };
-        match self.manager.write_session_data(&id, &changes).await {
+        match self.inner.manager.write_session_data(&id, &changes).await {
             Ok(()) => {
                 self.lock().data.saved(changes);
                 Ok(())
