@@ -24,57 +24,82 @@ use std::sync::Arc;
 /// assert_eq!(data.get("cart"), Some(&br#"["apple"]"#[..]));
 /// assert_eq!(data.size(), "cart".len() + br#"["apple"]"#.len());
 /// ```
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct SessionData(Arc<BTreeMap<String, Value>>);
+#[derive(Clone, Default)]
+pub struct SessionData(
+    // `None` until the first key: most sessions hold no data, and an
+    // empty `SessionData` (on every request without data) allocates
+    // nothing.
+    Option<Arc<Map>>,
+);
+
+type Map = BTreeMap<String, Value>;
+
+static EMPTY: Map = BTreeMap::new();
+
+impl PartialEq for SessionData {
+    fn eq(&self, other: &Self) -> bool {
+        self.map() == other.map()
+    }
+}
+
+impl Eq for SessionData {}
 
 /// A serialized value: shared, so a request's view, its changes and the
 /// memory store hold one copy between them.
 pub(crate) type Value = Arc<[u8]>;
 
 impl SessionData {
+    fn map(&self) -> &Map {
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+
+    fn map_mut(&mut self) -> &mut Map {
+        Arc::make_mut(self.0.get_or_insert_with(Default::default))
+    }
+
     /// The serialized value of `key`.
     pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.0.get(key).map(|v| &**v)
+        self.map().get(key).map(|v| &**v)
     }
 
     /// Keys and values, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.0.iter().map(|(k, v)| (k.as_str(), &**v))
+        self.map().iter().map(|(k, v)| (k.as_str(), &**v))
     }
 
     /// How many keys.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.map().len()
     }
 
     /// Whether there is no key.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.map().is_empty()
     }
 
     /// The size the limit counts: every key's and value's length, in bytes.
     pub fn size(&self) -> usize {
-        self.0.iter().map(|(k, v)| entry_size(k, v)).sum()
+        self.map().iter().map(|(k, v)| entry_size(k, v)).sum()
     }
 
     /// The value of `key`, shared.
     pub(crate) fn get_shared(&self, key: &str) -> Option<&Value> {
-        self.0.get(key)
+        self.map().get(key)
     }
 
     /// Keys and values, shared.
     pub(crate) fn iter_shared(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v))
+        self.map().iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// Sets `key` to `value` (a store decoding what it read).
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Arc<[u8]>>) {
-        Arc::make_mut(&mut self.0).insert(key.into(), value.into());
+        self.map_mut().insert(key.into(), value.into());
     }
 
     /// Removes `key`; whether it was there.
     pub fn remove(&mut self, key: &str) -> bool {
-        self.0.contains_key(key) && Arc::make_mut(&mut self.0).remove(key).is_some()
+        self.map().contains_key(key) && self.map_mut().remove(key).is_some()
     }
 
     /// Applies `changes` as a store must: a clear first (if asked), then
@@ -83,7 +108,7 @@ impl SessionData {
         if changes.is_empty() {
             return;
         }
-        let map = Arc::make_mut(&mut self.0);
+        let map = self.map_mut();
         if changes.clear {
             map.clear();
         }
@@ -105,7 +130,7 @@ impl SessionData {
     pub fn size_after(&self, changes: &DataChanges) -> usize {
         let mut size = if changes.clear { 0 } else { self.size() };
         for (key, value) in &changes.keys {
-            if let Some(old) = self.0.get(key).filter(|_| !changes.clear) {
+            if let Some(old) = self.map().get(key).filter(|_| !changes.clear) {
                 size -= entry_size(key, old);
             }
             if let Some(v) = value {
@@ -118,7 +143,7 @@ impl SessionData {
 
 impl fmt::Debug for SessionData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.0.keys()).finish()
+        f.debug_set().entries(self.map().keys()).finish()
     }
 }
 
