@@ -20,6 +20,7 @@
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -48,13 +49,18 @@ const TAG_BYTES: usize = 16;
 ///
 /// Its `Debug` output is redacted; call [`Token::expose`] where the value
 /// must really leave the process (a `Set-Cookie` header).
+///
+/// Cheap to clone (the text is shared): a request holds the token it
+/// presented, the one it will send, and copies for the handle's later
+/// operations.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
+pub struct Token(Arc<str>);
 
 impl Token {
-    /// Wraps a token presented by a client (after it verified).
-    pub(crate) fn presented(text: String) -> Self {
-        Self(text)
+    /// Wraps the token a client presented (checked later, by
+    /// [`KeyRing::verify`]).
+    pub(crate) fn presented(text: &str) -> Self {
+        Self(Arc::from(text))
     }
 
     /// The token text, for writing into a cookie or header.
@@ -426,7 +432,14 @@ impl KeyRing {
         raw[2..18].copy_from_slice(session_id.as_bytes());
         raw[18..26].copy_from_slice(&sealed.to_be_bytes());
         raw[26..].copy_from_slice(&tag);
-        Token(URL_SAFE_NO_PAD.encode(raw))
+        // Encoded on the stack: the token's one allocation is its shared
+        // text. 42 bytes always fill the 56 characters (the tests check
+        // it); were that ever not so, the token would be empty and refused.
+        let mut text = [0u8; TOKEN_LEN];
+        let len = URL_SAFE_NO_PAD.encode_slice(raw, &mut text).unwrap_or(0);
+        Token(Arc::from(
+            std::str::from_utf8(&text[..len]).unwrap_or_default(),
+        ))
     }
 
     /// The seal of `record` under the current key: what the manager stores

@@ -29,6 +29,7 @@ use super::routes::RouteResponse;
 use super::transport::{EXPIRES_IN_HEADER, IDLE_EXPIRES_IN_HEADER, TokenTransport};
 use crate::clock::as_ms;
 use crate::manager::{RequestInfo, SessionManager};
+use crate::token::Token;
 
 /// The framework-neutral part of every adapter: the settings, and the
 /// four steps around a request (see the module docs of `http::exchange`). The tower
@@ -84,8 +85,8 @@ pub enum Inspected {
     Refuse(Rejection),
     /// Go on to [`begin`](SessionExchange::begin).
     Session {
-        /// The token presented, if any.
-        token: Option<String>,
+        /// The token presented, if any (its `Debug` is redacted).
+        token: Option<Token>,
         /// What the manager needs of the request.
         request: RequestInfo,
     },
@@ -185,7 +186,7 @@ impl SessionExchange {
             return Inspected::Refuse(rejection);
         }
         let transport = &self.inner.transport;
-        let token = transport.read(head.values(transport.request_header_name()));
+        let token = transport.read_token(head.values(transport.request_header_name()));
         let request = RequestInfo {
             safe_method: head.is_safe_method(),
             context: Some(self.inner.context.make_context(head)),
@@ -221,7 +222,7 @@ impl SessionExchange {
     /// holds the last presented token, which the sequence rule recovers.
     pub async fn begin(
         &self,
-        token: Option<String>,
+        token: Option<Token>,
         request: RequestInfo,
         method: &str,
         path: &str,
@@ -235,7 +236,7 @@ impl SessionExchange {
     /// no copy of the path).
     pub(crate) async fn begin_with(
         &self,
-        token: Option<String>,
+        token: Option<Token>,
         request: RequestInfo,
         refresh: bool,
     ) -> Session {
@@ -344,4 +345,37 @@ fn peer_ip(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
 #[cfg(not(feature = "axum"))]
 fn peer_ip(_: &http::Extensions) -> Option<std::net::IpAddr> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{KeyRing, TokenKey};
+
+    /// What `inspect` read can be logged: the token in it is redacted.
+    #[test]
+    fn inspected_debug_never_prints_the_token() {
+        let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
+            .build()
+            .unwrap();
+        let exchange = SessionExchange::new(manager);
+        let secret = "A".repeat(crate::token::TOKEN_LEN);
+        let cookie = format!("__Host-session={secret}");
+        let lookup = |name: &str| -> Vec<&[u8]> {
+            if name == "cookie" {
+                vec![cookie.as_bytes()]
+            } else {
+                vec![]
+            }
+        };
+        let inspected = exchange.inspect(&RequestHead::new(&lookup, "GET", "/", None));
+        let Inspected::Session {
+            token: Some(token), ..
+        } = &inspected
+        else {
+            panic!("the cookie's token is read: {inspected:?}");
+        };
+        assert_eq!(token.expose(), secret);
+        assert!(!format!("{inspected:?}").contains(&secret));
+    }
 }

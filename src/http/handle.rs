@@ -542,11 +542,11 @@ impl Session {
     /// [`SessionExchange::begin`](super::SessionExchange::begin)).
     pub(crate) fn deferred(
         manager: SessionManager,
-        presented: String,
+        presented: Token,
         request: RequestInfo,
     ) -> Self {
         let presence = Presence::Deferred {
-            presented: Token::presented(presented),
+            presented,
             request: Box::new(request.clone()),
         };
         let state = State::new(presence, Write::Nothing, SessionData::default());
@@ -557,11 +557,10 @@ impl Session {
     /// expiry when due).
     pub(crate) async fn validated(
         manager: SessionManager,
-        presented: String,
+        presented: Token,
         request: RequestInfo,
     ) -> Self {
-        let (presence, write, data) =
-            validate(&manager, Token::presented(presented), &request).await;
+        let (presence, write, data) = validate(&manager, presented, &request).await;
         let state = State::new(presence, write, data);
         let handle = Self::with_state(manager, request.context, state);
         // Boxed: a renewal's future is as large as a validation's, and

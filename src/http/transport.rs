@@ -368,14 +368,31 @@ impl TokenTransport {
     /// this never fails: a present but mangled token is returned as is
     /// (lossily decoded) so that verification can reject it with a reason.
     pub fn read<'a>(&self, values: impl IntoIterator<Item = &'a [u8]>) -> Option<String> {
+        self.read_with(values, str::to_owned)
+    }
+
+    /// [`read`](Self::read), as the [`Token`] the request path holds.
+    pub(crate) fn read_token<'a>(
+        &self,
+        values: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Option<Token> {
+        self.read_with(values, Token::presented)
+    }
+
+    fn read_with<'a, T>(
+        &self,
+        values: impl IntoIterator<Item = &'a [u8]>,
+        make: impl Fn(&str) -> T,
+    ) -> Option<T> {
         let mut values = values.into_iter();
         match self {
-            Self::Header(_) => values
-                .next()
-                .map(|v| String::from_utf8_lossy(v).trim().to_owned()),
+            Self::Header(_) => values.next().map(|v| match std::str::from_utf8(v) {
+                Ok(text) => make(text.trim()),
+                Err(_) => make(String::from_utf8_lossy(v).trim()),
+            }),
             Self::Cookie(cfg) => values.find_map(|v| match std::str::from_utf8(v) {
-                Ok(text) => cookie_value(text, &cfg.name).map(str::to_owned),
-                Err(_) => cookie_value(&String::from_utf8_lossy(v), &cfg.name).map(str::to_owned),
+                Ok(text) => cookie_value(text, &cfg.name).map(&make),
+                Err(_) => cookie_value(&String::from_utf8_lossy(v), &cfg.name).map(&make),
             }),
         }
     }
