@@ -331,7 +331,7 @@ impl SessionStore for SqliteStore {
             tx.commit().map_err(db)?;
             Ok(Some(Advance {
                 verdict,
-                record,
+                record: record.into(),
                 data,
             }))
         })

@@ -92,7 +92,9 @@ impl SessionStore for Tampering {
         match self.inner.verify_and_advance(id, req).await? {
             Some(a) => Ok(Some(Advance {
                 verdict: a.verdict,
-                record: self.apply(a.record)?,
+                record: self
+                    .apply(std::sync::Arc::unwrap_or_clone(a.record))?
+                    .into(),
                 data: a.data,
             })),
             None => Ok(None),

@@ -1,6 +1,7 @@
 //! The values the manager hands out: sessions, new credentials,
 //! validation results, status and analytics.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -12,9 +13,12 @@ use crate::token::Token;
 
 /// A validated session as a request handler sees it: a snapshot taken when
 /// the request was validated.
+///
+/// The snapshot shares the record the store handed out (an `Arc`), so
+/// cloning a `SessionInfo` is a reference count, never a copy of the record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
-    pub(super) record: SessionRecord,
+    pub(super) record: Arc<SessionRecord>,
     pub(super) now_ms: u64,
 }
 
@@ -69,8 +73,9 @@ impl SessionInfo {
     pub fn record(&self) -> &SessionRecord {
         &self.record
     }
+    /// The record to change: copied first if another snapshot shares it.
     pub(crate) fn record_mut(&mut self) -> &mut SessionRecord {
-        &mut self.record
+        Arc::make_mut(&mut self.record)
     }
     /// When this snapshot was taken, ms since the epoch.
     pub fn observed_at_ms(&self) -> u64 {

@@ -154,7 +154,10 @@ impl SessionManager {
     pub(super) fn new_session(&self, record: SessionRecord, now_ms: u64) -> NewSession {
         NewSession {
             token: self.inner.keys.mint(&record.id, record.sequence.counter),
-            session: SessionInfo { record, now_ms },
+            session: SessionInfo {
+                record: record.into(),
+                now_ms,
+            },
         }
     }
 
@@ -237,7 +240,7 @@ impl SessionManager {
             .filter(|r| self.check_seal(&r.id, r).is_ok() && r.user_id == user_id)
             .filter(|r| r.is_live(now))
             .map(|record| SessionInfo {
-                record,
+                record: record.into(),
                 now_ms: now,
             })
             .collect();
@@ -298,7 +301,7 @@ impl SessionManager {
         record.meta.context.merge(update);
         self.write_meta(&mut record).await?;
         Ok(SessionInfo {
-            record,
+            record: record.into(),
             now_ms: self.now_ms(),
         })
     }

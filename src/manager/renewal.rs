@@ -1,6 +1,8 @@
 //! Renewal, sliding expiry, elevation and the timing advice the client
 //! schedules by.
 
+use std::sync::Arc;
+
 use crate::clock::as_ms;
 use crate::error::{Error, ErrorKind};
 use crate::events::SessionEvent;
@@ -172,8 +174,9 @@ impl SessionManager {
             return Err(ErrorKind::NotLive.into());
         }
         let from = record.previous_ids.last().copied().unwrap_or(record.id);
-        change(&mut record.meta);
-        self.write_meta(&mut record).await?;
+        let owned = Arc::make_mut(&mut record);
+        change(&mut owned.meta);
+        self.write_meta(owned).await?;
         // Same client, same clock: its drift state moves to the new id.
         self.inner.drift.rename(&from, record.id);
         let now_ms = validated.session.now_ms;

@@ -1,6 +1,8 @@
 //! Validating a request: the token, the store's atomic advance, and the
 //! verdict's consequences (events, metrics, the context policy).
 
+use std::sync::Arc;
+
 use crate::clock::as_ms;
 use crate::config::{MismatchAction, Rotation};
 use crate::error::{Error, ErrorKind, StoreError};
@@ -119,7 +121,7 @@ impl SessionManager {
             // its record is the session's own, written back by renewal
             // and elevation.)
             let previous = record.previous_ids.last() == Some(&verified.session_id);
-            let meta = &mut record.meta;
+            let meta = &mut Arc::make_mut(&mut record).meta;
             meta.permissions = if previous {
                 std::mem::take(&mut meta.previous_permissions)
             } else {
@@ -221,10 +223,10 @@ impl SessionManager {
 
     pub(super) async fn act_on_context_mismatch(
         &self,
-        mut record: SessionRecord,
+        mut record: Arc<SessionRecord>,
         presented: &SessionContext,
         fields: Vec<&'static str>,
-    ) -> Result<SessionRecord, Error> {
+    ) -> Result<Arc<SessionRecord>, Error> {
         let policy = self.inner.config.context;
         let stored = &record.meta.context;
         self.emit(SessionEvent::ContextMismatch {
@@ -241,8 +243,9 @@ impl SessionManager {
             }
             MismatchAction::Allow => {
                 if !record.meta.flags.context_mismatch {
-                    record.meta.flags.context_mismatch = true;
-                    self.write_meta(&mut record).await?;
+                    let owned = Arc::make_mut(&mut record);
+                    owned.meta.flags.context_mismatch = true;
+                    self.write_meta(owned).await?;
                 }
                 Ok(record)
             }
@@ -277,7 +280,7 @@ impl SessionManager {
             let stored = record.clone();
             if record.advance(&request).is_accepted() {
                 return Ok(SessionInfo {
-                    record: stored,
+                    record: stored.into(),
                     now_ms: now,
                 });
             }

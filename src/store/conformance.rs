@@ -186,7 +186,7 @@ async fn apply(
         "{check}: verdict for {req:?} (store) vs SessionRecord::advance"
     );
     assert_eq!(
-        &got.record, local,
+        &*got.record, local,
         "{check}: record after {req:?} (store) vs SessionRecord::advance"
     );
     Some(expected)
@@ -1972,7 +1972,7 @@ pub async fn differential(store: &dyn SessionStore, seed: u64, steps: u64) {
                     "{check}: step {i}: verdict for {req:?} on {before:?}"
                 );
                 assert_eq!(
-                    a.record, local,
+                    *a.record, local,
                     "{check}: step {i}: record after {req:?} on {before:?}"
                 );
             }

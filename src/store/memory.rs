@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
@@ -56,10 +56,14 @@ type LineageMap<V> = HashMap<LineageKey, V, KeyHasherBuilder>;
 
 #[derive(Debug, Default)]
 struct Shard {
-    /// Boxed: a hash map keeps up to half its slots empty after growing,
-    /// and an empty slot then costs 24 bytes instead of a whole record's
-    /// 320 (see `docs/benchmarks.md`, memory).
-    sessions: LineageMap<Box<SessionRecord>>,
+    /// Shared (`Arc`): a request's [`Advance`] carries the record out as a
+    /// reference count, not a copy, and the next advance writes in place
+    /// (`Arc::make_mut`) unless an earlier request still holds its
+    /// snapshot, which is then copied once. Behind a pointer, too, because
+    /// a hash map keeps up to half its slots empty after growing, and an
+    /// empty slot then costs a pointer instead of a whole record (see
+    /// `docs/benchmarks.md`, memory).
+    sessions: LineageMap<Arc<SessionRecord>>,
     /// user id -> that user's lineages in this shard (anonymous sessions,
     /// with an empty user id, are not indexed).
     by_user: HashMap<String, Vec<LineageKey>>,
@@ -69,15 +73,21 @@ struct Shard {
 
 impl Shard {
     /// The record `id` belongs to, if `id` is one of its ids.
+    fn record(&self, id: &SessionId) -> Option<&Arc<SessionRecord>> {
+        self.sessions.get(&id.lineage()).filter(|r| r.has_id(id))
+    }
+
+    /// The record `id` belongs to, to write: copied first if an earlier
+    /// snapshot of it is still held somewhere.
     fn record_mut(&mut self, id: &SessionId) -> Option<&mut SessionRecord> {
         self.sessions
             .get_mut(&id.lineage())
             .filter(|r| r.has_id(id))
-            .map(|r| &mut **r)
+            .map(Arc::make_mut)
     }
 
     /// Forgets a lineage: its record, its data, its index entry.
-    fn remove(&mut self, key: &LineageKey) -> Option<Box<SessionRecord>> {
+    fn remove(&mut self, key: &LineageKey) -> Option<Arc<SessionRecord>> {
         let record = self.sessions.remove(key)?;
         self.data.remove(key);
         self.unlink_user(&record.user_id, key);
@@ -145,7 +155,7 @@ impl MemoryStore {
                 .or_default()
                 .push(key);
         }
-        shard.sessions.insert(key, Box::new(record.clone()));
+        shard.sessions.insert(key, Arc::new(record.clone()));
         Ok(())
     }
 
@@ -221,7 +231,10 @@ impl SessionStore for MemoryStore {
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        Ok(self.shard(&id.lineage()).record_mut(id).map(|r| r.clone()))
+        Ok(self
+            .shard(&id.lineage())
+            .record(id)
+            .map(|r| SessionRecord::clone(r)))
     }
 
     async fn verify_and_advance(
@@ -231,11 +244,12 @@ impl SessionStore for MemoryStore {
     ) -> Result<Option<Advance>, StoreError> {
         let key = id.lineage();
         let mut shard = self.shard(&key);
-        let Some(record) = shard.record_mut(id) else {
+        let Some(stored) = shard.sessions.get_mut(&key).filter(|r| r.has_id(id)) else {
             return Ok(None);
         };
-        let verdict = record.advance(request);
-        let record = record.clone();
+        // In place unless a snapshot handed out earlier is still alive.
+        let verdict = Arc::make_mut(stored).advance(request);
+        let record = Arc::clone(stored);
         let data = if !verdict.is_accepted() {
             if record.sequence.revoked.is_some() {
                 shard.data.remove(&key);
@@ -259,7 +273,7 @@ impl SessionStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let key = id.lineage();
         let mut shard = self.shard(&key);
-        match shard.record_mut(id) {
+        match shard.record(id) {
             Some(record) if record.is_live(limit.now_ms) => {}
             _ => return Err(StoreError::NotFound),
         }
@@ -287,7 +301,7 @@ impl SessionStore for MemoryStore {
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let key = id.lineage();
         let mut shard = self.shard(&key);
-        if shard.record_mut(id).is_none() {
+        if shard.record(id).is_none() {
             return Ok(false);
         }
         Ok(shard.remove(&key).is_some())
@@ -339,10 +353,7 @@ impl Shard {
     /// gives memory back once the maps are mostly empty; returns the
     /// removed records (for the caller to free after releasing the lock)
     /// and whether more may be left.
-    // The boxes are the map's own: handing them out unopened moves a
-    // pointer each, where unboxing would copy every record.
-    #[allow(clippy::vec_box)]
-    fn sweep(&mut self, now_ms: u64, chunk: usize) -> (Vec<Box<SessionRecord>>, bool) {
+    fn sweep(&mut self, now_ms: u64, chunk: usize) -> (Vec<Arc<SessionRecord>>, bool) {
         let dead: Vec<LineageKey> = self
             .sessions
             .values()

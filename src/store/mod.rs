@@ -25,6 +25,8 @@
 //! Stores never check a record's [`RecordSeal`]: it travels inside
 //! [`SessionMeta`] and the manager checks it on every record it reads.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 pub use crate::data::{DataChanges, DataLimit, SessionData};
@@ -48,12 +50,18 @@ pub use memory::MemoryStore;
 
 /// The outcome of [`SessionStore::verify_and_advance`]: the verdict and the
 /// record as it stands after it.
+///
+/// The record is shared (`Arc`): a store that keeps records in memory hands
+/// out a reference count instead of a copy per request, and the manager
+/// passes it on to the request's [`SessionInfo`](crate::SessionInfo)
+/// without copying it again. A store that decodes the record from a reply
+/// wraps it: `Arc::new(record)` (or `record.into()`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Advance {
     /// What the sequence rule decided.
     pub verdict: Verdict,
     /// The record after the decision was applied.
-    pub record: SessionRecord,
+    pub record: Arc<SessionRecord>,
     /// The session's data ([`write_data`](SessionStore::write_data)),
     /// read in the same step; empty when the verdict is not accepted.
     pub data: SessionData,

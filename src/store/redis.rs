@@ -1428,7 +1428,7 @@ impl SessionStore for RedisStore {
             let data = self.inner.codec.decode_data(&record.lineage(), data)?;
             Ok(Some(Advance {
                 verdict,
-                record,
+                record: record.into(),
                 data,
             }))
         })
