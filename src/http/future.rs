@@ -16,7 +16,7 @@ use super::exchange::Inspected;
 use super::{DataError, Rejection, RouteResponse, Session, SessionExchange};
 
 type Validation = Pin<Box<dyn Future<Output = Session> + Send>>;
-type Saving = Pin<Box<dyn Future<Output = Result<(), DataError>> + Send>>;
+type Saving = Pin<Box<dyn Future<Output = (Session, Result<(), DataError>)> + Send>>;
 
 pin_project! {
     /// Validates the token, then calls the inner service, then writes the
@@ -57,7 +57,6 @@ pin_project! {
         Saving {
             saving: Saving,
             response: Option<Response<ResBody>>,
-            handle: Session,
         },
         // Refused before the session was looked at (a cross-site request).
         Refused {
@@ -131,31 +130,26 @@ where
                     let mut res = ready!(future.poll(cx))?;
                     rerender_rejection(this.exchange, &mut res);
                     if handle.is_modified() {
-                        let saver = handle.clone();
-                        let saving: Saving = Box::pin(async move { saver.save().await });
-                        let handle = handle.clone();
+                        // The state's own handle is dropped here, so the
+                        // save may find itself the last one.
+                        let saving: Saving = Box::pin(handle.clone().save_last());
                         this.state.set(State::Saving {
                             saving,
                             response: Some(res),
-                            handle,
                         });
                         continue;
                     }
                     write_headers(this.exchange, handle, &mut res);
                     return Poll::Ready(Ok(res));
                 }
-                StateProj::Saving {
-                    saving,
-                    response,
-                    handle,
-                } => {
-                    let saved = ready!(saving.as_mut().poll(cx));
+                StateProj::Saving { saving, response } => {
+                    let (handle, saved) = ready!(saving.as_mut().poll(cx));
                     let mut res = response.take().expect("polled after completion");
                     if let Err(e) = saved {
                         let refusal = this.exchange.rejection_response(&Rejection::from(e));
                         res = route_response(refusal);
                     }
-                    write_headers(this.exchange, handle, &mut res);
+                    write_headers(this.exchange, &handle, &mut res);
                     return Poll::Ready(Ok(res));
                 }
                 StateProj::Refused { answer } => {

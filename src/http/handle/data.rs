@@ -246,6 +246,19 @@ impl Session {
         }
     }
 
+    /// [`save`](Self::save) as the response leaves (the layer's last use
+    /// of the handle), handing the handle back. When no one else holds the
+    /// handle any more, nothing can read the data again: the data read is
+    /// let go first, so that an in-process store, no longer sharing it,
+    /// applies the changes in place instead of copying the data.
+    pub(crate) async fn save_last(self) -> (Self, Result<(), DataError>) {
+        if std::sync::Arc::strong_count(&self.inner) == 1 {
+            self.lock().data.forget_read();
+        }
+        let saved = self.save().await;
+        (self, saved)
+    }
+
     /// A failed write: its changes are queued again (before any made
     /// since), so a retry of [`save`](Self::save) writes them.
     fn requeue(&self, changes: DataChanges, e: Error) -> DataError {
@@ -258,4 +271,55 @@ impl Session {
 /// (only removals): no anonymous session is worth creating for them.
 fn state_after_is_empty(changes: &DataChanges) -> bool {
     changes.keys().all(|(_, value)| value.is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::{RequestInfo, SessionManager};
+    use crate::token::Token;
+    use crate::{KeyRing, TokenKey};
+
+    /// A request that reads `n` and writes it back one higher, the way the
+    /// layer does it (validation, handler, `save_last`); `keep` holds a
+    /// second handle over the save, as a handler's spawned task may.
+    async fn request(manager: &SessionManager, token: &Token, keep: bool) -> (Token, u64) {
+        let handle =
+            Session::validated(manager.clone(), token.clone(), RequestInfo::default()).await;
+        let n: u64 = handle.get("n").unwrap().unwrap_or_default();
+        handle.insert("n", &(n + 1)).unwrap();
+        if n == 0 {
+            handle.insert("other", "kept").unwrap();
+        }
+        let kept = keep.then(|| handle.clone());
+        let (handle, saved) = handle.save_last().await;
+        saved.unwrap();
+        if let Some(kept) = kept {
+            // Whoever still holds the handle reads the data with the write.
+            assert_eq!(kept.get::<u64>("n").unwrap(), Some(n + 1));
+            assert_eq!(
+                kept.get::<String>("other").unwrap().as_deref(),
+                Some("kept")
+            );
+        }
+        let next = handle.live_token().unwrap();
+        (next, n)
+    }
+
+    #[tokio::test]
+    async fn the_last_save_writes_and_other_holders_still_read() {
+        let manager = SessionManager::builder(KeyRing::new(TokenKey::generate(1)))
+            .build()
+            .unwrap();
+        let created = manager
+            .create_session("alice", Default::default())
+            .await
+            .unwrap();
+        let mut token = created.token;
+        for (i, keep) in [false, true, false, true].into_iter().enumerate() {
+            let (next, n) = request(&manager, &token, keep).await;
+            assert_eq!(n, i as u64, "each request reads the previous one's write");
+            token = next;
+        }
+    }
 }

@@ -101,6 +101,12 @@ impl DataView {
         present
     }
 
+    /// Lets go of the data read, keeping the changes: for a view no one
+    /// reads again (see `Session::save_last`).
+    pub(super) fn forget_read(&mut self) {
+        self.read = SessionData::default();
+    }
+
     /// Forgets everything: no data read, nothing to write (a logout).
     pub(super) fn reset(&mut self) {
         *self = Self::default();
