@@ -74,7 +74,7 @@ struct Shard {
     /// a hash map keeps up to half its slots empty after growing, and an
     /// empty slot then costs a pointer instead of a whole record (see
     /// `docs/benchmarks.md`, memory).
-    sessions: LineageMap<Arc<SessionRecord>>,
+    sessions: Records,
     /// The user index: (hash of the user id, lineage) for every session of
     /// a user in this shard (anonymous sessions, with an empty user id, are
     /// not indexed). A set of 16-byte entries, with no copy of the user id
@@ -163,7 +163,7 @@ impl MemoryStore {
     fn create_sync(&self, record: &SessionRecord) -> Result<(), StoreError> {
         let key = record.lineage();
         let mut shard = self.shard(&key);
-        if shard.sessions.contains_key(&key) {
+        if shard.sessions.get(&key).is_some() {
             return Err(StoreError::Conflict);
         }
         if !record.user_id.is_empty() {
@@ -171,7 +171,7 @@ impl MemoryStore {
                 .by_user
                 .insert((self.user_hasher.hash(&record.user_id), key));
         }
-        shard.sessions.insert(key, Arc::new(record.clone()));
+        shard.sessions.insert(Arc::new(record.clone()));
         Ok(())
     }
 
@@ -388,15 +388,67 @@ impl Shard {
             removed.extend(self.remove(key, users));
         }
         if !more {
-            if self.sessions.capacity() > 4 * self.sessions.len() + 64 {
-                self.sessions.shrink_to(self.sessions.len() * 2);
-            }
+            self.sessions.shrink_if_sparse();
             if self.data.capacity() > 4 * self.data.len() + 64 {
                 self.data.shrink_to(self.data.len() * 2);
             }
         }
         (removed, more)
     }
+}
+
+/// A shard's records, found by their lineage key. The table holds only the
+/// pointers: the key is read from the record itself (`SessionRecord::lineage`),
+/// so a slot costs 8 bytes, not 16, and a lookup compares keys in the record
+/// it was about to read anyway.
+#[derive(Debug, Default)]
+struct Records(hashbrown::HashTable<Arc<SessionRecord>>);
+
+impl Records {
+    fn get(&self, key: &LineageKey) -> Option<&Arc<SessionRecord>> {
+        self.0.find(hash_key(key), |r| r.lineage() == *key)
+    }
+
+    fn get_mut(&mut self, key: &LineageKey) -> Option<&mut Arc<SessionRecord>> {
+        self.0.find_mut(hash_key(key), |r| r.lineage() == *key)
+    }
+
+    /// Stores `record`, whose lineage key the caller checked is free.
+    fn insert(&mut self, record: Arc<SessionRecord>) {
+        let hash = hash_key(&record.lineage());
+        self.0
+            .insert_unique(hash, record, |r| hash_key(&r.lineage()));
+    }
+
+    fn remove(&mut self, key: &LineageKey) -> Option<Arc<SessionRecord>> {
+        self.0
+            .find_entry(hash_key(key), |r| r.lineage() == *key)
+            .ok()
+            .map(|e| e.remove().0)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Arc<SessionRecord>> {
+        self.0.iter()
+    }
+
+    /// Gives memory back once the table is mostly empty.
+    fn shrink_if_sparse(&mut self) {
+        if self.0.capacity() > 4 * self.0.len() + 64 {
+            self.0
+                .shrink_to(self.0.len() * 2, |r| hash_key(&r.lineage()));
+        }
+    }
+}
+
+/// The hash of a lineage key for [`Records`], mixed like [`KeyHasher`]'s.
+fn hash_key(key: &LineageKey) -> u64 {
+    u64::from_le_bytes(*key.as_bytes())
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(26)
 }
 
 /// Hashes a [`LineageKey`]: its 8 bytes are already uniformly random (from
