@@ -91,6 +91,11 @@ impl<'de> Deserialize<'de> for SessionId {
 pub struct LineageKey([u8; 8]);
 
 impl LineageKey {
+    /// The lowest key (for range bounds).
+    pub(crate) const MIN: Self = Self([0; 8]);
+    /// The highest key (for range bounds).
+    pub(crate) const MAX: Self = Self([0xff; 8]);
+
     /// The 8 bytes of the key.
     pub const fn as_bytes(&self) -> &[u8; 8] {
         &self.0

@@ -81,6 +81,15 @@ impl SequenceState {
         // window, or beyond the depth. A forgotten counter is theft.
         let horizon = at.saturating_sub(req.grace_window_ms);
         self.retired.retain(|r| r.at >= horizon);
+        // Room for exactly what is kept while requests are spaced out (one
+        // or two retirements), where `push` would reserve four at once;
+        // a burst grows the list as usual, and the next quiet retirement
+        // gives that room back. Memory only: what is kept is unchanged.
+        match self.retired.len() {
+            0 | 1 if self.retired.capacity() > 2 => self.retired.shrink_to(2),
+            n if n == self.retired.capacity() && n < 2 => self.retired.reserve_exact(1),
+            _ => {}
+        }
         self.retired.push(Retirement { from, to, at });
         let keep = (req.grace_depth as usize).max(1);
         if self.retired.len() > keep {

@@ -1,6 +1,6 @@
 //! The embedded in-memory store.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -49,7 +49,18 @@ pub struct MemoryStore {
     /// Per-user locks for `create_limited`, striped by a hash of the user
     /// id; always taken before any shard lock.
     users: Box<[Mutex<()>]>,
-    user_hasher: std::hash::RandomState,
+    user_hasher: UserHasher,
+}
+
+/// Hashes user ids, for the lock stripes and the user index: keyed
+/// (SipHash with a random key), as user ids may be chosen by users.
+#[derive(Debug, Default)]
+struct UserHasher(std::hash::RandomState);
+
+impl UserHasher {
+    fn hash(&self, user_id: &str) -> u64 {
+        self.0.hash_one(user_id)
+    }
 }
 
 type LineageMap<V> = HashMap<LineageKey, V, KeyHasherBuilder>;
@@ -63,10 +74,14 @@ struct Shard {
     /// a hash map keeps up to half its slots empty after growing, and an
     /// empty slot then costs a pointer instead of a whole record (see
     /// `docs/benchmarks.md`, memory).
-    sessions: LineageMap<Arc<SessionRecord>>,
-    /// user id -> that user's lineages in this shard (anonymous sessions,
-    /// with an empty user id, are not indexed).
-    by_user: HashMap<String, Vec<LineageKey>>,
+    sessions: Records,
+    /// The user index: (hash of the user id, lineage) for every session of
+    /// a user in this shard (anonymous sessions, with an empty user id, are
+    /// not indexed). A set of 16-byte entries, with no copy of the user id
+    /// and no list per user: the records hold the ids, and a lookup keeps
+    /// the records whose user id is the one asked for (two users whose ids
+    /// hash alike share a range, never each other's sessions).
+    by_user: BTreeSet<(u64, LineageKey)>,
     /// The data of the sessions that have any.
     data: LineageMap<SessionData>,
 }
@@ -87,23 +102,26 @@ impl Shard {
     }
 
     /// Forgets a lineage: its record, its data, its index entry.
-    fn remove(&mut self, key: &LineageKey) -> Option<Arc<SessionRecord>> {
+    fn remove(&mut self, key: &LineageKey, users: &UserHasher) -> Option<Arc<SessionRecord>> {
         let record = self.sessions.remove(key)?;
         self.data.remove(key);
-        self.unlink_user(&record.user_id, key);
+        if !record.user_id.is_empty() {
+            self.by_user.remove(&(users.hash(&record.user_id), *key));
+        }
         Some(record)
     }
 
-    fn unlink_user(&mut self, user_id: &str, id: &LineageKey) {
-        if user_id.is_empty() {
-            return;
-        }
-        if let Some(ids) = self.by_user.get_mut(user_id) {
-            ids.retain(|x| x != id);
-            if ids.is_empty() {
-                self.by_user.remove(user_id);
-            }
-        }
+    /// The records of `user_id` in this shard.
+    fn user_records<'a>(
+        &'a self,
+        user_id: &'a str,
+        users: &UserHasher,
+    ) -> impl Iterator<Item = &'a Arc<SessionRecord>> + 'a {
+        let hash = users.hash(user_id);
+        self.by_user
+            .range((hash, LineageKey::MIN)..=(hash, LineageKey::MAX))
+            .filter_map(|(_, key)| self.sessions.get(key))
+            .filter(move |r| r.user_id == user_id)
     }
 }
 
@@ -128,7 +146,7 @@ impl MemoryStore {
         Self {
             shards: (0..n).map(|_| Mutex::new(Shard::default())).collect(),
             users: (0..USER_STRIPES).map(|_| Mutex::new(())).collect(),
-            user_hasher: std::hash::RandomState::new(),
+            user_hasher: UserHasher::default(),
         }
     }
 
@@ -145,17 +163,15 @@ impl MemoryStore {
     fn create_sync(&self, record: &SessionRecord) -> Result<(), StoreError> {
         let key = record.lineage();
         let mut shard = self.shard(&key);
-        if shard.sessions.contains_key(&key) {
+        if shard.sessions.get(&key).is_some() {
             return Err(StoreError::Conflict);
         }
         if !record.user_id.is_empty() {
             shard
                 .by_user
-                .entry(record.user_id.clone())
-                .or_default()
-                .push(key);
+                .insert((self.user_hasher.hash(&record.user_id), key));
         }
-        shard.sessions.insert(key, Arc::new(record.clone()));
+        shard.sessions.insert(Arc::new(record.clone()));
         Ok(())
     }
 
@@ -163,18 +179,17 @@ impl MemoryStore {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let shard = lock(shard);
-            if let Some(ids) = shard.by_user.get(user_id) {
-                out.extend(
-                    ids.iter()
-                        .filter_map(|id| shard.sessions.get(id).map(|r| SessionRecord::clone(r))),
-                );
-            }
+            out.extend(
+                shard
+                    .user_records(user_id, &self.user_hasher)
+                    .map(|r| SessionRecord::clone(r)),
+            );
         }
         out
     }
 
     fn user_lock(&self, user_id: &str) -> MutexGuard<'_, ()> {
-        let stripe = self.user_hasher.hash_one(user_id) as usize % self.users.len();
+        let stripe = self.user_hasher.hash(user_id) as usize % self.users.len();
         self.users[stripe].lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -304,7 +319,7 @@ impl SessionStore for MemoryStore {
         if shard.record(id).is_none() {
             return Ok(false);
         }
-        Ok(shard.remove(&key).is_some())
+        Ok(shard.remove(&key, &self.user_hasher).is_some())
     }
 
     async fn list_by_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
@@ -315,11 +330,12 @@ impl SessionStore for MemoryStore {
         let mut deleted = 0;
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
-            if let Some(ids) = shard.by_user.remove(user_id) {
-                for id in ids {
-                    shard.data.remove(&id);
-                    deleted += u64::from(shard.sessions.remove(&id).is_some());
-                }
+            let keys: Vec<LineageKey> = shard
+                .user_records(user_id, &self.user_hasher)
+                .map(|r| r.lineage())
+                .collect();
+            for key in &keys {
+                deleted += u64::from(shard.remove(key, &self.user_hasher).is_some());
             }
         }
         Ok(deleted)
@@ -332,7 +348,7 @@ impl SessionStore for MemoryStore {
             // records are freed after it is released (freeing is most of
             // the cost), and requests on this worker run between chunks.
             loop {
-                let (removed, more) = lock(shard).sweep(now_ms, SWEEP_CHUNK);
+                let (removed, more) = lock(shard).sweep(now_ms, SWEEP_CHUNK, &self.user_hasher);
                 swept += removed.len() as u64;
                 drop(removed);
                 tokio::task::yield_now().await;
@@ -353,7 +369,12 @@ impl Shard {
     /// gives memory back once the maps are mostly empty; returns the
     /// removed records (for the caller to free after releasing the lock)
     /// and whether more may be left.
-    fn sweep(&mut self, now_ms: u64, chunk: usize) -> (Vec<Arc<SessionRecord>>, bool) {
+    fn sweep(
+        &mut self,
+        now_ms: u64,
+        chunk: usize,
+        users: &UserHasher,
+    ) -> (Vec<Arc<SessionRecord>>, bool) {
         let dead: Vec<LineageKey> = self
             .sessions
             .values()
@@ -364,21 +385,70 @@ impl Shard {
         let more = dead.len() == chunk;
         let mut removed = Vec::with_capacity(dead.len());
         for key in &dead {
-            removed.extend(self.remove(key));
+            removed.extend(self.remove(key, users));
         }
         if !more {
-            if self.sessions.capacity() > 4 * self.sessions.len() + 64 {
-                self.sessions.shrink_to(self.sessions.len() * 2);
-            }
-            if self.by_user.capacity() > 4 * self.by_user.len() + 64 {
-                self.by_user.shrink_to(self.by_user.len() * 2);
-            }
+            self.sessions.shrink_if_sparse();
             if self.data.capacity() > 4 * self.data.len() + 64 {
                 self.data.shrink_to(self.data.len() * 2);
             }
         }
         (removed, more)
     }
+}
+
+/// A shard's records, found by their lineage key. The table holds only the
+/// pointers: the key is read from the record itself (`SessionRecord::lineage`),
+/// so a slot costs 8 bytes, not 16, and a lookup compares keys in the record
+/// it was about to read anyway.
+#[derive(Debug, Default)]
+struct Records(hashbrown::HashTable<Arc<SessionRecord>>);
+
+impl Records {
+    fn get(&self, key: &LineageKey) -> Option<&Arc<SessionRecord>> {
+        self.0.find(hash_key(key), |r| r.lineage() == *key)
+    }
+
+    fn get_mut(&mut self, key: &LineageKey) -> Option<&mut Arc<SessionRecord>> {
+        self.0.find_mut(hash_key(key), |r| r.lineage() == *key)
+    }
+
+    /// Stores `record`, whose lineage key the caller checked is free.
+    fn insert(&mut self, record: Arc<SessionRecord>) {
+        let hash = hash_key(&record.lineage());
+        self.0
+            .insert_unique(hash, record, |r| hash_key(&r.lineage()));
+    }
+
+    fn remove(&mut self, key: &LineageKey) -> Option<Arc<SessionRecord>> {
+        self.0
+            .find_entry(hash_key(key), |r| r.lineage() == *key)
+            .ok()
+            .map(|e| e.remove().0)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Arc<SessionRecord>> {
+        self.0.iter()
+    }
+
+    /// Gives memory back once the table is mostly empty.
+    fn shrink_if_sparse(&mut self) {
+        if self.0.capacity() > 4 * self.0.len() + 64 {
+            self.0
+                .shrink_to(self.0.len() * 2, |r| hash_key(&r.lineage()));
+        }
+    }
+}
+
+/// The hash of a lineage key for [`Records`], mixed like [`KeyHasher`]'s.
+fn hash_key(key: &LineageKey) -> u64 {
+    u64::from_le_bytes(*key.as_bytes())
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(26)
 }
 
 /// Hashes a [`LineageKey`]: its 8 bytes are already uniformly random (from
