@@ -3,12 +3,18 @@
 //! `cargo bench --bench drift` prints the per-report time, with the (opt-in) isolation forest
 //! and without it (the default); the state size is printed once before the timings
 //! (`size_bytes` and the JSON a store would persist).
+//!
+//! `DRIFT_INGEST_REPORTS=N` instead runs N steady-state reports with the forest and exits, for
+//! instruction counts: `valgrind --tool=callgrind --toggle-collect='*DriftPredictor::ingest*'
+//! target/release/deps/drift-<hash>` (add `DRIFT_INGEST_FOREST=0` for the default, without it).
 
+use std::hash::{Hash, Hasher};
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use rolling_session::drift::{
-    DriftConfig, DriftPredictor, SampleContext, SessionDrift, TelemetrySample,
+    DriftAdvice, DriftConfig, DriftPredictor, SampleContext, SessionDrift, TelemetryError,
+    TelemetrySample,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -32,6 +38,10 @@ impl SessionInfo {
 
     /// One report: irregular 5–30 s intervals, jittery delay and rate, an echo.
     fn report(&mut self, p: &DriftPredictor) -> u64 {
+        self.advice(p).map_or(0, |a| a.refresh_in_ms)
+    }
+
+    fn advice(&mut self, p: &DriftPredictor) -> Result<DriftAdvice, TelemetryError> {
         self.i += 1;
         let h = self.i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
         let interval = 5_000 + (h % 25_000) as i64;
@@ -49,7 +59,6 @@ impl SessionInfo {
             operation: Some("payment"),
         };
         p.ingest(&mut self.state, &sample, ctx, self.now)
-            .map_or(0, |a| a.refresh_in_ms)
     }
 }
 
@@ -111,9 +120,38 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// `DRIFT_INGEST_REPORTS` reports after the same warm-up as the bench, for a profiler.
+fn profile(reports: u64) {
+    let mut config = DriftConfig::default();
+    config.forest_enabled = std::env::var("DRIFT_INGEST_FOREST").map_or(true, |v| v != "0");
+    let train = config.forest_enabled;
+    let (p, mut s) = warmed(config, train);
+    // A digest of every answer: an optimisation must not change one.
+    let mut digest = std::hash::DefaultHasher::new();
+    for _ in 0..reports {
+        format!("{:?}", s.advice(&p)).hash(&mut digest);
+    }
+    println!(
+        "{reports} reports, digest of the answers {:016x}, forest generation {}",
+        digest.finish(),
+        p.forest_generation()
+    );
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(4));
     targets = bench
 }
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("DRIFT_INGEST_REPORTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        profile(n);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -244,6 +244,29 @@ pub(crate) struct Ensemble {
     /// What each model said at the last report (ops/s), for evaluation.
     #[serde(default)]
     last_rates: [f32; MODELS],
+    /// The past increments of the median-increment model, kept sorted as checkpoints come
+    /// and go; derived from `history`, so not persisted.
+    #[serde(skip)]
+    increments: Increments,
+}
+
+/// The increments over `h` of the oldest `resolved` checkpoints (those with a checkpoint at
+/// least `h` later), sorted by [`f64::total_cmp`]. An increment is fixed once resolved: the
+/// two checkpoints around `t + h` are both in the ring and stay there while the checkpoint
+/// does. Derived state: equal to any other (as [`Ensemble`]'s equality must ignore it), and
+/// rebuilt from the history when not `valid`.
+#[derive(Clone, Debug, Default)]
+struct Increments {
+    valid: bool,
+    h: f64,
+    resolved: usize,
+    sorted: Vec<f64>,
+}
+
+impl PartialEq for Increments {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 fn finite_or(v: f64, d: f64) -> f64 {
@@ -263,10 +286,12 @@ impl Ensemble {
     pub(crate) fn heap_bytes(&self) -> usize {
         self.history.capacity() * std::mem::size_of::<[f64; 2]>()
             + self.pending.capacity() * std::mem::size_of::<Pending>()
+            + self.increments.sorted.capacity() * std::mem::size_of::<f64>()
     }
 
     /// Restores invariants after deserialising untrusted state.
     pub(crate) fn repair(&mut self) {
+        self.increments.valid = false;
         self.history.truncate(HISTORY);
         self.history
             .retain(|p| p[0].is_finite() && p[1].is_finite());
@@ -340,43 +365,96 @@ impl Ensemble {
         before.map(|b| b[1])
     }
 
-    fn median_increment_rate(&self, now: f64, h: f64) -> Option<f64> {
-        // On the stack: this runs on every new checkpoint.
-        let mut buf = [[0.0f64; 2]; HISTORY];
-        let mut len = 0;
-        for (slot, p) in buf.iter_mut().zip(self.ordered()) {
-            *slot = p;
-            len += 1;
+    /// The `i`-th checkpoint in time order.
+    fn checkpoint(&self, i: usize) -> Option<[f64; 2]> {
+        let split = if self.history.len() < HISTORY {
+            0
+        } else {
+            self.history_next as usize
+        };
+        let len = self.history.len();
+        if i >= len {
+            return None;
         }
-        let points = &buf[..len];
-        let mut incs = [0.0f64; HISTORY];
-        let mut n = 0;
-        let mut j = 0;
-        for p in points {
-            let target = p[0] + h;
-            if target > now {
+        self.history.get((split + i) % len).copied()
+    }
+
+    /// The increment over `h` from the `i`-th checkpoint (in time order): the count at
+    /// `t + h`, interpolated between the checkpoints around it, minus the checkpoint's. `None`
+    /// while no checkpoint is at `t + h` or later.
+    fn increment(&self, i: usize, h: f64) -> Option<f64> {
+        let p = self.checkpoint(i)?;
+        let target = p[0] + h;
+        // `a`: the last checkpoint before `target` (the first one at least), `b` the next.
+        let mut j = i;
+        while self.checkpoint(j + 1).is_some_and(|q| q[0] < target) {
+            j += 1;
+        }
+        let a = self.checkpoint(j)?;
+        let b = self.checkpoint(j + 1)?;
+        let c = if b[0] > a[0] {
+            a[1] + (b[1] - a[1]) * ((target - a[0]) / (b[0] - a[0])).clamp(0.0, 1.0)
+        } else {
+            b[1]
+        };
+        Some(c - p[1])
+    }
+
+    /// Resolves the checkpoints whose `h` later the newest checkpoint `now` covers, into the
+    /// sorted increments.
+    fn resolve_increments(&mut self, now: f64, h: f64) {
+        while let Some(p) = self.checkpoint(self.increments.resolved) {
+            if p[0] + h > now {
                 break;
             }
-            while j + 1 < points.len() && points[j + 1][0] < target {
-                j += 1;
-            }
-            let (a, b) = (points[j], points.get(j + 1).copied().unwrap_or(points[j]));
-            let c = if b[0] > a[0] {
-                a[1] + (b[1] - a[1]) * ((target - a[0]) / (b[0] - a[0])).clamp(0.0, 1.0)
-            } else {
-                b[1]
+            let Some(inc) = self.increment(self.increments.resolved, h) else {
+                break;
             };
-            if let Some(slot) = incs.get_mut(n) {
-                *slot = c - p[1];
-                n += 1;
-            }
+            let sorted = &mut self.increments.sorted;
+            let at = sorted.partition_point(|v| v.total_cmp(&inc).is_lt());
+            sorted.insert(at, inc);
+            self.increments.resolved += 1;
         }
+    }
+
+    /// Before the oldest checkpoint is overwritten: takes its increment out.
+    fn forget_oldest_increment(&mut self, h: f64) {
+        if !self.increments.valid || self.increments.resolved == 0 {
+            return;
+        }
+        let found = self.increment(0, h).and_then(|inc| {
+            self.increments
+                .sorted
+                .binary_search_by(|v| v.total_cmp(&inc))
+                .ok()
+        });
+        match found {
+            Some(at) => {
+                self.increments.sorted.remove(at);
+                self.increments.resolved -= 1;
+            }
+            // Not a history this code writes (times not increasing): start over.
+            None => self.increments.valid = false,
+        }
+    }
+
+    /// The median of the past increments over `h` (as a rate), once there are
+    /// [`MIN_INCREMENTS`]; `now` is the newest checkpoint. Each checkpoint's increment is
+    /// computed once, when a checkpoint at least `h` later arrives.
+    fn median_increment_rate(&mut self, now: f64, h: f64) -> Option<f64> {
+        if !self.increments.valid || self.increments.h.to_bits() != h.to_bits() {
+            self.increments.valid = true;
+            self.increments.h = h;
+            self.increments.resolved = 0;
+            self.increments.sorted.clear();
+            self.increments.sorted.reserve_exact(HISTORY);
+        }
+        self.resolve_increments(now, h);
+        let n = self.increments.sorted.len();
         if n < MIN_INCREMENTS {
             return None;
         }
-        let inc = &mut incs[..n];
-        let mid = n / 2;
-        let (_, m, _) = inc.select_nth_unstable_by(mid, f64::total_cmp);
+        let m = self.increments.sorted.get(n / 2)?;
         Some((*m / h).max(0.0))
     }
 
@@ -501,8 +579,10 @@ impl Ensemble {
         if t - newest >= HISTORY_SPACING_S {
             if self.history.len() < HISTORY {
                 self.history.push([t, c]);
-            } else if let Some(slot) = self.history.get_mut(self.history_next as usize) {
-                *slot = [t, c];
+            } else if (self.history_next as usize) < self.history.len() {
+                // The slot of the oldest checkpoint.
+                self.forget_oldest_increment(h);
+                self.history[self.history_next as usize] = [t, c];
             }
             self.history_next = ((self.history_next as usize + 1) % HISTORY) as u32;
             // Negative: not known yet (the state holds no NaN, so it compares and serialises).

@@ -24,6 +24,9 @@ pub(crate) const MAX_FEATURES: usize = 16;
 /// Largest subsample size `ψ`.
 pub(crate) const MAX_SUBSAMPLE: usize = 4096;
 
+/// The feature of a leaf. The scorer reads a NaN there, and `NaN <= threshold` is false: a
+/// leaf's "right child" is the leaf itself, so a cursor that reached a leaf stays on it
+/// without a test of its own.
 const LEAF: u8 = u8::MAX;
 
 /// Trees walked side by side when scoring.
@@ -54,7 +57,7 @@ impl Default for ForestParams {
 struct Node {
     /// Split threshold, or for a leaf the path length `depth + c(size)`.
     value: f32,
-    /// Offset of the right child from the tree's root.
+    /// Offset of the right child from the tree's root; a leaf's own offset.
     right: u16,
     /// Split feature, or [`LEAF`].
     feature: u8,
@@ -97,18 +100,21 @@ impl Builder<'_> {
         self.data.get(start..start + self.dims).unwrap_or(&[])
     }
 
-    fn leaf(&mut self, depth: usize, size: usize) {
+    /// A leaf: its `right` points at itself and its feature reads a NaN (see [`LEAF`]), so a
+    /// cursor that reached it stays there.
+    fn leaf(&mut self, base: usize, depth: usize, size: usize) {
         let c = self.c_table.get(size).copied().unwrap_or(0.0);
+        let at = self.nodes.len() - base;
         self.nodes.push(Node {
             value: (depth as f64 + c) as f32,
-            right: 0,
+            right: at as u16,
             feature: LEAF,
         });
     }
 
     fn grow(&mut self, base: usize, idx: &mut [u32], depth: usize) {
         if depth >= self.max_depth || idx.len() <= 1 {
-            self.leaf(depth, idx.len());
+            self.leaf(base, depth, idx.len());
             return;
         }
         let mut lo = [f32::INFINITY; MAX_FEATURES];
@@ -130,7 +136,7 @@ impl Builder<'_> {
             }
         }
         if n_candidates == 0 {
-            self.leaf(depth, idx.len());
+            self.leaf(base, depth, idx.len());
             return;
         }
         let feature = candidates[self.rng.gen_range(0..n_candidates)];
@@ -239,41 +245,38 @@ impl IsolationForest {
     /// Mean path length `E[h(x)]` over the trees. Missing features count as 0.
     ///
     /// Trees are walked `LANES` at a time in lockstep, one level per pass, so that the
-    /// node loads of different trees overlap instead of waiting on each other; a cursor that
-    /// reached its leaf stays there.
+    /// node loads of different trees overlap instead of waiting on each other. Every step is
+    /// the same branch-free move (a leaf is its own right child, see [`LEAF`]); the lanes of a
+    /// last, partial group walk its first tree again and are not counted.
     #[must_use]
     pub fn mean_path_length(&self, x: &[f32]) -> f64 {
-        const STAY: Node = Node {
-            value: 0.0,
-            right: 0,
-            feature: LEAF,
-        };
-        let mut xs = [0.0f32; MAX_FEATURES];
-        for (slot, &v) in xs.iter_mut().zip(x) {
-            *slot = v;
+        // Indexed by a node's `u8` feature: the features, 0 for missing ones up to
+        // `MAX_FEATURES`, NaN beyond (where [`LEAF`] points).
+        let mut xs = [f32::NAN; 256];
+        for (i, slot) in xs.iter_mut().take(MAX_FEATURES).enumerate() {
+            *slot = x.get(i).copied().unwrap_or(0.0);
         }
         let mut total = 0.0f64;
         for chunk in self.roots.chunks(LANES) {
-            let mut base = [0usize; LANES];
-            let mut cur = [0usize; LANES];
-            for (j, &root) in chunk.iter().enumerate() {
-                base[j] = root as usize;
-                cur[j] = root as usize;
+            let first = chunk.first().copied().unwrap_or(0) as usize;
+            let mut base = [first; LANES];
+            for (slot, &root) in base.iter_mut().zip(chunk) {
+                *slot = root as usize;
             }
+            let mut cur = base;
             // After `max_depth` moves every cursor is on a leaf (leaves sit at most that deep).
             for _ in 0..self.max_depth {
-                for j in 0..chunk.len() {
-                    let node = self.nodes.get(cur[j]).copied().unwrap_or(STAY);
-                    let v = xs[node.feature as usize % MAX_FEATURES];
-                    // Branch-free: the comparisons are unpredictable by nature.
+                for j in 0..LANES {
+                    let Some(node) = self.nodes.get(cur[j]) else {
+                        continue;
+                    };
                     // `select_unpredictable`: the comparisons are coin flips by construction,
                     // and LLVM otherwise emits a jump that mispredicts half the time.
-                    let next = std::hint::select_unpredictable(
-                        v <= node.value,
+                    cur[j] = std::hint::select_unpredictable(
+                        xs[usize::from(node.feature)] <= node.value,
                         cur[j] + 1,
-                        base[j] + node.right as usize,
+                        base[j] + usize::from(node.right),
                     );
-                    cur[j] = std::hint::select_unpredictable(node.feature == LEAF, cur[j], next);
                 }
             }
             for &c in cur.iter().take(chunk.len()) {
