@@ -298,6 +298,22 @@ impl Ensemble {
         if self.history_next as usize >= HISTORY {
             self.history_next = 0;
         }
+        // The checkpoints' times must increase (the searches below rely on it): drop any that
+        // does not, and lay the rest out oldest first.
+        if self
+            .ordered()
+            .zip(self.ordered().skip(1))
+            .any(|(a, b)| b[0] <= a[0])
+        {
+            let mut kept: Vec<[f64; 2]> = Vec::with_capacity(self.history.len());
+            for p in self.ordered() {
+                if kept.last().is_none_or(|last| p[0] > last[0]) {
+                    kept.push(p);
+                }
+            }
+            self.history_next = (kept.len() % HISTORY) as u32;
+            self.history = kept;
+        }
         self.pending.truncate(PENDING);
         self.pending.retain(|p| {
             p.t.is_finite() && p.count.is_finite() && p.rates.iter().all(|r| r.is_finite())
@@ -350,19 +366,27 @@ impl Ensemble {
             .copied()
     }
 
-    /// The count at time `t` interpolated between checkpoints (clamped to the oldest).
+    /// The count at time `t` interpolated between checkpoints (clamped to the oldest), by
+    /// binary search: the checkpoints' times increase.
     fn count_at(&self, t: f64) -> Option<f64> {
-        let mut before: Option<[f64; 2]> = None;
-        for p in self.ordered() {
-            if p[0] >= t {
-                return Some(match before {
-                    Some(b) if p[0] > b[0] => b[1] + (p[1] - b[1]) * (t - b[0]) / (p[0] - b[0]),
-                    _ => p[1],
-                });
+        // The first checkpoint at `t` or later.
+        let (mut lo, mut hi) = (0, self.history.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.checkpoint(mid).is_some_and(|p| p[0] < t) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
             }
-            before = Some(p);
         }
-        before.map(|b| b[1])
+        let before = lo.checked_sub(1).and_then(|i| self.checkpoint(i));
+        let Some(p) = self.checkpoint(lo) else {
+            return before.map(|b| b[1]);
+        };
+        Some(match before {
+            Some(b) if p[0] > b[0] => b[1] + (p[1] - b[1]) * (t - b[0]) / (p[0] - b[0]),
+            _ => p[1],
+        })
     }
 
     /// The `i`-th checkpoint in time order.
@@ -507,7 +531,7 @@ impl Ensemble {
             };
         }
         let t = finite_or(
-            (i128::from(server_ms) - i128::from(self.origin_ms)) as f64 / 1_000.0,
+            super::diff_f64(server_ms, self.origin_ms) / 1_000.0,
             self.prev[0],
         )
         .max(self.prev[0]);
@@ -716,6 +740,107 @@ mod tests {
             );
         }
         assert!((f.rate - 4.0).abs() < 0.1, "{f:?}");
+    }
+
+    /// The median past increment as it was computed before it was kept incrementally: from
+    /// scratch over the checkpoints on every new one.
+    fn median_from_scratch(e: &Ensemble, now: f64, h: f64) -> f64 {
+        let points: Vec<[f64; 2]> = e.ordered().collect();
+        let mut incs = Vec::new();
+        let mut j = 0;
+        for p in &points {
+            let target = p[0] + h;
+            if target > now {
+                break;
+            }
+            while j + 1 < points.len() && points[j + 1][0] < target {
+                j += 1;
+            }
+            let (a, b) = (points[j], points.get(j + 1).copied().unwrap_or(points[j]));
+            let c = if b[0] > a[0] {
+                a[1] + (b[1] - a[1]) * ((target - a[0]) / (b[0] - a[0])).clamp(0.0, 1.0)
+            } else {
+                b[1]
+            };
+            incs.push(c - p[1]);
+        }
+        if incs.len() < MIN_INCREMENTS {
+            return -1.0;
+        }
+        let mid = incs.len() / 2;
+        let (_, m, _) = incs.select_nth_unstable_by(mid, f64::total_cmp);
+        (*m / h).max(0.0)
+    }
+
+    /// `count_at` as it was, by a linear scan.
+    fn count_at_by_scan(e: &Ensemble, t: f64) -> Option<f64> {
+        let mut before: Option<[f64; 2]> = None;
+        for p in e.ordered() {
+            if p[0] >= t {
+                return Some(match before {
+                    Some(b) if p[0] > b[0] => b[1] + (p[1] - b[1]) * (t - b[0]) / (p[0] - b[0]),
+                    _ => p[1],
+                });
+            }
+            before = Some(p);
+        }
+        before.map(|b| b[1])
+    }
+
+    #[test]
+    fn the_kept_median_increment_is_the_one_from_scratch() {
+        let mut seed = 7u64;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for h in [30.0, 45.0, 60.0] {
+            let mut e = Ensemble::default();
+            let (mut ms, mut count) = (0i64, 0u64);
+            // Irregular reports, bursts and pauses: enough to fill and wrap the ring.
+            for i in 0..1_500u64 {
+                ms += 500 + 1_000 * rnd(12) as i64;
+                count += if rnd(5) == 0 { rnd(40) } else { rnd(3) };
+                let newest = e.ordered().last();
+                e.observe(ms, count, 1_000 * i, 1.0, h, None);
+                // Computed when a checkpoint is added.
+                let now = match e.ordered().last() {
+                    Some(p) if i > 0 && Some(p) != newest => p[0],
+                    _ => continue,
+                };
+                let expected = median_from_scratch(&e, now, h);
+                assert_eq!(e.median_rate.to_bits(), expected.to_bits(), "report {i}");
+                for back in [-1.0, 0.0, 0.5, RECENT_S, 100.0, 1e4] {
+                    let t = now - back;
+                    let found = e.count_at(t).map(f64::to_bits);
+                    assert_eq!(found, count_at_by_scan(&e, t).map(f64::to_bits), "{i} {t}");
+                }
+                if i % 400 == 399 {
+                    // As if loaded from a store: the cache is rebuilt.
+                    let json = serde_json::to_string(&e).unwrap_or_default();
+                    e = serde_json::from_str(&json).unwrap_or_default();
+                    e.repair();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn repair_orders_the_checkpoints() {
+        let mut e = Ensemble::default();
+        for i in 0..20u64 {
+            e.observe(3_000 * i as i64, 2 * i, 3_000 * i, 0.7, 45.0, None);
+        }
+        e.history.swap(3, 7);
+        e.history[10][0] = e.history[9][0];
+        e.repair();
+        let times: Vec<f64> = e.ordered().map(|p| p[0]).collect();
+        // 3, 4, 5 and 6 are no longer after 7, nor 10 after 9.
+        assert_eq!(times.len(), 15);
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+        assert!(e.count_at(10.0).is_some());
     }
 
     #[test]

@@ -119,11 +119,17 @@ impl Builder<'_> {
         }
         let mut lo = [f32::INFINITY; MAX_FEATURES];
         let mut hi = [f32::NEG_INFINITY; MAX_FEATURES];
+        let dims = self.dims.min(MAX_FEATURES);
         for &i in idx.iter() {
-            for (f, &v) in self.row(i).iter().enumerate() {
-                if let (Some(l), Some(h)) = (lo.get_mut(f), hi.get_mut(f)) {
-                    *l = l.min(v);
-                    *h = h.max(v);
+            for ((l, h), &v) in lo[..dims].iter_mut().zip(&mut hi[..dims]).zip(self.row(i)) {
+                // Comparisons rather than `f32::min`/`max` (which cost a NaN test each): the
+                // same bounds for every value but a NaN (which neither takes) and a zero of
+                // the other sign (which no comparison below tells apart).
+                if v < *l {
+                    *l = v;
+                }
+                if v > *h {
+                    *h = v;
                 }
             }
         }

@@ -495,12 +495,10 @@ impl ClockTracker {
         server_ms: i64,
         settings: &ClockSettings,
     ) -> ClockObservation {
-        let d = (i128::from(server_ms) - i128::from(client_ms)) as f64;
+        let d = super::diff_f64(server_ms, client_ms);
         let mut step = false;
         let mut residual = 0.0;
-        let t = self
-            .origin
-            .map(|o| (i128::from(client_ms) - i128::from(o)) as f64);
+        let t = self.origin.map(|o| super::diff_f64(client_ms, o));
         match (t, self.envelope.last()) {
             (Some(t), Some(last)) if t > last[0] => {
                 if let Some(line) = self.envelope.line() {
