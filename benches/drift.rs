@@ -7,6 +7,7 @@
 //! `DRIFT_INGEST_REPORTS=N` instead runs N steady-state reports with the forest and exits, for
 //! instruction counts: `valgrind --tool=callgrind --toggle-collect='*DriftPredictor::ingest*'
 //! target/release/deps/drift-<hash>` (add `DRIFT_INGEST_FOREST=0` for the default, without it).
+//! It prints a digest of every answer, which an optimisation must leave unchanged.
 
 use std::hash::{Hash, Hasher};
 use std::hint::black_box;
@@ -126,10 +127,17 @@ fn profile(reports: u64) {
     config.forest_enabled = std::env::var("DRIFT_INGEST_FOREST").map_or(true, |v| v != "0");
     let train = config.forest_enabled;
     let (p, mut s) = warmed(config, train);
-    // A digest of every answer: an optimisation must not change one.
+    // A digest of every answer: an optimisation must not change one. `DRIFT_INGEST_DIGEST=0`
+    // leaves it out (for a sampling profiler, which would see the formatting).
+    let digest_on = std::env::var("DRIFT_INGEST_DIGEST").map_or(true, |v| v != "0");
     let mut digest = std::hash::DefaultHasher::new();
     for _ in 0..reports {
-        format!("{:?}", s.advice(&p)).hash(&mut digest);
+        let advice = s.advice(&p);
+        if digest_on {
+            format!("{advice:?}").hash(&mut digest);
+        } else {
+            black_box(advice).ok();
+        }
     }
     println!(
         "{reports} reports, digest of the answers {:016x}, forest generation {}",

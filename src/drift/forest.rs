@@ -85,19 +85,19 @@ pub struct IsolationForest {
     max_depth: usize,
 }
 
-struct Builder<'a> {
-    data: &'a [f32],
-    dims: usize,
+/// Grows the trees over rows of `D` features (a constant, so that a row's bounds are
+/// updated without a loop).
+struct Builder<'a, const D: usize> {
+    rows: &'a [[f32; D]],
     max_depth: usize,
     c_table: Vec<f64>,
     nodes: Vec<Node>,
     rng: ChaCha8Rng,
 }
 
-impl Builder<'_> {
-    fn row(&self, i: u32) -> &[f32] {
-        let start = i as usize * self.dims;
-        self.data.get(start..start + self.dims).unwrap_or(&[])
+impl<const D: usize> Builder<'_, D> {
+    fn row(&self, i: u32) -> [f32; D] {
+        self.rows.get(i as usize).copied().unwrap_or([0.0; D])
     }
 
     /// A leaf: its `right` points at itself and its feature reads a NaN (see [`LEAF`]), so a
@@ -112,30 +112,26 @@ impl Builder<'_> {
         });
     }
 
+    /// The bounds of the rows `idx`.
+    fn bounds_of(&self, idx: &[u32]) -> Bounds<D> {
+        let mut bounds = Bounds::EMPTY;
+        for &i in idx {
+            bounds.widen(&self.row(i));
+        }
+        bounds
+    }
+
+    /// Grows the subtree of the rows `idx` at `depth`.
     fn grow(&mut self, base: usize, idx: &mut [u32], depth: usize) {
         if depth >= self.max_depth || idx.len() <= 1 {
             self.leaf(base, depth, idx.len());
             return;
         }
-        let mut lo = [f32::INFINITY; MAX_FEATURES];
-        let mut hi = [f32::NEG_INFINITY; MAX_FEATURES];
-        let dims = self.dims.min(MAX_FEATURES);
-        for &i in idx.iter() {
-            for ((l, h), &v) in lo[..dims].iter_mut().zip(&mut hi[..dims]).zip(self.row(i)) {
-                // Comparisons rather than `f32::min`/`max` (which cost a NaN test each): the
-                // same bounds for every value but a NaN (which neither takes) and a zero of
-                // the other sign (which no comparison below tells apart).
-                if v < *l {
-                    *l = v;
-                }
-                if v > *h {
-                    *h = v;
-                }
-            }
-        }
+        let bounds = self.bounds_of(idx);
+        let (lo, hi) = (&bounds.lo, &bounds.hi);
         let mut candidates = [0u8; MAX_FEATURES];
         let mut n_candidates = 0;
-        for f in 0..self.dims {
+        for f in 0..D.min(MAX_FEATURES) {
             if hi[f] > lo[f] {
                 candidates[n_candidates] = f as u8;
                 n_candidates += 1;
@@ -153,18 +149,17 @@ impl Builder<'_> {
             threshold = min;
         }
         // Partition: values <= threshold go left (non-empty: the minimum), the rest right
-        // (non-empty: the maximum).
+        // (non-empty: the maximum). Children at the depth limit are leaves: no bounds.
+        // Branch-free (the comparison is a coin flip): every row is swapped to `split`, which
+        // moves on past the left ones. The order within each side differs from a swap of
+        // the left rows only, but a child depends on its set of rows alone.
         let mut split = 0;
         for j in 0..idx.len() {
-            let v = self
-                .row(idx[j])
-                .get(feature as usize)
-                .copied()
-                .unwrap_or(0.0);
-            if v <= threshold {
-                idx.swap(split, j);
-                split += 1;
-            }
+            let i = idx[j];
+            let left = self.row(i).get(feature as usize).copied().unwrap_or(0.0) <= threshold;
+            idx[j] = idx[split];
+            idx[split] = i;
+            split += usize::from(left);
         }
         let me = self.nodes.len();
         self.nodes.push(Node {
@@ -182,6 +177,34 @@ impl Builder<'_> {
     }
 }
 
+/// Per-feature minimum and maximum of a set of rows.
+struct Bounds<const D: usize> {
+    lo: [f32; D],
+    hi: [f32; D],
+}
+
+impl<const D: usize> Bounds<D> {
+    const EMPTY: Self = Self {
+        lo: [f32::INFINITY; D],
+        hi: [f32::NEG_INFINITY; D],
+    };
+
+    fn widen(&mut self, row: &[f32; D]) {
+        for ((l, h), &v) in self.lo.iter_mut().zip(&mut self.hi).zip(row) {
+            // Comparisons rather than `f32::min`/`max` (which cost a NaN test each; these
+            // compile to `minss`/`maxss`): the same bounds for every value but a NaN (which
+            // neither takes) and a zero of the other sign (which no comparison tells apart),
+            // whatever the order of the rows.
+            if v < *l {
+                *l = v;
+            }
+            if v > *h {
+                *h = v;
+            }
+        }
+    }
+}
+
 impl IsolationForest {
     /// Trains on `data`, `dims` features per row (row-major). Returns `None` without at least
     /// two rows, with `dims` outside `1..=MAX_FEATURES`, or with a length that is not a
@@ -192,7 +215,19 @@ impl IsolationForest {
         if dims == 0 || dims > MAX_FEATURES || !data.len().is_multiple_of(dims) {
             return None;
         }
-        let n = data.len() / dims;
+        macro_rules! by_dims {
+            ($($d:literal)*) => {
+                match dims {
+                    $($d => Self::fit_rows::<$d>(data.as_chunks().0, params),)*
+                    _ => None,
+                }
+            };
+        }
+        by_dims!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+    }
+
+    fn fit_rows<const D: usize>(rows: &[[f32; D]], params: &ForestParams) -> Option<Self> {
+        let n = rows.len();
         if n < 2 || n > u32::MAX as usize {
             return None;
         }
@@ -200,8 +235,7 @@ impl IsolationForest {
         let trees = params.trees.clamp(1, 10_000);
         let max_depth = (psi as f64).log2().ceil() as usize;
         let mut b = Builder {
-            data,
-            dims,
+            rows,
             max_depth,
             c_table: (0..=psi).map(average_path_length).collect(),
             nodes: Vec::with_capacity(trees * (2 * psi).min(1 << (max_depth + 1))),
@@ -223,7 +257,7 @@ impl IsolationForest {
         Some(Self {
             nodes: b.nodes,
             roots,
-            dims,
+            dims: D,
             c_psi: average_path_length(psi),
             max_depth,
         })
