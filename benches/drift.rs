@@ -99,9 +99,7 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("parts");
-    let data: Vec<f32> = (0..4096 * 5)
-        .map(|i| ((i * 7919) % 1000) as f32 / 100.0)
-        .collect();
+    let data = parts_data();
     let params = rolling_session::drift::eval::ForestParams::default();
     let forest = rolling_session::drift::eval::IsolationForest::fit(&data, 5, &params);
     if let Some(forest) = forest {
@@ -119,6 +117,13 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// Rows for the forest alone.
+fn parts_data() -> Vec<f32> {
+    (0..4096 * 5)
+        .map(|i| ((i * 7919) % 1000) as f32 / 100.0)
+        .collect()
 }
 
 /// `DRIFT_INGEST_REPORTS` reports after the same warm-up as the bench, for a profiler.
@@ -144,6 +149,27 @@ fn profile(reports: u64) {
         digest.finish(),
         p.forest_generation()
     );
+    // The forest's own scores, which the answers may not show (the session's evidence can
+    // outweigh them): forests of several shapes fitted on the parts' data, scored on a grid.
+    let data = parts_data();
+    let mut digest = std::hash::DefaultHasher::new();
+    for (dims, trees, subsample) in [(5, 100, 256), (3, 50, 1000), (16, 20, 64), (1, 10, 3)] {
+        let params = rolling_session::drift::eval::ForestParams {
+            trees,
+            subsample,
+            seed: dims as u64,
+        };
+        let rows = &data[..data.len() / dims * dims];
+        if let Some(f) = rolling_session::drift::eval::IsolationForest::fit(rows, dims, &params) {
+            for k in 0..2_000u32 {
+                let x: Vec<f32> = (0..dims as u32)
+                    .map(|d| ((k * 31 + d * 17) % 1_100) as f32 / 100.0)
+                    .collect();
+                f.score(&x).to_bits().hash(&mut digest);
+            }
+        }
+    }
+    println!("digest of the forests' scores {:016x}", digest.finish());
 }
 
 criterion_group! {
