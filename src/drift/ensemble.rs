@@ -400,7 +400,11 @@ impl Ensemble {
         if i >= len {
             return None;
         }
-        self.history.get((split + i) % len).copied()
+        // `(split + i) % len` without a division: both are below `len`.
+        let at = split + i;
+        self.history
+            .get(if at >= len { at - len } else { at })
+            .copied()
     }
 
     /// The increment over `h` from the `i`-th checkpoint (in time order): the count at
