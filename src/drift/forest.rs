@@ -286,8 +286,8 @@ impl IsolationForest {
     ///
     /// Trees are walked `LANES` at a time in lockstep, one level per pass, so that the
     /// node loads of different trees overlap instead of waiting on each other. Every step is
-    /// the same branch-free move (a leaf is its own right child, see [`LEAF`]); the lanes of a
-    /// last, partial group walk its first tree again and are not counted.
+    /// the same branch-free move (a leaf is its own right child, see [`LEAF`]). A last group
+    /// of at most half the lanes is walked with half the lanes.
     #[must_use]
     pub fn mean_path_length(&self, x: &[f32]) -> f64 {
         // Indexed by a node's `u8` feature: the features, 0 for missing ones up to
@@ -298,32 +298,42 @@ impl IsolationForest {
         }
         let mut total = 0.0f64;
         for chunk in self.roots.chunks(LANES) {
-            let first = chunk.first().copied().unwrap_or(0) as usize;
-            let mut base = [first; LANES];
-            for (slot, &root) in base.iter_mut().zip(chunk) {
-                *slot = root as usize;
-            }
-            let mut cur = base;
-            // After `max_depth` moves every cursor is on a leaf (leaves sit at most that deep).
-            for _ in 0..self.max_depth {
-                for j in 0..LANES {
-                    let Some(node) = self.nodes.get(cur[j]) else {
-                        continue;
-                    };
-                    // `select_unpredictable`: the comparisons are coin flips by construction,
-                    // and LLVM otherwise emits a jump that mispredicts half the time.
-                    cur[j] = std::hint::select_unpredictable(
-                        xs[usize::from(node.feature)] <= node.value,
-                        cur[j] + 1,
-                        base[j] + usize::from(node.right),
-                    );
-                }
-            }
-            for &c in cur.iter().take(chunk.len()) {
-                total += f64::from(self.nodes.get(c).map_or(0.0, |n| n.value));
+            if chunk.len() <= LANES / 2 {
+                self.walk::<{ LANES / 2 }>(&xs, chunk, &mut total);
+            } else {
+                self.walk::<LANES>(&xs, chunk, &mut total);
             }
         }
         total / self.roots.len().max(1) as f64
+    }
+
+    /// Walks the trees of `roots` (at most `L`; spare lanes walk the first tree again and are
+    /// not counted) and adds their path lengths to `total`, in order.
+    fn walk<const L: usize>(&self, xs: &[f32; 256], roots: &[u32], total: &mut f64) {
+        let first = roots.first().copied().unwrap_or(0) as usize;
+        let mut base = [first; L];
+        for (slot, &root) in base.iter_mut().zip(roots) {
+            *slot = root as usize;
+        }
+        let mut cur = base;
+        // After `max_depth` moves every cursor is on a leaf (leaves sit at most that deep).
+        for _ in 0..self.max_depth {
+            for j in 0..L {
+                let Some(node) = self.nodes.get(cur[j]) else {
+                    continue;
+                };
+                // `select_unpredictable`: the comparisons are coin flips by construction,
+                // and LLVM otherwise emits a jump that mispredicts half the time.
+                cur[j] = std::hint::select_unpredictable(
+                    xs[usize::from(node.feature)] <= node.value,
+                    cur[j] + 1,
+                    base[j] + usize::from(node.right),
+                );
+            }
+        }
+        for &c in cur.iter().take(roots.len()) {
+            *total += f64::from(self.nodes.get(c).map_or(0.0, |n| n.value));
+        }
     }
 
     /// Anomaly score `2^(−E[h(x)] / c(ψ))` in `(0, 1]`.
