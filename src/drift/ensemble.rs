@@ -244,6 +244,29 @@ pub(crate) struct Ensemble {
     /// What each model said at the last report (ops/s), for evaluation.
     #[serde(default)]
     last_rates: [f32; MODELS],
+    /// The past increments of the median-increment model, kept sorted as checkpoints come
+    /// and go; derived from `history`, so not persisted.
+    #[serde(skip)]
+    increments: Increments,
+}
+
+/// The increments over `h` of the oldest `resolved` checkpoints (those with a checkpoint at
+/// least `h` later), sorted by [`f64::total_cmp`]. An increment is fixed once resolved: the
+/// two checkpoints around `t + h` are both in the ring and stay there while the checkpoint
+/// does. Derived state: equal to any other (as [`Ensemble`]'s equality must ignore it), and
+/// rebuilt from the history when not `valid`.
+#[derive(Clone, Debug, Default)]
+struct Increments {
+    valid: bool,
+    h: f64,
+    resolved: usize,
+    sorted: Vec<f64>,
+}
+
+impl PartialEq for Increments {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 fn finite_or(v: f64, d: f64) -> f64 {
@@ -263,15 +286,33 @@ impl Ensemble {
     pub(crate) fn heap_bytes(&self) -> usize {
         self.history.capacity() * std::mem::size_of::<[f64; 2]>()
             + self.pending.capacity() * std::mem::size_of::<Pending>()
+            + self.increments.sorted.capacity() * std::mem::size_of::<f64>()
     }
 
     /// Restores invariants after deserialising untrusted state.
     pub(crate) fn repair(&mut self) {
+        self.increments.valid = false;
         self.history.truncate(HISTORY);
         self.history
             .retain(|p| p[0].is_finite() && p[1].is_finite());
         if self.history_next as usize >= HISTORY {
             self.history_next = 0;
+        }
+        // The checkpoints' times must increase (the searches below rely on it): drop any that
+        // does not, and lay the rest out oldest first.
+        if self
+            .ordered()
+            .zip(self.ordered().skip(1))
+            .any(|(a, b)| b[0] <= a[0])
+        {
+            let mut kept: Vec<[f64; 2]> = Vec::with_capacity(self.history.len());
+            for p in self.ordered() {
+                if kept.last().is_none_or(|last| p[0] > last[0]) {
+                    kept.push(p);
+                }
+            }
+            self.history_next = (kept.len() % HISTORY) as u32;
+            self.history = kept;
         }
         self.pending.truncate(PENDING);
         self.pending.retain(|p| {
@@ -325,58 +366,123 @@ impl Ensemble {
             .copied()
     }
 
-    /// The count at time `t` interpolated between checkpoints (clamped to the oldest).
+    /// The count at time `t` interpolated between checkpoints (clamped to the oldest), by
+    /// binary search: the checkpoints' times increase.
     fn count_at(&self, t: f64) -> Option<f64> {
-        let mut before: Option<[f64; 2]> = None;
-        for p in self.ordered() {
-            if p[0] >= t {
-                return Some(match before {
-                    Some(b) if p[0] > b[0] => b[1] + (p[1] - b[1]) * (t - b[0]) / (p[0] - b[0]),
-                    _ => p[1],
-                });
+        // The first checkpoint at `t` or later.
+        let (mut lo, mut hi) = (0, self.history.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.checkpoint(mid).is_some_and(|p| p[0] < t) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
             }
-            before = Some(p);
         }
-        before.map(|b| b[1])
+        let before = lo.checked_sub(1).and_then(|i| self.checkpoint(i));
+        let Some(p) = self.checkpoint(lo) else {
+            return before.map(|b| b[1]);
+        };
+        Some(match before {
+            Some(b) if p[0] > b[0] => b[1] + (p[1] - b[1]) * (t - b[0]) / (p[0] - b[0]),
+            _ => p[1],
+        })
     }
 
-    fn median_increment_rate(&self, now: f64, h: f64) -> Option<f64> {
-        // On the stack: this runs on every new checkpoint.
-        let mut buf = [[0.0f64; 2]; HISTORY];
-        let mut len = 0;
-        for (slot, p) in buf.iter_mut().zip(self.ordered()) {
-            *slot = p;
-            len += 1;
+    /// The `i`-th checkpoint in time order.
+    fn checkpoint(&self, i: usize) -> Option<[f64; 2]> {
+        let split = if self.history.len() < HISTORY {
+            0
+        } else {
+            self.history_next as usize
+        };
+        let len = self.history.len();
+        if i >= len {
+            return None;
         }
-        let points = &buf[..len];
-        let mut incs = [0.0f64; HISTORY];
-        let mut n = 0;
-        let mut j = 0;
-        for p in points {
-            let target = p[0] + h;
-            if target > now {
+        // `(split + i) % len` without a division: both are below `len`.
+        let at = split + i;
+        self.history
+            .get(if at >= len { at - len } else { at })
+            .copied()
+    }
+
+    /// The increment over `h` from the `i`-th checkpoint (in time order): the count at
+    /// `t + h`, interpolated between the checkpoints around it, minus the checkpoint's. `None`
+    /// while no checkpoint is at `t + h` or later.
+    fn increment(&self, i: usize, h: f64) -> Option<f64> {
+        let p = self.checkpoint(i)?;
+        let target = p[0] + h;
+        // `a`: the last checkpoint before `target` (the first one at least), `b` the next.
+        let mut j = i;
+        while self.checkpoint(j + 1).is_some_and(|q| q[0] < target) {
+            j += 1;
+        }
+        let a = self.checkpoint(j)?;
+        let b = self.checkpoint(j + 1)?;
+        let c = if b[0] > a[0] {
+            a[1] + (b[1] - a[1]) * ((target - a[0]) / (b[0] - a[0])).clamp(0.0, 1.0)
+        } else {
+            b[1]
+        };
+        Some(c - p[1])
+    }
+
+    /// Resolves the checkpoints whose `h` later the newest checkpoint `now` covers, into the
+    /// sorted increments.
+    fn resolve_increments(&mut self, now: f64, h: f64) {
+        while let Some(p) = self.checkpoint(self.increments.resolved) {
+            if p[0] + h > now {
                 break;
             }
-            while j + 1 < points.len() && points[j + 1][0] < target {
-                j += 1;
-            }
-            let (a, b) = (points[j], points.get(j + 1).copied().unwrap_or(points[j]));
-            let c = if b[0] > a[0] {
-                a[1] + (b[1] - a[1]) * ((target - a[0]) / (b[0] - a[0])).clamp(0.0, 1.0)
-            } else {
-                b[1]
+            let Some(inc) = self.increment(self.increments.resolved, h) else {
+                break;
             };
-            if let Some(slot) = incs.get_mut(n) {
-                *slot = c - p[1];
-                n += 1;
-            }
+            let sorted = &mut self.increments.sorted;
+            let at = sorted.partition_point(|v| v.total_cmp(&inc).is_lt());
+            sorted.insert(at, inc);
+            self.increments.resolved += 1;
         }
+    }
+
+    /// Before the oldest checkpoint is overwritten: takes its increment out.
+    fn forget_oldest_increment(&mut self, h: f64) {
+        if !self.increments.valid || self.increments.resolved == 0 {
+            return;
+        }
+        let found = self.increment(0, h).and_then(|inc| {
+            self.increments
+                .sorted
+                .binary_search_by(|v| v.total_cmp(&inc))
+                .ok()
+        });
+        match found {
+            Some(at) => {
+                self.increments.sorted.remove(at);
+                self.increments.resolved -= 1;
+            }
+            // Not a history this code writes (times not increasing): start over.
+            None => self.increments.valid = false,
+        }
+    }
+
+    /// The median of the past increments over `h` (as a rate), once there are
+    /// [`MIN_INCREMENTS`]; `now` is the newest checkpoint. Each checkpoint's increment is
+    /// computed once, when a checkpoint at least `h` later arrives.
+    fn median_increment_rate(&mut self, now: f64, h: f64) -> Option<f64> {
+        if !self.increments.valid || self.increments.h.to_bits() != h.to_bits() {
+            self.increments.valid = true;
+            self.increments.h = h;
+            self.increments.resolved = 0;
+            self.increments.sorted.clear();
+            self.increments.sorted.reserve_exact(HISTORY);
+        }
+        self.resolve_increments(now, h);
+        let n = self.increments.sorted.len();
         if n < MIN_INCREMENTS {
             return None;
         }
-        let inc = &mut incs[..n];
-        let mid = n / 2;
-        let (_, m, _) = inc.select_nth_unstable_by(mid, f64::total_cmp);
+        let m = self.increments.sorted.get(n / 2)?;
         Some((*m / h).max(0.0))
     }
 
@@ -429,7 +535,7 @@ impl Ensemble {
             };
         }
         let t = finite_or(
-            (i128::from(server_ms) - i128::from(self.origin_ms)) as f64 / 1_000.0,
+            super::diff_f64(server_ms, self.origin_ms) / 1_000.0,
             self.prev[0],
         )
         .max(self.prev[0]);
@@ -501,8 +607,10 @@ impl Ensemble {
         if t - newest >= HISTORY_SPACING_S {
             if self.history.len() < HISTORY {
                 self.history.push([t, c]);
-            } else if let Some(slot) = self.history.get_mut(self.history_next as usize) {
-                *slot = [t, c];
+            } else if (self.history_next as usize) < self.history.len() {
+                // The slot of the oldest checkpoint.
+                self.forget_oldest_increment(h);
+                self.history[self.history_next as usize] = [t, c];
             }
             self.history_next = ((self.history_next as usize + 1) % HISTORY) as u32;
             // Negative: not known yet (the state holds no NaN, so it compares and serialises).
@@ -636,6 +744,107 @@ mod tests {
             );
         }
         assert!((f.rate - 4.0).abs() < 0.1, "{f:?}");
+    }
+
+    /// The median past increment as it was computed before it was kept incrementally: from
+    /// scratch over the checkpoints on every new one.
+    fn median_from_scratch(e: &Ensemble, now: f64, h: f64) -> f64 {
+        let points: Vec<[f64; 2]> = e.ordered().collect();
+        let mut incs = Vec::new();
+        let mut j = 0;
+        for p in &points {
+            let target = p[0] + h;
+            if target > now {
+                break;
+            }
+            while j + 1 < points.len() && points[j + 1][0] < target {
+                j += 1;
+            }
+            let (a, b) = (points[j], points.get(j + 1).copied().unwrap_or(points[j]));
+            let c = if b[0] > a[0] {
+                a[1] + (b[1] - a[1]) * ((target - a[0]) / (b[0] - a[0])).clamp(0.0, 1.0)
+            } else {
+                b[1]
+            };
+            incs.push(c - p[1]);
+        }
+        if incs.len() < MIN_INCREMENTS {
+            return -1.0;
+        }
+        let mid = incs.len() / 2;
+        let (_, m, _) = incs.select_nth_unstable_by(mid, f64::total_cmp);
+        (*m / h).max(0.0)
+    }
+
+    /// `count_at` as it was, by a linear scan.
+    fn count_at_by_scan(e: &Ensemble, t: f64) -> Option<f64> {
+        let mut before: Option<[f64; 2]> = None;
+        for p in e.ordered() {
+            if p[0] >= t {
+                return Some(match before {
+                    Some(b) if p[0] > b[0] => b[1] + (p[1] - b[1]) * (t - b[0]) / (p[0] - b[0]),
+                    _ => p[1],
+                });
+            }
+            before = Some(p);
+        }
+        before.map(|b| b[1])
+    }
+
+    #[test]
+    fn the_kept_median_increment_is_the_one_from_scratch() {
+        let mut seed = 7u64;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for h in [30.0, 45.0, 60.0] {
+            let mut e = Ensemble::default();
+            let (mut ms, mut count) = (0i64, 0u64);
+            // Irregular reports, bursts and pauses: enough to fill and wrap the ring.
+            for i in 0..1_500u64 {
+                ms += 500 + 1_000 * rnd(12) as i64;
+                count += if rnd(5) == 0 { rnd(40) } else { rnd(3) };
+                let newest = e.ordered().last();
+                e.observe(ms, count, 1_000 * i, 1.0, h, None);
+                // Computed when a checkpoint is added.
+                let now = match e.ordered().last() {
+                    Some(p) if i > 0 && Some(p) != newest => p[0],
+                    _ => continue,
+                };
+                let expected = median_from_scratch(&e, now, h);
+                assert_eq!(e.median_rate.to_bits(), expected.to_bits(), "report {i}");
+                for back in [-1.0, 0.0, 0.5, RECENT_S, 100.0, 1e4] {
+                    let t = now - back;
+                    let found = e.count_at(t).map(f64::to_bits);
+                    assert_eq!(found, count_at_by_scan(&e, t).map(f64::to_bits), "{i} {t}");
+                }
+                if i % 400 == 399 {
+                    // As if loaded from a store: the cache is rebuilt.
+                    let json = serde_json::to_string(&e).unwrap_or_default();
+                    e = serde_json::from_str(&json).unwrap_or_default();
+                    e.repair();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn repair_orders_the_checkpoints() {
+        let mut e = Ensemble::default();
+        for i in 0..20u64 {
+            e.observe(3_000 * i as i64, 2 * i, 3_000 * i, 0.7, 45.0, None);
+        }
+        e.history.swap(3, 7);
+        e.history[10][0] = e.history[9][0];
+        e.repair();
+        let times: Vec<f64> = e.ordered().map(|p| p[0]).collect();
+        // 3, 4, 5 and 6 are no longer after 7, nor 10 after 9.
+        assert_eq!(times.len(), 15);
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+        assert!(e.count_at(10.0).is_some());
     }
 
     #[test]

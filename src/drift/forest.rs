@@ -24,6 +24,9 @@ pub(crate) const MAX_FEATURES: usize = 16;
 /// Largest subsample size `ψ`.
 pub(crate) const MAX_SUBSAMPLE: usize = 4096;
 
+/// The feature of a leaf. The scorer reads a NaN there, and `NaN <= threshold` is false: a
+/// leaf's "right child" is the leaf itself, so a cursor that reached a leaf stays on it
+/// without a test of its own.
 const LEAF: u8 = u8::MAX;
 
 /// Trees walked side by side when scoring.
@@ -54,7 +57,7 @@ impl Default for ForestParams {
 struct Node {
     /// Split threshold, or for a leaf the path length `depth + c(size)`.
     value: f32,
-    /// Offset of the right child from the tree's root.
+    /// Offset of the right child from the tree's root; a leaf's own offset.
     right: u16,
     /// Split feature, or [`LEAF`].
     feature: u8,
@@ -82,55 +85,60 @@ pub struct IsolationForest {
     max_depth: usize,
 }
 
-struct Builder<'a> {
-    data: &'a [f32],
-    dims: usize,
+/// Grows the trees over rows of `D` features (a constant, so that a row's bounds are
+/// updated without a loop).
+struct Builder<'a, const D: usize> {
+    rows: &'a [[f32; D]],
     max_depth: usize,
     c_table: Vec<f64>,
     nodes: Vec<Node>,
     rng: ChaCha8Rng,
 }
 
-impl Builder<'_> {
-    fn row(&self, i: u32) -> &[f32] {
-        let start = i as usize * self.dims;
-        self.data.get(start..start + self.dims).unwrap_or(&[])
+impl<const D: usize> Builder<'_, D> {
+    fn row(&self, i: u32) -> [f32; D] {
+        self.rows.get(i as usize).copied().unwrap_or([0.0; D])
     }
 
-    fn leaf(&mut self, depth: usize, size: usize) {
+    /// A leaf: its `right` points at itself and its feature reads a NaN (see [`LEAF`]), so a
+    /// cursor that reached it stays there.
+    fn leaf(&mut self, base: usize, depth: usize, size: usize) {
         let c = self.c_table.get(size).copied().unwrap_or(0.0);
+        let at = self.nodes.len() - base;
         self.nodes.push(Node {
             value: (depth as f64 + c) as f32,
-            right: 0,
+            right: at as u16,
             feature: LEAF,
         });
     }
 
+    /// The bounds of the rows `idx`.
+    fn bounds_of(&self, idx: &[u32]) -> Bounds<D> {
+        let mut bounds = Bounds::EMPTY;
+        for &i in idx {
+            bounds.widen(&self.row(i));
+        }
+        bounds
+    }
+
+    /// Grows the subtree of the rows `idx` at `depth`.
     fn grow(&mut self, base: usize, idx: &mut [u32], depth: usize) {
         if depth >= self.max_depth || idx.len() <= 1 {
-            self.leaf(depth, idx.len());
+            self.leaf(base, depth, idx.len());
             return;
         }
-        let mut lo = [f32::INFINITY; MAX_FEATURES];
-        let mut hi = [f32::NEG_INFINITY; MAX_FEATURES];
-        for &i in idx.iter() {
-            for (f, &v) in self.row(i).iter().enumerate() {
-                if let (Some(l), Some(h)) = (lo.get_mut(f), hi.get_mut(f)) {
-                    *l = l.min(v);
-                    *h = h.max(v);
-                }
-            }
-        }
+        let bounds = self.bounds_of(idx);
+        let (lo, hi) = (&bounds.lo, &bounds.hi);
         let mut candidates = [0u8; MAX_FEATURES];
         let mut n_candidates = 0;
-        for f in 0..self.dims {
+        for f in 0..D.min(MAX_FEATURES) {
             if hi[f] > lo[f] {
                 candidates[n_candidates] = f as u8;
                 n_candidates += 1;
             }
         }
         if n_candidates == 0 {
-            self.leaf(depth, idx.len());
+            self.leaf(base, depth, idx.len());
             return;
         }
         let feature = candidates[self.rng.gen_range(0..n_candidates)];
@@ -141,18 +149,17 @@ impl Builder<'_> {
             threshold = min;
         }
         // Partition: values <= threshold go left (non-empty: the minimum), the rest right
-        // (non-empty: the maximum).
+        // (non-empty: the maximum). Children at the depth limit are leaves: no bounds.
+        // Branch-free (the comparison is a coin flip): every row is swapped to `split`, which
+        // moves on past the left ones. The order within each side differs from a swap of
+        // the left rows only, but a child depends on its set of rows alone.
         let mut split = 0;
         for j in 0..idx.len() {
-            let v = self
-                .row(idx[j])
-                .get(feature as usize)
-                .copied()
-                .unwrap_or(0.0);
-            if v <= threshold {
-                idx.swap(split, j);
-                split += 1;
-            }
+            let i = idx[j];
+            let left = self.row(i).get(feature as usize).copied().unwrap_or(0.0) <= threshold;
+            idx[j] = idx[split];
+            idx[split] = i;
+            split += usize::from(left);
         }
         let me = self.nodes.len();
         self.nodes.push(Node {
@@ -170,6 +177,34 @@ impl Builder<'_> {
     }
 }
 
+/// Per-feature minimum and maximum of a set of rows.
+struct Bounds<const D: usize> {
+    lo: [f32; D],
+    hi: [f32; D],
+}
+
+impl<const D: usize> Bounds<D> {
+    const EMPTY: Self = Self {
+        lo: [f32::INFINITY; D],
+        hi: [f32::NEG_INFINITY; D],
+    };
+
+    fn widen(&mut self, row: &[f32; D]) {
+        for ((l, h), &v) in self.lo.iter_mut().zip(&mut self.hi).zip(row) {
+            // Comparisons rather than `f32::min`/`max` (which cost a NaN test each; these
+            // compile to `minss`/`maxss`): the same bounds for every value but a NaN (which
+            // neither takes) and a zero of the other sign (which no comparison tells apart),
+            // whatever the order of the rows.
+            if v < *l {
+                *l = v;
+            }
+            if v > *h {
+                *h = v;
+            }
+        }
+    }
+}
+
 impl IsolationForest {
     /// Trains on `data`, `dims` features per row (row-major). Returns `None` without at least
     /// two rows, with `dims` outside `1..=MAX_FEATURES`, or with a length that is not a
@@ -180,7 +215,19 @@ impl IsolationForest {
         if dims == 0 || dims > MAX_FEATURES || !data.len().is_multiple_of(dims) {
             return None;
         }
-        let n = data.len() / dims;
+        macro_rules! by_dims {
+            ($($d:literal)*) => {
+                match dims {
+                    $($d => Self::fit_rows::<$d>(data.as_chunks().0, params),)*
+                    _ => None,
+                }
+            };
+        }
+        by_dims!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+    }
+
+    fn fit_rows<const D: usize>(rows: &[[f32; D]], params: &ForestParams) -> Option<Self> {
+        let n = rows.len();
         if n < 2 || n > u32::MAX as usize {
             return None;
         }
@@ -188,8 +235,7 @@ impl IsolationForest {
         let trees = params.trees.clamp(1, 10_000);
         let max_depth = (psi as f64).log2().ceil() as usize;
         let mut b = Builder {
-            data,
-            dims,
+            rows,
             max_depth,
             c_table: (0..=psi).map(average_path_length).collect(),
             nodes: Vec::with_capacity(trees * (2 * psi).min(1 << (max_depth + 1))),
@@ -211,7 +257,7 @@ impl IsolationForest {
         Some(Self {
             nodes: b.nodes,
             roots,
-            dims,
+            dims: D,
             c_psi: average_path_length(psi),
             max_depth,
         })
@@ -239,48 +285,55 @@ impl IsolationForest {
     /// Mean path length `E[h(x)]` over the trees. Missing features count as 0.
     ///
     /// Trees are walked `LANES` at a time in lockstep, one level per pass, so that the
-    /// node loads of different trees overlap instead of waiting on each other; a cursor that
-    /// reached its leaf stays there.
+    /// node loads of different trees overlap instead of waiting on each other. Every step is
+    /// the same branch-free move (a leaf is its own right child, see [`LEAF`]). A last group
+    /// of at most half the lanes is walked with half the lanes.
     #[must_use]
     pub fn mean_path_length(&self, x: &[f32]) -> f64 {
-        const STAY: Node = Node {
-            value: 0.0,
-            right: 0,
-            feature: LEAF,
-        };
-        let mut xs = [0.0f32; MAX_FEATURES];
-        for (slot, &v) in xs.iter_mut().zip(x) {
-            *slot = v;
+        // Indexed by a node's `u8` feature: the features, 0 for missing ones up to
+        // `MAX_FEATURES`, NaN beyond (where [`LEAF`] points).
+        let mut xs = [f32::NAN; 256];
+        for (i, slot) in xs.iter_mut().take(MAX_FEATURES).enumerate() {
+            *slot = x.get(i).copied().unwrap_or(0.0);
         }
         let mut total = 0.0f64;
         for chunk in self.roots.chunks(LANES) {
-            let mut base = [0usize; LANES];
-            let mut cur = [0usize; LANES];
-            for (j, &root) in chunk.iter().enumerate() {
-                base[j] = root as usize;
-                cur[j] = root as usize;
-            }
-            // After `max_depth` moves every cursor is on a leaf (leaves sit at most that deep).
-            for _ in 0..self.max_depth {
-                for j in 0..chunk.len() {
-                    let node = self.nodes.get(cur[j]).copied().unwrap_or(STAY);
-                    let v = xs[node.feature as usize % MAX_FEATURES];
-                    // Branch-free: the comparisons are unpredictable by nature.
-                    // `select_unpredictable`: the comparisons are coin flips by construction,
-                    // and LLVM otherwise emits a jump that mispredicts half the time.
-                    let next = std::hint::select_unpredictable(
-                        v <= node.value,
-                        cur[j] + 1,
-                        base[j] + node.right as usize,
-                    );
-                    cur[j] = std::hint::select_unpredictable(node.feature == LEAF, cur[j], next);
-                }
-            }
-            for &c in cur.iter().take(chunk.len()) {
-                total += f64::from(self.nodes.get(c).map_or(0.0, |n| n.value));
+            if chunk.len() <= LANES / 2 {
+                self.walk::<{ LANES / 2 }>(&xs, chunk, &mut total);
+            } else {
+                self.walk::<LANES>(&xs, chunk, &mut total);
             }
         }
         total / self.roots.len().max(1) as f64
+    }
+
+    /// Walks the trees of `roots` (at most `L`; spare lanes walk the first tree again and are
+    /// not counted) and adds their path lengths to `total`, in order.
+    fn walk<const L: usize>(&self, xs: &[f32; 256], roots: &[u32], total: &mut f64) {
+        let first = roots.first().copied().unwrap_or(0) as usize;
+        let mut base = [first; L];
+        for (slot, &root) in base.iter_mut().zip(roots) {
+            *slot = root as usize;
+        }
+        let mut cur = base;
+        // After `max_depth` moves every cursor is on a leaf (leaves sit at most that deep).
+        for _ in 0..self.max_depth {
+            for j in 0..L {
+                let Some(node) = self.nodes.get(cur[j]) else {
+                    continue;
+                };
+                // `select_unpredictable`: the comparisons are coin flips by construction,
+                // and LLVM otherwise emits a jump that mispredicts half the time.
+                cur[j] = std::hint::select_unpredictable(
+                    xs[usize::from(node.feature)] <= node.value,
+                    cur[j] + 1,
+                    base[j] + usize::from(node.right),
+                );
+            }
+        }
+        for &c in cur.iter().take(roots.len()) {
+            *total += f64::from(self.nodes.get(c).map_or(0.0, |n| n.value));
+        }
     }
 
     /// Anomaly score `2^(−E[h(x)] / c(ψ))` in `(0, 1]`.

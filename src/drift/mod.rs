@@ -109,3 +109,13 @@ pub use state::SessionDrift;
 
 #[cfg(test)]
 mod tests;
+
+/// `a − b` as `f64`: the same value as `(i128::from(a) - i128::from(b)) as f64` (both
+/// conversions round to nearest), without the 128-bit conversion routine when the difference
+/// fits in `i64` — always, for the timestamps a report may carry.
+pub(crate) fn diff_f64(a: i64, b: i64) -> f64 {
+    match a.checked_sub(b) {
+        Some(d) => d as f64,
+        None => (i128::from(a) - i128::from(b)) as f64,
+    }
+}

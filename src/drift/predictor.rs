@@ -12,7 +12,7 @@ use super::state::SLOPE_PRIOR_VARIANCE;
 use super::threshold::{QuantileTable, age_factor, crossing_time, drift_factor};
 use super::{
     AnomalyAction, DriftAdvice, DriftConfig, SampleContext, SessionDrift, TelemetryError,
-    TelemetrySample,
+    TelemetrySample, diff_f64,
 };
 
 /// An echoed server timestamp may be this far in the future (ms) before it is rejected;
@@ -238,12 +238,12 @@ impl DriftPredictor {
         let elapsed_ms = if first {
             0.0
         } else {
-            ms_between(now_ms, state.last_server_ms) as f64
+            diff_f64(now_ms, state.last_server_ms)
         };
         if first {
             state.first_server_ms = now_ms;
         }
-        let reporting_s = ms_between(now_ms, state.first_server_ms).max(0) as f64 / 1_000.0;
+        let reporting_s = diff_f64(now_ms, state.first_server_ms).max(0.0) / 1_000.0;
         let samples = state.samples.saturating_add(1);
         Timing {
             first,
@@ -271,7 +271,7 @@ impl DriftPredictor {
         };
         let obs = state.clock.observe(sample.timestamp, now_ms, &settings);
         if let Some(echo) = sample.echo_server_timestamp {
-            state.rtt.push(ms_between(now_ms, echo) as f64);
+            state.rtt.push(diff_f64(now_ms, echo));
         }
         obs
     }
@@ -409,7 +409,7 @@ impl DriftPredictor {
                 .update(timing.reporting_s, timing.dt_s, dc, learning);
             if learning { rho.min(0.99) } else { rho }
         };
-        let d = ms_between(now_ms, sample.timestamp) as f64;
+        let d = diff_f64(now_ms, sample.timestamp);
         let rho_clock = state.clock_evidence.update(
             timing.reporting_s,
             sample.timestamp,

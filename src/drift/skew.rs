@@ -495,15 +495,15 @@ impl ClockTracker {
         server_ms: i64,
         settings: &ClockSettings,
     ) -> ClockObservation {
-        let d = (i128::from(server_ms) - i128::from(client_ms)) as f64;
+        let d = super::diff_f64(server_ms, client_ms);
         let mut step = false;
         let mut residual = 0.0;
-        let t = self
-            .origin
-            .map(|o| (i128::from(client_ms) - i128::from(o)) as f64);
+        let t = self.origin.map(|o| super::diff_f64(client_ms, o));
         match (t, self.envelope.last()) {
             (Some(t), Some(last)) if t > last[0] => {
-                if let Some(line) = self.envelope.line() {
+                // The line before this report, for its height and the step test.
+                let line = self.envelope.line();
+                if let Some(line) = line {
                     // Height above the current envelope: the delay scale of the skew bound.
                     let h = d - line.at(t);
                     if h.is_finite() && h >= 0.0 {
@@ -512,7 +512,7 @@ impl ClockTracker {
                         self.delay_scale += w * (h.min(1_000.0) - self.delay_scale);
                     }
                 }
-                if let Some(pred) = self.predict(t) {
+                if let Some(pred) = self.predict(line, t) {
                     let r = d - pred;
                     residual = if r.is_finite() { r } else { 0.0 };
                     if residual < -settings.step_threshold_ms {
@@ -577,11 +577,12 @@ impl ClockTracker {
     /// time (the LP optimum, which a single delay spike at either end rarely moves) extended
     /// with the slope clamped to ±[`MAX_PLAUSIBLE_DRIFT`], so that a noisy early slope cannot
     /// extrapolate into a false step. Needs [`MIN_STEP_POINTS`] points.
-    fn predict(&self, t: f64) -> Option<f64> {
+    /// `line` is the envelope's [`LowerEnvelope::line`].
+    fn predict(&self, line: Option<EnvelopeLine>, t: f64) -> Option<f64> {
         if self.envelope.len() < MIN_STEP_POINTS {
             return None;
         }
-        let line = self.envelope.line()?;
+        let line = line?;
         let mean = self.envelope.mean_t()?;
         let slope = line.slope.clamp(-MAX_PLAUSIBLE_DRIFT, MAX_PLAUSIBLE_DRIFT);
         let pred = line.at(mean) + slope * (t - mean);
