@@ -496,13 +496,17 @@ async fn payload_keys_rotate_and_plaintext_needs_an_explicit_migration() {
 async fn foreign_or_damaged_data_is_corrupt_never_a_panic() {
     let server = RedisServer::start();
     let store = RedisStore::connect(&server.url()).await.unwrap();
-    let damages: [&[&str]; 13] = [
+    let damages: [&[&str]; 17] = [
         &["HSET", "K", "ctr", "not-a-number"],
         &["HDEL", "K", "seen"],
         &["HSET", "K", "meta", "{broken json"],
         &["HSET", "K", "ret", "1-x@3"],
         &["HSET", "K", "ret", "1,2,3"],
         &["HSET", "K", "ret", "1-2@3,"],
+        &["HSET", "K", "ret", ",1-2@3"],
+        &["HSET", "K", "ret", "1-2@3,,4-5@6"],
+        &["HSET", "K", "ret", "1-2@34-5@6"],
+        &["HSET", "K", "ret", "1-2@3 ,4-5@6"],
         &["HSET", "K", "rev", "stolen_by_aliens"],
         &["HSET", "K", "pre", "-1"],
         &["HSET", "K", "pre", "1e3"],
