@@ -226,8 +226,16 @@ fn fmt((m, lo, hi): (f64, f64, f64), digits: usize) -> String {
     }
 }
 
+/// The load average, as `/proc/loadavg` gives it (1, 5, 15 minutes).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn main() {
     let setup = Setup::from_env();
+    let load_before = load_average();
     eprintln!(
         "scaling: {} clients, {} s per measurement after {} s warm-up, {} round(s), threads {:?}, {} cores online",
         setup.clients,
@@ -290,7 +298,22 @@ fn main() {
     }
     println!();
     println!(
-        "Median of {} round(s) (min–max); ratios are taken within each round.",
-        setup.rounds
+        "Median of {} round(s) (min–max); ratios are taken within each round. \
+         Load average before / after: {load_before} / {}.",
+        setup.rounds,
+        load_average()
     );
+    // Did each configuration get the cores it asked for?
+    for (r, name) in setup.routers.iter().enumerate() {
+        for (t, &threads) in setup.threads.iter().enumerate() {
+            let (cores, _, _) = stats(samples[r][t].iter().map(|x| x.cores).collect());
+            if cores < 0.9 * threads as f64 {
+                println!(
+                    "Note: {name} with {threads} thread(s) got {cores:.2} cores: the machine was busy, \
+                     so its requests/s ratio measures the machine; requests per CPU-second (efficiency) \
+                     still compares the code."
+                );
+            }
+        }
+    }
 }
