@@ -180,6 +180,10 @@ fn measure(name: &str, threads: usize, setup: &Setup) -> Sample {
                         }
                         client.run(target, BATCH).await;
                         sent += BATCH;
+                        // The in-process path never waits, so without this a
+                        // task would keep its worker until its time is up
+                        // and the clients would run one after another.
+                        tokio::task::yield_now().await;
                     }
                     (client, sent)
                 }));
