@@ -496,7 +496,7 @@ async fn payload_keys_rotate_and_plaintext_needs_an_explicit_migration() {
 async fn foreign_or_damaged_data_is_corrupt_never_a_panic() {
     let server = RedisServer::start();
     let store = RedisStore::connect(&server.url()).await.unwrap();
-    let damages: [&[&str]; 17] = [
+    let damages: [&[&str]; 18] = [
         &["HSET", "K", "ctr", "not-a-number"],
         &["HDEL", "K", "seen"],
         &["HSET", "K", "meta", "{broken json"],
@@ -507,6 +507,7 @@ async fn foreign_or_damaged_data_is_corrupt_never_a_panic() {
         &["HSET", "K", "ret", "1-2@3,,4-5@6"],
         &["HSET", "K", "ret", "1-2@34-5@6"],
         &["HSET", "K", "ret", "1-2@3 ,4-5@6"],
+        &["HSET", "K", "ret", "1-2@3x4-5@6"],
         &["HSET", "K", "rev", "stolen_by_aliens"],
         &["HSET", "K", "pre", "-1"],
         &["HSET", "K", "pre", "1e3"],

@@ -90,9 +90,10 @@ where
         let refresh = exchange.is_refresh(req.method().as_str(), req.path());
         Box::pin(async move {
             let handle = exchange.begin_with(token, request, refresh).await;
+            let exchange = handle.exchange();
             if let Err(answer) = exchange.gate(&handle) {
                 let mut res = response(answer);
-                write_headers(&exchange, &handle, res.headers_mut());
+                write_headers(exchange, &handle, res.headers_mut());
                 return Ok(req.into_response(res).map_into_right_body());
             }
             req.extensions_mut().insert(handle.clone());
@@ -125,7 +126,7 @@ where
                 let (req, _) = res.into_parts();
                 res = ServiceResponse::new(req, refusal).map_into_right_body();
             }
-            write_headers(&exchange, &handle, res.headers_mut());
+            write_headers(exchange, &handle, res.headers_mut());
             Ok(res)
         })
     }

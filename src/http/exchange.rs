@@ -228,23 +228,23 @@ impl SessionExchange {
         path: &str,
     ) -> Session {
         let refresh = self.is_refresh(method, path);
-        self.begin_with(token, request, refresh).await
+        self.clone().begin_with(token, request, refresh).await
     }
 
     /// [`begin`](Self::begin) with the refresh-route test already made
     /// (the adapters make it before boxing this future, so that it holds
-    /// no copy of the path).
+    /// no copy of the path). The exchange moves into the handle, where
+    /// the adapters find it again ([`Session`] keeps it for the response).
     pub(crate) async fn begin_with(
-        &self,
+        self,
         token: Option<Token>,
         request: RequestInfo,
         refresh: bool,
     ) -> Session {
-        let manager = self.manager().clone();
         match token {
-            None => Session::missing(manager, request),
-            Some(presented) if refresh => Session::deferred(manager, presented, request),
-            Some(presented) => Session::validated(manager, presented, request).await,
+            None => Session::missing(self, request),
+            Some(presented) if refresh => Session::deferred(self, presented, request),
+            Some(presented) => Session::validated(self, presented, request).await,
         }
     }
 

@@ -15,6 +15,9 @@ use tower_service::Service;
 use super::exchange::Inspected;
 use super::{DataError, Rejection, RouteResponse, Session, SessionExchange};
 
+// The exchange moves into the validation and on into the handle, where the
+// later states read it: one reference count per request on the shared
+// settings, not one per state (every core touches that count).
 type Validation = Pin<Box<dyn Future<Output = Session> + Send>>;
 type Saving = Pin<Box<dyn Future<Output = (Session, Result<(), DataError>)> + Send>>;
 
@@ -25,7 +28,6 @@ pin_project! {
     where
         S: Service<Request<ReqBody>>,
     {
-        exchange: SessionExchange,
         #[pin]
         state: State<S, ReqBody, ResBody>,
     }
@@ -84,9 +86,7 @@ where
             },
             Inspected::Session { token, request } => {
                 let refresh = exchange.is_refresh(parts.method.as_str(), parts.uri.path());
-                let begin = exchange.clone();
-                let validation: Validation =
-                    Box::pin(async move { begin.begin_with(token, request, refresh).await });
+                let validation: Validation = Box::pin(exchange.begin_with(token, request, refresh));
                 State::Validating {
                     validation,
                     request: Some(Request::from_parts(parts, body)),
@@ -94,7 +94,7 @@ where
                 }
             }
         };
-        Self { exchange, state }
+        Self { state }
     }
 }
 
@@ -117,9 +117,9 @@ where
                 } => {
                     let handle = ready!(validation.as_mut().poll(cx));
                     let mut request = request.take().expect("polled after completion");
-                    if let Err(answer) = this.exchange.gate(&handle) {
+                    if let Err(answer) = handle.exchange().gate(&handle) {
                         let mut res = route_response(answer);
-                        write_headers(this.exchange, &handle, &mut res);
+                        write_headers(&handle, &mut res);
                         return Poll::Ready(Ok(res));
                     }
                     request.extensions_mut().insert(handle.clone());
@@ -128,7 +128,7 @@ where
                 }
                 StateProj::Calling { future, handle } => {
                     let mut res = ready!(future.poll(cx))?;
-                    rerender_rejection(this.exchange, &mut res);
+                    rerender_rejection(handle.exchange(), &mut res);
                     if handle.is_modified() {
                         // The state's own handle is dropped here, so the
                         // save may find itself the last one.
@@ -139,17 +139,17 @@ where
                         });
                         continue;
                     }
-                    write_headers(this.exchange, handle, &mut res);
+                    write_headers(handle, &mut res);
                     return Poll::Ready(Ok(res));
                 }
                 StateProj::Saving { saving, response } => {
                     let (handle, saved) = ready!(saving.as_mut().poll(cx));
                     let mut res = response.take().expect("polled after completion");
                     if let Err(e) = saved {
-                        let refusal = this.exchange.rejection_response(&Rejection::from(e));
+                        let refusal = handle.exchange().rejection_response(&Rejection::from(e));
                         res = route_response(refusal);
                     }
-                    write_headers(this.exchange, &handle, &mut res);
+                    write_headers(&handle, &mut res);
                     return Poll::Ready(Ok(res));
                 }
                 StateProj::Refused { answer } => {
@@ -184,9 +184,9 @@ fn rerender_rejection<B: From<Bytes>>(exchange: &SessionExchange, res: &mut Resp
     }
 }
 
-fn write_headers<B>(exchange: &SessionExchange, handle: &Session, res: &mut Response<B>) {
+fn write_headers<B>(handle: &Session, res: &mut Response<B>) {
     let headers = res.headers_mut();
-    exchange.finish_each(handle, |name, value| {
+    handle.exchange().finish_each(handle, |name, value| {
         headers.append(name, value);
     });
 }

@@ -14,6 +14,8 @@ use crate::manager::{
 use crate::record::SessionContext;
 use crate::token::Token;
 
+use super::SessionExchange;
+
 mod data;
 mod view;
 pub use data::{DataError, SessionValue};
@@ -153,7 +155,9 @@ pub struct Session {
 }
 
 struct Shared {
-    manager: SessionManager,
+    // The exchange (settings and manager) the request came through, moved
+    // in rather than cloned: the layer reads it back from the handle.
+    exchange: SessionExchange,
     context: SessionContext,
     state: Mutex<State>,
 }
@@ -290,8 +294,7 @@ impl Session {
             self.end_current().await?;
         }
         let created = self
-            .inner
-            .manager
+            .manager()
             .create_session_with(user_id, self.inner.context.clone(), options)
             .await
             .map_err(|e| self.failed(e))?;
@@ -328,14 +331,13 @@ impl Session {
         };
         let ended = match validated {
             Some(id) => {
-                self.inner
-                    .manager
+                self.manager()
                     .terminate_id(&id, crate::events::TerminationReason::Logout)
                     .await
             }
             None => {
                 let token = self.live_token()?;
-                self.inner.manager.terminate_session(token.expose()).await
+                self.manager().terminate_session(token.expose()).await
             }
         };
         ended.map_err(|e| self.failed(e))
@@ -352,12 +354,11 @@ impl Session {
     pub async fn renew(&self) -> Result<SessionInfo, Error> {
         let (token, undelivered) = self.live_token_undelivered()?;
         let renewal = if undelivered {
-            self.inner
-                .manager
+            self.manager()
                 .renew_session_undelivered(token.expose())
                 .await
         } else {
-            self.inner.manager.renew_session(token.expose()).await
+            self.manager().renew_session(token.expose()).await
         };
         let renewed = match renewal {
             Ok(renewed) => renewed,
@@ -368,8 +369,7 @@ impl Session {
                 };
                 if let Some(request) = deferred.filter(|_| !refused.kind().ends_session()) {
                     super::report::store_failure(&refused);
-                    let (presence, write, data) =
-                        validate(&self.inner.manager, token, &request).await;
+                    let (presence, write, data) = validate(&self.manager(), token, &request).await;
                     let mut state = self.lock();
                     state.presence = presence;
                     state.write = write;
@@ -395,7 +395,7 @@ impl Session {
     /// lost response. `token` is the one [`slide_due`](Self::slide_due)
     /// found due.
     async fn slide(&self, token: Token) {
-        match self.inner.manager.slide_undelivered(token.expose()).await {
+        match self.manager().slide_undelivered(token.expose()).await {
             Ok(renewed) => {
                 let issued = Issued::at(&renewed.session);
                 self.activate(renewed.session, renewed.token, Some(issued));
@@ -415,8 +415,7 @@ impl Session {
                 token,
                 held,
             } if token.expose() != held.expose() => self
-                .inner
-                .manager
+                .manager()
                 .sliding_renewal_due(session)
                 .then(|| token.clone()),
             _ => None,
@@ -440,13 +439,11 @@ impl Session {
     pub async fn set_permissions(&self, permissions: Vec<String>) -> Result<SessionInfo, Error> {
         let (token, undelivered) = self.live_token_undelivered()?;
         let elevation = if undelivered {
-            self.inner
-                .manager
+            self.manager()
                 .set_session_permissions_undelivered(token.expose(), permissions)
                 .await
         } else {
-            self.inner
-                .manager
+            self.manager()
                 .set_session_permissions(token.expose(), permissions)
                 .await
         };
@@ -463,8 +460,7 @@ impl Session {
     pub async fn update_context(&self, update: SessionContext) -> Result<SessionInfo, Error> {
         let id = self.require()?.id();
         let session = self
-            .inner
-            .manager
+            .manager()
             .update_context_of(&id, update)
             .await
             .map_err(|e| self.failed(e))?;
@@ -477,7 +473,7 @@ impl Session {
     /// Usage statistics of the session, as of this request's validation
     /// (no store call: reading them never counts as a request).
     pub async fn analytics(&self) -> Result<SessionAnalytics, Error> {
-        self.require().map(|s| self.inner.manager.analytics(&s))
+        self.require().map(|s| self.manager().analytics(&s))
     }
 
     /// Feeds a telemetry report to the drift predictor, as
@@ -491,8 +487,7 @@ impl Session {
         operation: Option<&str>,
     ) -> Result<DriftAdvice, Error> {
         let session = self.require()?;
-        self.inner
-            .manager
+        self.manager()
             .ingest_telemetry(&session, sample, operation)
             .await
             .map_err(|e| self.failed(e))
@@ -500,12 +495,17 @@ impl Session {
 
     /// Relative times and renewal advice, as `GET /session/status` serves.
     pub fn status(&self) -> Result<SessionStatus, Error> {
-        self.require().map(|s| self.inner.manager.status(&s))
+        self.require().map(|s| self.manager().status(&s))
     }
 
     /// The manager behind this handle.
     pub fn manager(&self) -> &SessionManager {
-        &self.inner.manager
+        self.inner.exchange.manager()
+    }
+
+    /// The exchange the request came through.
+    pub(crate) fn exchange(&self) -> &SessionExchange {
+        &self.inner.exchange
     }
 }
 
@@ -522,10 +522,14 @@ pub(crate) enum Carry<'a> {
 }
 
 impl Session {
-    fn with_state(manager: SessionManager, context: Option<SessionContext>, state: State) -> Self {
+    fn with_state(
+        exchange: SessionExchange,
+        context: Option<SessionContext>,
+        state: State,
+    ) -> Self {
         Self {
             inner: Arc::new(Shared {
-                manager,
+                exchange,
                 context: context.unwrap_or_default(),
                 state: Mutex::new(state),
             }),
@@ -533,15 +537,15 @@ impl Session {
     }
 
     /// A request without a token.
-    pub(crate) fn missing(manager: SessionManager, request: RequestInfo) -> Self {
+    pub(crate) fn missing(exchange: SessionExchange, request: RequestInfo) -> Self {
         let state = State::new(Presence::Missing, Write::Nothing, SessionData::default());
-        Self::with_state(manager, request.context, state)
+        Self::with_state(exchange, request.context, state)
     }
 
     /// A request to the refresh route: validated by its renewal (see
     /// [`SessionExchange::begin`](super::SessionExchange::begin)).
     pub(crate) fn deferred(
-        manager: SessionManager,
+        exchange: SessionExchange,
         presented: Token,
         request: RequestInfo,
     ) -> Self {
@@ -550,19 +554,19 @@ impl Session {
             request: Box::new(request.clone()),
         };
         let state = State::new(presence, Write::Nothing, SessionData::default());
-        Self::with_state(manager, request.context, state)
+        Self::with_state(exchange, request.context, state)
     }
 
     /// A request with a token, validated (and renewed under sliding
     /// expiry when due).
     pub(crate) async fn validated(
-        manager: SessionManager,
+        exchange: SessionExchange,
         presented: Token,
         request: RequestInfo,
     ) -> Self {
-        let (presence, write, data) = validate(&manager, presented, &request).await;
+        let (presence, write, data) = validate(exchange.manager(), presented, &request).await;
         let state = State::new(presence, write, data);
-        let handle = Self::with_state(manager, request.context, state);
+        let handle = Self::with_state(exchange, request.context, state);
         // Boxed: a renewal's future is as large as a validation's, and
         // only a request near the end of the session's lifetime needs it.
         if let Some(token) = handle.slide_due() {
@@ -590,9 +594,7 @@ impl Session {
         };
         let carry = match &state.write {
             Write::Nothing => Carry::Nothing,
-            Write::Token(_, _, Some(issued))
-                if issued.older_than(deadline, &self.inner.manager) =>
-            {
+            Write::Token(_, _, Some(issued)) if issued.older_than(deadline, &self.manager()) => {
                 metrics::counter!("rolling_session_late_tokens_dropped_total").increment(1);
                 Carry::Nothing
             }

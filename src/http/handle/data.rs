@@ -148,7 +148,7 @@ impl Session {
             key: key.to_owned(),
             source,
         })?;
-        let max = self.inner.manager.config().max_data_bytes;
+        let max = self.manager().config().max_data_bytes;
         let mut state = self.lock();
         let old = state.data.get(key);
         if old.is_some_and(|old| **old == *bytes) {
@@ -225,19 +225,15 @@ impl Session {
             None => {
                 // Boxed: creating a session is a large future, and only a
                 // visitor's first write needs it.
-                let created = Box::pin(
-                    self.inner
-                        .manager
-                        .create_anonymous(self.inner.context.clone()),
-                )
-                .await
-                .map_err(|e| self.requeue(changes.clone(), e))?;
+                let created = Box::pin(self.manager().create_anonymous(self.inner.context.clone()))
+                    .await
+                    .map_err(|e| self.requeue(changes.clone(), e))?;
                 let id = created.session.id();
                 self.activate(created.session, created.token, None);
                 id
             }
         };
-        match self.inner.manager.write_session_data(&id, &changes).await {
+        match self.manager().write_session_data(&id, &changes).await {
             Ok(()) => {
                 self.lock().data.saved(changes);
                 Ok(())
@@ -284,8 +280,8 @@ mod tests {
     /// layer does it (validation, handler, `save_last`); `keep` holds a
     /// second handle over the save, as a handler's spawned task may.
     async fn request(manager: &SessionManager, token: &Token, keep: bool) -> (Token, u64) {
-        let handle =
-            Session::validated(manager.clone(), token.clone(), RequestInfo::default()).await;
+        let exchange = crate::http::SessionExchange::new(manager.clone());
+        let handle = Session::validated(exchange, token.clone(), RequestInfo::default()).await;
         let n: u64 = handle.get("n").unwrap().unwrap_or_default();
         handle.insert("n", &(n + 1)).unwrap();
         if n == 0 {

@@ -106,15 +106,33 @@ if not member or f[11] == 'pending' then
   return false
 end
 
--- Retirements: 'from-to@at' texts, oldest first, comma-separated. Checked
--- whole here, by one gsub in C (each piece between commas must be exactly
--- one entry), and turned into numbers only on the path that looks one up
--- (a token within its grace): a request with the live token only filters
--- their times (retire below). At K = 64 entries, parsing them all on every
--- request was most of the script's cost.
+-- Retirements: 'from-to@at' texts, oldest first, comma-separated, kept as
+-- text. Read once, by positions (no substring but each entry's time): the
+-- pieces between commas must be exactly one entry each (their lengths and
+-- the commas add up to the whole text), and whether the window forgets
+-- any of them is known without building a list. Turned into numbers only
+-- on the path that looks one up (a token within its grace). At K = 64
+-- entries, parsing them into tables on every request was most of the
+-- script's cost.
+local ret_starts, ret_count, ret_oldest = {}, 0, nil
 do
-  local rest, entries = string.gsub(f[10], '%d+%-%d+@%d+', '')
-  if rest ~= string.rep(',', math.max(entries - 1, 0)) then
+  local text, expect, well_formed = f[10], 1, true
+  for p, at, q in string.gmatch(text, '()%d+%-%d+@(%d+)()') do
+    -- Each entry starts where the last one's comma ended it, and is
+    -- followed by a comma or the end.
+    if p ~= expect or (q <= #text and string.byte(text, q) ~= 44) then
+      well_formed = false
+      break
+    end
+    expect = q + 1
+    ret_count = ret_count + 1
+    ret_starts[ret_count] = p
+    at = tonumber(at)
+    if not ret_oldest or at < ret_oldest then
+      ret_oldest = at
+    end
+  end
+  if not well_formed or (text ~= '' and expect ~= #text + 2) then
     return corrupt('has a bad retired list')
   end
 end
@@ -176,17 +194,34 @@ local function accept()
 end
 -- SequenceState::retire: forget what is older than the window, push, keep
 -- the last max(K, 1). `from_text`, `to_text` are exact decimal strings.
+-- Called at most twice per request (fast-forward); the positions read
+-- above describe the list as stored, so a second call filters by text.
+local ret_read = true
 local function retire(from_text, to_text)
   local horizon = math.max(now - window, 0)
-  local kept = {}
-  for entry, at in string.gmatch(f[10], '(%d+%-%d+@(%d+))') do
-    if tonumber(at) >= horizon then
-      kept[#kept + 1] = entry
+  local entry = from_text .. '-' .. to_text .. '@' .. ARGV[3]
+  local keep = math.max(depth, 1)
+  if ret_read and (not ret_oldest or ret_oldest >= horizon) then
+    -- The window forgets none: push, and drop the oldest beyond K.
+    local drop = ret_count + 1 - keep
+    if ret_count == 0 or drop >= ret_count then
+      f[10] = entry
+    elseif drop > 0 then
+      f[10] = string.sub(f[10], ret_starts[drop + 1]) .. ',' .. entry
+    else
+      f[10] = f[10] .. ',' .. entry
     end
+  else
+    local kept = {}
+    for text, at in string.gmatch(f[10], '(%d+%-%d+@(%d+))') do
+      if tonumber(at) >= horizon then
+        kept[#kept + 1] = text
+      end
+    end
+    kept[#kept + 1] = entry
+    f[10] = table.concat(kept, ',', math.max(#kept - keep + 1, 1), #kept)
   end
-  kept[#kept + 1] = from_text .. '-' .. to_text .. '@' .. ARGV[3]
-  local first = math.max(#kept - math.max(depth, 1) + 1, 1)
-  f[10] = table.concat(kept, ',', first, #kept)
+  ret_read = false
 end
 -- SessionRecord::issue: the next token, and the move to the new id if
 -- one is asked for, differs from the current one and shares the lineage.
