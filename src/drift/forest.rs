@@ -29,6 +29,13 @@ pub(crate) const MAX_SUBSAMPLE: usize = 4096;
 /// without a test of its own.
 const LEAF: u8 = u8::MAX;
 
+/// The unused slots after a tree's nodes.
+const PADDING: Node = Node {
+    value: 0.0,
+    right: 0,
+    feature: LEAF,
+};
+
 /// Trees walked side by side when scoring.
 pub(crate) const LANES: usize = 8;
 
@@ -238,7 +245,7 @@ impl IsolationForest {
             rows,
             max_depth,
             c_table: (0..=psi).map(average_path_length).collect(),
-            nodes: Vec::with_capacity(trees * (2 * psi).min(1 << (max_depth + 1))),
+            nodes: Vec::with_capacity(trees << (max_depth + 1)),
             rng: ChaCha8Rng::seed_from_u64(params.seed),
         };
         let mut roots = Vec::with_capacity(trees);
@@ -253,6 +260,9 @@ impl IsolationForest {
             let base = b.nodes.len();
             roots.push(base as u32);
             b.grow(base, &mut idx, 0);
+            // Every tree takes `2^(max_depth + 1)` slots (it has fewer nodes), so that the
+            // scorer finds tree `t` at a fixed stride and needs no bounds checks.
+            b.nodes.resize(base + (1 << (max_depth + 1)), PADDING);
         }
         Some(Self {
             nodes: b.nodes,
@@ -297,14 +307,73 @@ impl IsolationForest {
             *slot = x.get(i).copied().unwrap_or(0.0);
         }
         let mut total = 0.0f64;
-        for chunk in self.roots.chunks(LANES) {
-            if chunk.len() <= LANES / 2 {
-                self.walk::<{ LANES / 2 }>(&xs, chunk, &mut total);
-            } else {
-                self.walk::<LANES>(&xs, chunk, &mut total);
+        macro_rules! by_depth {
+            ($($d:literal)*) => {
+                match self.max_depth {
+                    $($d => self.walk_strided::<{ 1 << ($d + 1) }>(&xs, &mut total),)*
+                    _ => false,
+                }
+            };
+        }
+        if !by_depth!(1 2 3 4 5 6 7 8 9 10 11 12) {
+            for chunk in self.roots.chunks(LANES) {
+                if chunk.len() <= LANES / 2 {
+                    self.walk::<{ LANES / 2 }>(&xs, chunk, &mut total);
+                } else {
+                    self.walk::<LANES>(&xs, chunk, &mut total);
+                }
             }
         }
         total / self.roots.len().max(1) as f64
+    }
+
+    /// Walks trees laid out every `S` nodes (`S = 2^(max_depth + 1)`), `LANES` at a time, then
+    /// 4, then one; adds their path lengths to `total` in tree order. Returns `false` (and
+    /// adds nothing) if the nodes are not laid out so.
+    fn walk_strided<const S: usize>(&self, xs: &[f32; 256], total: &mut f64) -> bool {
+        let (trees, rest) = self.nodes.as_chunks::<S>();
+        if !rest.is_empty() || trees.len() != self.roots.len() {
+            return false;
+        }
+        let (groups, rest) = trees.as_chunks::<LANES>();
+        for group in groups {
+            self.walk_group(group, xs, total);
+        }
+        let (groups, rest) = rest.as_chunks::<{ LANES / 2 }>();
+        for group in groups {
+            self.walk_group(group, xs, total);
+        }
+        for tree in rest {
+            self.walk_group(std::array::from_ref(tree), xs, total);
+        }
+        true
+    }
+
+    /// Walks `L` trees of `S` slots in lockstep. A cursor is an offset from its tree's root,
+    /// masked to the tree's slots: no bounds checks, and the lane's tree is a constant
+    /// displacement from the group's address.
+    fn walk_group<const S: usize, const L: usize>(
+        &self,
+        group: &[[Node; S]; L],
+        xs: &[f32; 256],
+        total: &mut f64,
+    ) {
+        let mut cur = [0usize; L];
+        for _ in 0..self.max_depth {
+            for j in 0..L {
+                let node = group[j][cur[j] & (S - 1)];
+                // `select_unpredictable`: the comparisons are coin flips by construction,
+                // and LLVM otherwise emits a jump that mispredicts half the time.
+                cur[j] = std::hint::select_unpredictable(
+                    xs[usize::from(node.feature)] <= node.value,
+                    cur[j] + 1,
+                    usize::from(node.right),
+                );
+            }
+        }
+        for j in 0..L {
+            *total += f64::from(group[j][cur[j] & (S - 1)].value);
+        }
     }
 
     /// Walks the trees of `roots` (at most `L`; spare lanes walk the first tree again and are

@@ -72,7 +72,7 @@ impl ForestPool {
     }
 
     fn train(&self, config: &DriftConfig, rows: Vec<Features>, generation: u64) -> bool {
-        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        let flat = rows.as_flattened();
         let params = ForestParams {
             trees: config.forest_trees,
             subsample: config.forest_subsample,
@@ -80,7 +80,7 @@ impl ForestPool {
                 .seed
                 .wrapping_add(generation.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
         };
-        let Some(forest) = IsolationForest::fit(&flat, FEATURES, &params) else {
+        let Some(forest) = IsolationForest::fit(flat, FEATURES, &params) else {
             return false;
         };
         let mut slot = self.forest.write().unwrap_or_else(PoisonError::into_inner);
