@@ -52,7 +52,7 @@ if ARGV[10] ~= '' and server_ms > tonumber(ARGV[10]) then
   return { 'late', server_time }
 end
 local f = redis.call('HMGET', key, 'ids', 'uid', 'created', 'meta', 'ctr',
-  'pre', 'req', 'seen', 'iss', 'ret', 'rev', 'ends', 'idle', 'dsz')
+  'pre', 'req', 'seen', 'iss', 'ret', 'rev', 'ends', 'idle', 'dsz', 'rsum')
 local present = false
 for i = 1, 13 do
   if f[i] then
@@ -107,33 +107,48 @@ if not member or f[11] == 'pending' then
 end
 
 -- Retirements: 'from-to@at' texts, oldest first, comma-separated, kept as
--- text. Read once, by positions (no substring but each entry's time): the
--- pieces between commas must be exactly one entry each (their lengths and
--- the commas add up to the whole text), and whether the window forgets
--- any of them is known without building a list. Turned into numbers only
--- on the path that looks one up (a token within its grace). At K = 64
--- entries, parsing them into tables on every request was most of the
--- script's cost.
-local ret_starts, ret_count, ret_oldest = {}, 0, nil
+-- text. With K = 64 entries, reading them all on every request was most of
+-- the script's cost; a request with the live token need not: 'rsum'
+-- summarizes the list this script last wrote, '<bytes>:<entries>:<newest
+-- time>', when its times are in order (oldest first, as retirements are
+-- made unless a clock steps back). Then the window forgets a prefix and K
+-- keeps a suffix: a retirement is a cut and a push, found from the ends of
+-- the text. A list without a summary that fits (an older hash, one written
+-- by create, times out of order) is read whole once, entries and
+-- separators checked exactly, and summarized if it is in order.
+local ret_sorted, ret_count, ret_newest = false, 0, nil
 do
-  local text, expect, well_formed = f[10], 1, true
-  for p, at, q in string.gmatch(text, '()%d+%-%d+@(%d+)()') do
-    -- Each entry starts where the last one's comma ended it, and is
-    -- followed by a comma or the end.
-    if p ~= expect or (q <= #text and string.byte(text, q) ~= 44) then
-      well_formed = false
-      break
+  local text = f[10]
+  local bytes, count, newest = string.match(f[15] or '', '^(%d+):(%d+):(%d*)$')
+  -- The summary fits the text: its length, and its first and last entries
+  -- (the last one's time the newest).
+  local fits = bytes and tonumber(bytes) == #text and (
+    (count == '0' and text == '') or (count ~= '0' and newest ~= ''
+      and string.find(text, '^%d+%-%d+@%d+')
+      and string.find(text, '%d%-%d+@' .. newest .. '$', math.max(#text - #newest - 44, 1))))
+  if fits then
+    ret_sorted, ret_count, ret_newest = true, tonumber(count), tonumber(newest)
+  else
+    local expect, well_formed, sorted = 1, true, true
+    for p, at, q in string.gmatch(text, '()%d+%-%d+@(%d+)()') do
+      -- Each entry starts where the last one's comma ended it, and is
+      -- followed by a comma or the end.
+      if p ~= expect or (q <= #text and string.byte(text, q) ~= 44) then
+        well_formed = false
+        break
+      end
+      expect = q + 1
+      at = tonumber(at)
+      if ret_newest and at < ret_newest then
+        sorted = false
+      end
+      ret_newest = math.max(ret_newest or at, at)
+      ret_count = ret_count + 1
     end
-    expect = q + 1
-    ret_count = ret_count + 1
-    ret_starts[ret_count] = p
-    at = tonumber(at)
-    if not ret_oldest or at < ret_oldest then
-      ret_oldest = at
+    if not well_formed or (text ~= '' and expect ~= #text + 2) then
+      return corrupt('has a bad retired list')
     end
-  end
-  if not well_formed or (text ~= '' and expect ~= #text + 2) then
-    return corrupt('has a bad retired list')
+    ret_sorted = sorted
   end
 end
 
@@ -194,34 +209,63 @@ local function accept()
 end
 -- SequenceState::retire: forget what is older than the window, push, keep
 -- the last max(K, 1). `from_text`, `to_text` are exact decimal strings.
--- Called at most twice per request (fast-forward); the positions read
--- above describe the list as stored, so a second call filters by text.
-local ret_read = true
 local function retire(from_text, to_text)
   local horizon = math.max(now - window, 0)
   local entry = from_text .. '-' .. to_text .. '@' .. ARGV[3]
   local keep = math.max(depth, 1)
-  if ret_read and (not ret_oldest or ret_oldest >= horizon) then
-    -- The window forgets none: push, and drop the oldest beyond K.
-    local drop = ret_count + 1 - keep
-    if ret_count == 0 or drop >= ret_count then
-      f[10] = entry
-    elseif drop > 0 then
-      f[10] = string.sub(f[10], ret_starts[drop + 1]) .. ',' .. entry
-    else
-      f[10] = f[10] .. ',' .. entry
+  if ret_sorted then
+    -- In order: the entries the window forgets are the first ones. The
+    -- text is cut once, where the entries kept start.
+    local text, count, from = f[10], ret_count, 1
+    while count > 0 do
+      local _, last, at = string.find(text, '^%d+%-%d+@(%d+)', from)
+      if not at or tonumber(at) >= horizon then
+        break
+      end
+      from, count = last + 2, count - 1
     end
+    if count > 0 then
+      ret_sorted = now >= ret_newest
+      ret_newest = math.max(ret_newest, now)
+    else
+      ret_newest = now
+    end
+    -- Push, and keep the last K: skip the oldest entries beyond them.
+    local drop = count + 1 - keep
+    while drop > 0 and count > 0 do
+      local comma = string.find(text, ',', from, true)
+      from = comma and comma + 1 or #text + 1
+      drop, count = drop - 1, count - 1
+    end
+    if count > 0 then
+      text = string.sub(text, from) .. ',' .. entry
+    else
+      text = entry
+    end
+    count = count + 1
+    f[10], ret_count = text, count
   else
-    local kept = {}
+    local kept, times = {}, {}
     for text, at in string.gmatch(f[10], '(%d+%-%d+@(%d+))') do
-      if tonumber(at) >= horizon then
+      at = tonumber(at)
+      if at >= horizon then
         kept[#kept + 1] = text
+        times[#times + 1] = at
       end
     end
     kept[#kept + 1] = entry
-    f[10] = table.concat(kept, ',', math.max(#kept - keep + 1, 1), #kept)
+    times[#times + 1] = now
+    local first = math.max(#kept - keep + 1, 1)
+    f[10] = table.concat(kept, ',', first, #kept)
+    -- The list kept may be in order again (the out-of-order entry gone).
+    ret_sorted, ret_count, ret_newest = true, #kept - first + 1, times[first]
+    for i = first + 1, #kept do
+      if times[i] < ret_newest then
+        ret_sorted = false
+      end
+      ret_newest = math.max(ret_newest, times[i])
+    end
   end
-  ret_read = false
 end
 -- SessionRecord::issue: the next token, and the move to the new id if
 -- one is asked for, differs from the current one and shares the lineage.
@@ -235,8 +279,13 @@ local function issue()
 end
 -- Writes the sequence back and renews the TTL to the next deadline.
 local function store_and_expire()
+  local rsum = ''
+  if ret_sorted then
+    rsum = #f[10] .. ':' .. ret_count .. ':'
+      .. (ret_newest and string.format('%.0f', ret_newest) or '')
+  end
   redis.call('HSET', key, 'ids', f[1], 'ctr', f[5], 'pre', f[6], 'req', f[7],
-    'seen', f[8], 'iss', f[9], 'ret', f[10])
+    'seen', f[8], 'iss', f[9], 'ret', f[10], 'rsum', rsum)
   local purge = math.min(ends, seen + idle)
   local ttl = math.min(math.max(purge - now, 0) + slack, 1e12)
   redis.call('PEXPIRE', key, string.format('%.0f', math.max(ttl, 1)))
