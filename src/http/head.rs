@@ -240,8 +240,8 @@ impl MakeContext for DefaultContext {
     fn make_context(&self, head: &RequestHead<'_>) -> SessionContext {
         SessionContext {
             ip: self.client_ip(head),
-            user_agent: head.header("user-agent"),
-            device_id: head.header("x-device-id"),
+            user_agent: head.header("user-agent").map(Into::into),
+            device_id: head.header("x-device-id").map(Into::into),
             location: None,
         }
     }
