@@ -504,3 +504,57 @@ impl Hasher for KeyHasher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::SequenceState;
+
+    fn record(user: &str, now: u64) -> SessionRecord {
+        SessionRecord {
+            id: SessionId::generate(),
+            previous_ids: Box::default(),
+            user_id: user.into(),
+            created_at: now,
+            meta: SessionMeta {
+                context: Default::default(),
+                permissions: vec![],
+                previous_permissions: vec![],
+                expires_at: now + 1_000,
+                absolute_expires_at: now + 1_000,
+                idle_timeout_ms: 1_000,
+                renewals: 0,
+                flags: Default::default(),
+                seal: None,
+            },
+            sequence: SequenceState::new(now),
+        }
+    }
+
+    fn indexed(store: &MemoryStore) -> usize {
+        store.users.iter().map(|s| s.lock().unwrap().len()).sum()
+    }
+
+    /// Every way a session leaves the store also leaves the user index:
+    /// no entry outlives its record.
+    #[tokio::test]
+    async fn the_user_index_follows_the_records() {
+        let store = MemoryStore::with_shards(4);
+        let records: Vec<SessionRecord> = (0..12)
+            .map(|i| record(["ann", "bob", ""][i % 3], 0))
+            .collect();
+        for r in &records {
+            store.create(r).await.unwrap();
+        }
+        assert_eq!(indexed(&store), 8, "anonymous sessions are not indexed");
+        assert_eq!(store.list_by_user("ann").await.unwrap().len(), 4);
+        assert!(store.delete(&records[0].id).await.unwrap());
+        assert_eq!(indexed(&store), 7);
+        assert_eq!(store.list_by_user("ann").await.unwrap().len(), 3);
+        assert_eq!(store.delete_by_user("bob").await.unwrap(), 4);
+        assert_eq!(indexed(&store), 3);
+        assert!(store.list_by_user("bob").await.unwrap().is_empty());
+        assert_eq!(store.sweep_expired(1_000).await.unwrap(), 7);
+        assert_eq!((indexed(&store), store.len()), (0, 0));
+    }
+}
