@@ -155,7 +155,7 @@ fn decode((ids, user_id, created_at, meta, sequence): Row) -> Result<SessionReco
     let id = previous_ids.pop().expect("at least one id");
     Ok(SessionRecord {
         id,
-        previous_ids,
+        previous_ids: previous_ids.into(),
         user_id,
         created_at: u64::try_from(created_at).map_err(StoreError::corrupt)?,
         meta: serde_json::from_str::<SessionMeta>(&meta).map_err(StoreError::corrupt)?,

@@ -642,7 +642,7 @@ mod tests {
     fn sealed_record() -> SessionRecord {
         let mut r = SessionRecord {
             id: SessionId::from_bytes([1; 16]),
-            previous_ids: vec![],
+            previous_ids: Box::default(),
             user_id: "alice".into(),
             created_at: 1_000,
             meta: SessionMeta {
@@ -697,7 +697,7 @@ mod tests {
             }),
             ("ip gone", |r| r.meta.context.ip = None),
             ("ua", |r| r.meta.context.user_agent = Some("ub".into())),
-            ("device", |r| r.meta.context.device_id = Some(String::new())),
+            ("device", |r| r.meta.context.device_id = Some("".into())),
             ("location", |r| r.meta.context.location = Some("x".into())),
             ("flag", |r| r.meta.flags.context_mismatch = true),
             ("key id", |r| {
@@ -721,7 +721,7 @@ mod tests {
         let mut moved = r.clone();
         moved.sequence.counter = 99;
         moved.sequence.revoked = None;
-        moved.previous_ids.push(moved.id);
+        moved.previous_ids = [&*moved.previous_ids, &[moved.id]].concat().into();
         moved.id = moved.id.next_generation();
         assert_eq!(ring.verify_record(&moved), Ok(()), "the sequence is free");
 

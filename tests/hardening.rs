@@ -302,7 +302,7 @@ async fn the_oldest_session_is_evicted_and_told_so() {
         .await
         .unwrap()
         .iter()
-        .map(|s| s.context().user_agent.clone().unwrap())
+        .map(|s| s.context().user_agent.as_deref().unwrap().to_owned())
         .collect();
     assert_eq!(agents, ["b", "c"]);
     assert!(f.events.events().contains(&SessionEvent::Terminated {
@@ -354,7 +354,7 @@ async fn parallel_elevations_and_renewals_move_the_lineage_once() {
         .unwrap()
         .unwrap();
     assert_eq!(stored.id, elevated.session.id());
-    assert_eq!(stored.previous_ids, vec![login.session.id()]);
+    assert_eq!(*stored.previous_ids, [login.session.id()]);
     assert_eq!(stored.meta.permissions, vec![format!("role-{i}")]);
     let v = f
         .manager
@@ -504,7 +504,11 @@ async fn a_rewritten_record_is_refused_never_served() {
         ("requests", Arc::new(|r| r.sequence.requests = 0), None),
         (
             "previous ids",
-            Arc::new(|r| r.previous_ids.push(r.id.next_generation())),
+            Arc::new(|r| {
+                r.previous_ids = [&*r.previous_ids, &[r.id.next_generation()]]
+                    .concat()
+                    .into()
+            }),
             None,
         ),
     ];
@@ -701,7 +705,12 @@ async fn dead_sessions_do_not_count_against_the_limit() {
             .await
             .unwrap()
             .iter()
-            .map(|s| (s.context().user_agent.clone().unwrap(), s.id()))
+            .map(|s| {
+                (
+                    s.context().user_agent.as_deref().unwrap().to_owned(),
+                    s.id(),
+                )
+            })
             .collect();
         assert_eq!(
             by_agent.keys().collect::<Vec<_>>(),

@@ -368,7 +368,7 @@ async fn renewal_is_windowed_limited_and_bounded_by_the_absolute_lifetime() {
         login.session.id().lineage(),
         "renewal continues the lineage"
     );
-    assert_eq!(renewed.session.record().previous_ids, [login.session.id()]);
+    assert_eq!(*renewed.session.record().previous_ids, [login.session.id()]);
     assert_eq!(renewed.session.expires_in(), 8 * HOUR);
     assert!(f.events.events().contains(&SessionEvent::Renewed {
         from: login.session.id(),
@@ -417,7 +417,7 @@ async fn renewal_is_windowed_limited_and_bounded_by_the_absolute_lifetime() {
         20 * HOUR - (14 * HOUR + 2 * MIN)
     );
     assert_eq!(
-        second.session.record().previous_ids,
+        *second.session.record().previous_ids,
         [login.session.id(), renewed.session.id()]
     );
     // Renewal limit reached (2), whatever the window says.
@@ -579,7 +579,7 @@ async fn per_user_limit_refuses_or_evicts_the_oldest() {
     let live = f.manager.active_sessions("bob").await.unwrap();
     let agents: Vec<_> = live
         .iter()
-        .map(|s| s.context().user_agent.clone().unwrap())
+        .map(|s| s.context().user_agent.as_deref().unwrap().to_owned())
         .collect();
     assert_eq!(agents, ["b", "c"]);
     assert_eq!(

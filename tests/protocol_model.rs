@@ -150,7 +150,7 @@ impl Model {
         let (counter, presented, issued_at, retired, revoked, id) = &s.seq;
         SessionRecord {
             id: self.ids[*id as usize],
-            previous_ids: self.ids[..*id as usize].to_vec(),
+            previous_ids: self.ids[..*id as usize].into(),
             user_id: "u".into(),
             created_at: 0,
             meta: SessionMeta {

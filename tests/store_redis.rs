@@ -29,7 +29,7 @@ fn now_ms() -> u64 {
 fn record(user: &str, now: u64) -> SessionRecord {
     SessionRecord {
         id: SessionId::generate(),
-        previous_ids: Vec::new(),
+        previous_ids: Box::default(),
         user_id: user.into(),
         created_at: now,
         meta: SessionMeta {

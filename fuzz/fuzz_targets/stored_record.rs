@@ -43,7 +43,7 @@ static GENUINE: LazyLock<Genuine> = LazyLock::new(|| {
     let first = SessionId::from_bytes([0x42; 16]);
     let mut record = SessionRecord {
         id: first.next_generation(),
-        previous_ids: vec![first],
+        previous_ids: vec![first].into(),
         user_id: "alice@example.com".into(),
         created_at: 1_700_000_000_000,
         meta: SessionMeta {

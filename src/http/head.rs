@@ -260,8 +260,8 @@ impl MakeContext for DefaultContext {
     fn make_context(&self, head: &RequestHead<'_>) -> SessionContext {
         SessionContext {
             ip: self.client_ip(head),
-            user_agent: head.header_named(&USER_AGENT),
-            device_id: head.header_named(&X_DEVICE_ID),
+            user_agent: head.header_named(&USER_AGENT).map(Into::into),
+            device_id: head.header_named(&X_DEVICE_ID).map(Into::into),
             location: None,
         }
     }

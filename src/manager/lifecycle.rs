@@ -81,7 +81,7 @@ impl SessionManager {
         };
         let record = SessionRecord {
             id: SessionId::generate(),
-            previous_ids: Vec::new(),
+            previous_ids: Box::default(),
             user_id,
             created_at: now,
             meta: SessionMeta {

@@ -207,8 +207,7 @@ impl SessionManager {
         let policy = self.inner.config.context;
         let stored = &record.meta.context;
         let mut fields = Vec::new();
-        let differs =
-            |a: &Option<String>, b: &Option<String>| matches!((a, b), (Some(a), Some(b)) if a != b);
+        let differs = |a: &Option<Box<str>>, b: &Option<Box<str>>| matches!((a, b), (Some(a), Some(b)) if a != b);
         if policy.check_ip && matches!((stored.ip, presented.ip), (Some(a), Some(b)) if a != b) {
             fields.push("ip");
         }

@@ -14,11 +14,11 @@ pub struct SessionContext {
     /// The client's IP address.
     pub ip: Option<IpAddr>,
     /// The `User-Agent` header.
-    pub user_agent: Option<String>,
+    pub user_agent: Option<Box<str>>,
     /// A device identifier supplied by the application.
-    pub device_id: Option<String>,
+    pub device_id: Option<Box<str>>,
     /// A coarse location (region, data centre) supplied by the application.
-    pub location: Option<String>,
+    pub location: Option<Box<str>>,
 }
 
 impl SessionContext {

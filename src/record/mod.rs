@@ -58,7 +58,7 @@ pub struct SessionRecord {
     /// The ids the lineage had before, oldest first. Their tokens are
     /// predecessors of the live one: accepted within the grace, theft after.
     #[serde(default)]
-    pub previous_ids: Vec<SessionId>,
+    pub previous_ids: Box<[SessionId]>,
     /// The user the session belongs to.
     pub user_id: String,
     /// Creation time, ms since the epoch.
@@ -243,7 +243,11 @@ impl SessionRecord {
             && new_id != self.id
             && new_id.lineage() == self.id.lineage()
         {
-            self.previous_ids.push(self.id);
+            // Exactly as long as needed: a lineage rarely has more than
+            // a few ids, and a renewal is rare next to the requests.
+            let mut ids = std::mem::take(&mut self.previous_ids).into_vec();
+            ids.push(self.id);
+            self.previous_ids = ids.into_boxed_slice();
             self.id = new_id;
         }
     }
@@ -325,7 +329,7 @@ mod rule_tests {
     pub(crate) fn record(now: u64) -> SessionRecord {
         SessionRecord {
             id: id(),
-            previous_ids: vec![],
+            previous_ids: Box::default(),
             user_id: "alice".into(),
             created_at: now,
             meta: SessionMeta {
@@ -503,7 +507,7 @@ mod rule_tests {
         };
         assert_eq!(r.advance(&renew), Verdict::Rotated, "renewal always issues");
         assert_eq!(r.id, next);
-        assert_eq!(r.previous_ids, vec![id()]);
+        assert_eq!(*r.previous_ids, [id()]);
         // The old id's token is a predecessor like any other.
         assert_eq!(
             r.advance(&AdvanceRequest {

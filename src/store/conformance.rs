@@ -100,7 +100,7 @@ pub fn foreign_id(record: &SessionRecord) -> SessionId {
 fn sample(user: &str, now: u64) -> SessionRecord {
     SessionRecord {
         id: SessionId::generate(),
-        previous_ids: Vec::new(),
+        previous_ids: Box::default(),
         user_id: user.to_owned(),
         created_at: now,
         meta: SessionMeta {
@@ -263,7 +263,7 @@ pub async fn records_round_trip(store: &dyn SessionStore) {
 
     let mut worn = sample(&user, now);
     let first = worn.id;
-    worn.previous_ids = vec![first, first.next_generation()];
+    worn.previous_ids = [first, first.next_generation()].into();
     worn.id = first.next_generation();
     worn.meta.context = SessionContext::default();
     worn.meta.permissions.clear();
@@ -698,7 +698,7 @@ pub async fn sequence_rule(store: &dyn SessionStore) {
     .await;
     assert_eq!(
         (r.id, r.previous_ids.clone()),
-        (renewed, vec![id]),
+        (renewed, [id].into()),
         "{check}"
     );
     // A new id of another lineage, or the current id: rotated, not moved.
@@ -717,7 +717,7 @@ pub async fn sequence_rule(store: &dyn SessionStore) {
         .await;
         assert_eq!(
             (r.id, r.previous_ids.clone()),
-            (renewed, vec![id]),
+            (renewed, [id].into()),
             "{check}: new_id {new_id:?} must not move the lineage"
         );
     }
@@ -1048,7 +1048,7 @@ pub async fn concurrent_requests_are_atomic(store: Arc<dyn SessionStore>) {
             stored.previous_ids.clone(),
             stored.sequence.counter
         ),
-        (won.record.id, vec![r.id], 2),
+        (won.record.id, [r.id].into(), 2),
         "{check}: exactly one renewal moved the lineage"
     );
 
@@ -1415,7 +1415,7 @@ pub async fn concurrent_elevations_move_the_lineage_once(store: Arc<dyn SessionS
             stored.previous_ids.clone(),
             stored.sequence.counter
         ),
-        (winner, vec![r.id], 1),
+        (winner, [r.id].into(), 1),
         "{check}: one new id, one new token"
     );
     assert_eq!(stored.meta, meta, "{check}: the winner's permissions");

@@ -23,13 +23,16 @@ use crate::record::{LineageKey, SessionId, SessionMeta, SessionRecord};
 /// id's bytes with no hashing, and the maps use a cheap hasher
 /// (`IdHasher`) on those bytes.
 ///
-/// A user's sessions are spread over the shards, so creating a session
-/// under the per-user limit ([`create_limited`](SessionStore::create_limited))
-/// first takes a per-user lock (one of a fixed set of stripes, picked by a
-/// hash of the user id), then visits the shards one at a time: no other
-/// operation takes a stripe, and none holds two shard locks at once, so
-/// the lock order cannot deadlock, and two logins of one user never count
-/// at the same time.
+/// A user's sessions are spread over the shards; the user index is kept
+/// apart, in a fixed set of stripes picked by a hash of the user id, so a
+/// login looks at one stripe and its user's few shards, not at every
+/// shard. Creating a session under the per-user limit
+/// ([`create_limited`](SessionStore::create_limited)) holds the user's
+/// stripe throughout and visits the shards one at a time, so two logins
+/// of one user never count at the same time. A stripe is only ever taken
+/// with no shard lock held (removals unlink their index entry after
+/// releasing the shard), and no operation holds two shard locks at once,
+/// so the lock order cannot deadlock.
 ///
 /// ```
 /// # tokio_test_block_on(async {
@@ -46,9 +49,16 @@ use crate::record::{LineageKey, SessionId, SessionMeta, SessionRecord};
 #[derive(Debug)]
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
-    /// Per-user locks for `create_limited`, striped by a hash of the user
-    /// id; always taken before any shard lock.
-    users: Box<[Mutex<()>]>,
+    /// The user index, striped by a hash of the user id: each stripe holds
+    /// (hash of the user id, lineage) for every session of its users
+    /// (anonymous sessions, with an empty user id, are not indexed). A set
+    /// of 16-byte entries, with no copy of the user id and no list per
+    /// user: the records hold the ids, and a lookup keeps the records whose
+    /// user id is the one asked for (two users whose ids hash alike share a
+    /// range, never each other's sessions). A stripe's lock is also the
+    /// per-user lock of `create_limited`; it is taken before a shard lock,
+    /// never while one is held.
+    users: Box<[Mutex<UserIndex>]>,
     user_hasher: UserHasher,
 }
 
@@ -65,6 +75,8 @@ impl UserHasher {
 
 type LineageMap<V> = HashMap<LineageKey, V, KeyHasherBuilder>;
 
+type UserIndex = BTreeSet<(u64, LineageKey)>;
+
 #[derive(Debug, Default)]
 struct Shard {
     /// Shared (`Arc`): a request's [`Advance`] carries the record out as a
@@ -75,13 +87,6 @@ struct Shard {
     /// empty slot then costs a pointer instead of a whole record (see
     /// `docs/benchmarks.md`, memory).
     sessions: Records,
-    /// The user index: (hash of the user id, lineage) for every session of
-    /// a user in this shard (anonymous sessions, with an empty user id, are
-    /// not indexed). A set of 16-byte entries, with no copy of the user id
-    /// and no list per user: the records hold the ids, and a lookup keeps
-    /// the records whose user id is the one asked for (two users whose ids
-    /// hash alike share a range, never each other's sessions).
-    by_user: BTreeSet<(u64, LineageKey)>,
     /// The data of the sessions that have any.
     data: LineageMap<SessionData>,
 }
@@ -101,27 +106,13 @@ impl Shard {
             .map(Arc::make_mut)
     }
 
-    /// Forgets a lineage: its record, its data, its index entry.
-    fn remove(&mut self, key: &LineageKey, users: &UserHasher) -> Option<Arc<SessionRecord>> {
+    /// Forgets a lineage: its record and its data. The caller unlinks it
+    /// from the user index after releasing this shard
+    /// ([`MemoryStore::unlink`]).
+    fn remove(&mut self, key: &LineageKey) -> Option<Arc<SessionRecord>> {
         let record = self.sessions.remove(key)?;
         self.data.remove(key);
-        if !record.user_id.is_empty() {
-            self.by_user.remove(&(users.hash(&record.user_id), *key));
-        }
         Some(record)
-    }
-
-    /// The records of `user_id` in this shard.
-    fn user_records<'a>(
-        &'a self,
-        user_id: &'a str,
-        users: &UserHasher,
-    ) -> impl Iterator<Item = &'a Arc<SessionRecord>> + 'a {
-        let hash = users.hash(user_id);
-        self.by_user
-            .range((hash, LineageKey::MIN)..=(hash, LineageKey::MAX))
-            .filter_map(|(_, key)| self.sessions.get(key))
-            .filter(move |r| r.user_id == user_id)
     }
 }
 
@@ -145,7 +136,9 @@ impl MemoryStore {
         let n = shards.max(1).next_power_of_two();
         Self {
             shards: (0..n).map(|_| Mutex::new(Shard::default())).collect(),
-            users: (0..USER_STRIPES).map(|_| Mutex::new(())).collect(),
+            users: (0..USER_STRIPES)
+                .map(|_| Mutex::new(UserIndex::new()))
+                .collect(),
             user_hasher: UserHasher::default(),
         }
     }
@@ -160,35 +153,59 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn create_sync(&self, record: &SessionRecord) -> Result<(), StoreError> {
+    /// Creates the record; `index` is the locked stripe of its user.
+    fn create_sync(&self, record: &SessionRecord, index: &mut UserIndex) -> Result<(), StoreError> {
         let key = record.lineage();
-        let mut shard = self.shard(&key);
-        if shard.sessions.get(&key).is_some() {
-            return Err(StoreError::Conflict);
+        {
+            let mut shard = self.shard(&key);
+            if shard.sessions.get(&key).is_some() {
+                return Err(StoreError::Conflict);
+            }
+            shard.sessions.insert(Arc::new(record.clone()));
         }
         if !record.user_id.is_empty() {
-            shard
-                .by_user
-                .insert((self.user_hasher.hash(&record.user_id), key));
+            index.insert((self.user_hasher.hash(&record.user_id), key));
         }
-        shard.sessions.insert(Arc::new(record.clone()));
         Ok(())
     }
 
-    fn list_sync(&self, user_id: &str) -> Vec<SessionRecord> {
-        let mut out = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = lock(shard);
-            out.extend(
-                shard
-                    .user_records(user_id, &self.user_hasher)
-                    .map(|r| SessionRecord::clone(r)),
-            );
-        }
-        out
+    /// The lineages indexed under `user_id`'s hash in its locked stripe
+    /// (possibly another user's too, or one just removed: callers check
+    /// the record).
+    fn user_keys(&self, user_id: &str, index: &UserIndex) -> Vec<LineageKey> {
+        let hash = self.user_hasher.hash(user_id);
+        index
+            .range((hash, LineageKey::MIN)..=(hash, LineageKey::MAX))
+            .map(|(_, key)| *key)
+            .collect()
     }
 
-    fn user_lock(&self, user_id: &str) -> MutexGuard<'_, ()> {
+    /// The records of `user_id`; `index` is its locked stripe.
+    fn list_sync(&self, user_id: &str, index: &UserIndex) -> Vec<SessionRecord> {
+        self.user_keys(user_id, index)
+            .iter()
+            .filter_map(|key| {
+                let shard = self.shard(key);
+                shard
+                    .sessions
+                    .get(key)
+                    .filter(|r| r.user_id == user_id)
+                    .map(|r| SessionRecord::clone(r))
+            })
+            .collect()
+    }
+
+    /// Removes a removed record's user index entry; called with no shard
+    /// lock held.
+    fn unlink(&self, record: &SessionRecord) {
+        if !record.user_id.is_empty() {
+            let hash = self.user_hasher.hash(&record.user_id);
+            self.user_lock(&record.user_id)
+                .remove(&(hash, record.lineage()));
+        }
+    }
+
+    fn user_lock(&self, user_id: &str) -> MutexGuard<'_, UserIndex> {
         let stripe = self.user_hasher.hash(user_id) as usize % self.users.len();
         self.users[stripe].lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -221,7 +238,8 @@ impl SessionStore for MemoryStore {
     }
 
     async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
-        self.create_sync(record)
+        let mut index = self.user_lock(&record.user_id);
+        self.create_sync(record, &mut index)
     }
 
     async fn create_limited(
@@ -232,9 +250,9 @@ impl SessionStore for MemoryStore {
         // The per-user lock first, then shard locks one at a time, never
         // two at once (see the type's documentation). No await below: the
         // whole step runs under the user's lock.
-        let _user = self.user_lock(&record.user_id);
-        let evicted = limit.evictions(&self.list_sync(&record.user_id))?;
-        self.create_sync(record)?;
+        let mut index = self.user_lock(&record.user_id);
+        let evicted = limit.evictions(&self.list_sync(&record.user_id, &index))?;
+        self.create_sync(record, &mut index)?;
         for id in &evicted {
             let mut shard = self.shard(&id.lineage());
             if let Some(r) = shard.record_mut(id) {
@@ -319,23 +337,32 @@ impl SessionStore for MemoryStore {
         if shard.record(id).is_none() {
             return Ok(false);
         }
-        Ok(shard.remove(&key, &self.user_hasher).is_some())
+        let removed = shard.remove(&key);
+        drop(shard);
+        if let Some(record) = &removed {
+            self.unlink(record);
+        }
+        Ok(removed.is_some())
     }
 
     async fn list_by_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
-        Ok(self.list_sync(user_id))
+        let index = self.user_lock(user_id);
+        Ok(self.list_sync(user_id, &index))
     }
 
     async fn delete_by_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        let hash = self.user_hasher.hash(user_id);
+        let mut index = self.user_lock(user_id);
         let mut deleted = 0;
-        for shard in self.shards.iter() {
-            let mut shard = lock(shard);
-            let keys: Vec<LineageKey> = shard
-                .user_records(user_id, &self.user_hasher)
-                .map(|r| r.lineage())
-                .collect();
-            for key in &keys {
-                deleted += u64::from(shard.remove(key, &self.user_hasher).is_some());
+        for key in self.user_keys(user_id, &index) {
+            let mut shard = self.shard(&key);
+            if shard
+                .sessions
+                .get(&key)
+                .is_some_and(|r| r.user_id == user_id)
+            {
+                deleted += u64::from(shard.remove(&key).is_some());
+                index.remove(&(hash, key));
             }
         }
         Ok(deleted)
@@ -348,8 +375,9 @@ impl SessionStore for MemoryStore {
             // records are freed after it is released (freeing is most of
             // the cost), and requests on this worker run between chunks.
             loop {
-                let (removed, more) = lock(shard).sweep(now_ms, SWEEP_CHUNK, &self.user_hasher);
+                let (removed, more) = lock(shard).sweep(now_ms, SWEEP_CHUNK);
                 swept += removed.len() as u64;
+                removed.iter().for_each(|r| self.unlink(r));
                 drop(removed);
                 tokio::task::yield_now().await;
                 if !more {
@@ -369,12 +397,7 @@ impl Shard {
     /// gives memory back once the maps are mostly empty; returns the
     /// removed records (for the caller to free after releasing the lock)
     /// and whether more may be left.
-    fn sweep(
-        &mut self,
-        now_ms: u64,
-        chunk: usize,
-        users: &UserHasher,
-    ) -> (Vec<Arc<SessionRecord>>, bool) {
+    fn sweep(&mut self, now_ms: u64, chunk: usize) -> (Vec<Arc<SessionRecord>>, bool) {
         let dead: Vec<LineageKey> = self
             .sessions
             .values()
@@ -385,7 +408,7 @@ impl Shard {
         let more = dead.len() == chunk;
         let mut removed = Vec::with_capacity(dead.len());
         for key in &dead {
-            removed.extend(self.remove(key, users));
+            removed.extend(self.remove(key));
         }
         if !more {
             self.sessions.shrink_if_sparse();
@@ -479,5 +502,59 @@ impl Hasher for KeyHasher {
             b[..chunk.len()].copy_from_slice(chunk);
             self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::SequenceState;
+
+    fn record(user: &str, now: u64) -> SessionRecord {
+        SessionRecord {
+            id: SessionId::generate(),
+            previous_ids: Box::default(),
+            user_id: user.into(),
+            created_at: now,
+            meta: SessionMeta {
+                context: Default::default(),
+                permissions: vec![],
+                previous_permissions: vec![],
+                expires_at: now + 1_000,
+                absolute_expires_at: now + 1_000,
+                idle_timeout_ms: 1_000,
+                renewals: 0,
+                flags: Default::default(),
+                seal: None,
+            },
+            sequence: SequenceState::new(now),
+        }
+    }
+
+    fn indexed(store: &MemoryStore) -> usize {
+        store.users.iter().map(|s| s.lock().unwrap().len()).sum()
+    }
+
+    /// Every way a session leaves the store also leaves the user index:
+    /// no entry outlives its record.
+    #[tokio::test]
+    async fn the_user_index_follows_the_records() {
+        let store = MemoryStore::with_shards(4);
+        let records: Vec<SessionRecord> = (0..12)
+            .map(|i| record(["ann", "bob", ""][i % 3], 0))
+            .collect();
+        for r in &records {
+            store.create(r).await.unwrap();
+        }
+        assert_eq!(indexed(&store), 8, "anonymous sessions are not indexed");
+        assert_eq!(store.list_by_user("ann").await.unwrap().len(), 4);
+        assert!(store.delete(&records[0].id).await.unwrap());
+        assert_eq!(indexed(&store), 7);
+        assert_eq!(store.list_by_user("ann").await.unwrap().len(), 3);
+        assert_eq!(store.delete_by_user("bob").await.unwrap(), 4);
+        assert_eq!(indexed(&store), 3);
+        assert!(store.list_by_user("bob").await.unwrap().is_empty());
+        assert_eq!(store.sweep_expired(1_000).await.unwrap(), 7);
+        assert_eq!((indexed(&store), store.len()), (0, 0));
     }
 }

@@ -1185,7 +1185,7 @@ impl Codec {
         }
         Ok(SessionRecord {
             id,
-            previous_ids,
+            previous_ids: previous_ids.into(),
             user_id: text(uid)?.to_owned(),
             created_at: number(created)?,
             meta,
