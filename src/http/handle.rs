@@ -369,7 +369,7 @@ impl Session {
                 };
                 if let Some(request) = deferred.filter(|_| !refused.kind().ends_session()) {
                     super::report::store_failure(&refused);
-                    let (presence, write, data) = validate(&self.manager(), token, &request).await;
+                    let (presence, write, data) = validate(self.manager(), token, &request).await;
                     let mut state = self.lock();
                     state.presence = presence;
                     state.write = write;
@@ -594,7 +594,7 @@ impl Session {
         };
         let carry = match &state.write {
             Write::Nothing => Carry::Nothing,
-            Write::Token(_, _, Some(issued)) if issued.older_than(deadline, &self.manager()) => {
+            Write::Token(_, _, Some(issued)) if issued.older_than(deadline, self.manager()) => {
                 metrics::counter!("rolling_session_late_tokens_dropped_total").increment(1);
                 Carry::Nothing
             }
