@@ -172,9 +172,9 @@ impl<'a> Iterator for Values<'a> {
 /// let exchange = SessionExchange::new(manager).context_from(|head: &RequestHead<'_>| {
 ///     SessionContext {
 ///         ip: head.peer_ip(),
-///         user_agent: head.header("user-agent"),
+///         user_agent: head.header("user-agent").map(Into::into),
 ///         device_id: None,
-///         location: head.header("cdn-client-country"),
+///         location: head.header("cdn-client-country").map(Into::into),
 ///     }
 /// });
 /// # let _ = exchange;
