@@ -296,7 +296,7 @@ impl IsolationForest {
     ///
     /// Trees are walked `LANES` at a time in lockstep, one level per pass, so that the
     /// node loads of different trees overlap instead of waiting on each other. Every step is
-    /// the same branch-free move (a leaf is its own right child, see [`LEAF`]). A last group
+    /// the same branch-free move (a leaf is its own right child, see `LEAF`). A last group
     /// of at most half the lanes is walked with half the lanes.
     #[must_use]
     pub fn mean_path_length(&self, x: &[f32]) -> f64 {
