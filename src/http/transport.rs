@@ -347,10 +347,7 @@ impl TokenTransport {
     /// The request header the token is read from (`cookie` or the
     /// configured header).
     pub fn request_header(&self) -> &str {
-        match self {
-            Self::Cookie(_) => "cookie",
-            Self::Header(name) => name.as_str(),
-        }
+        self.request_header_name().as_str()
     }
 
     /// [`request_header`](Self::request_header) as a `HeaderName`.

@@ -309,12 +309,33 @@ fn count_event(event: &SessionEvent) {
     }
 }
 
+/// The label values `record` gives the metrics it counts, sorted: what
+/// the counter tests compare with the names they expect.
+#[cfg(test)]
+fn recorded_label_values(record: impl FnOnce()) -> Vec<String> {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, record);
+    let mut labels: Vec<String> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .flat_map(|(key, ..)| {
+            key.key()
+                .labels()
+                .map(|l| l.value().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    labels.sort();
+    labels
+}
+
 #[cfg(test)]
 mod event_count_tests {
     use super::count_event;
     use crate::events::{SessionEvent, TerminationReason};
     use crate::record::{SessionContext, SessionId};
-    use metrics_util::debugging::DebuggingRecorder;
 
     #[test]
     fn event_counter_labels_are_the_event_names() {
@@ -378,21 +399,7 @@ mod event_count_tests {
             },
             SessionEvent::RecordTampered { session_id: id },
         ];
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        metrics::with_local_recorder(&recorder, || events.iter().for_each(count_event));
-        let mut labels: Vec<String> = snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .flat_map(|(key, ..)| {
-                key.key()
-                    .labels()
-                    .map(|l| l.value().to_owned())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        labels.sort();
+        let labels = super::recorded_label_values(|| events.iter().for_each(count_event));
         let mut names: Vec<String> = events.iter().map(|e| e.name().to_owned()).collect();
         names.sort();
         assert_eq!(labels, names);

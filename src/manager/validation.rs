@@ -319,12 +319,9 @@ fn count_request(verdict: Verdict) {
 mod tests {
     use super::count_request;
     use crate::record::Verdict;
-    use metrics_util::debugging::DebuggingRecorder;
 
     #[test]
     fn request_counter_labels_are_the_verdict_names() {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
         let all = [
             Verdict::Rotated,
             Verdict::Current,
@@ -339,19 +336,8 @@ mod tests {
             Verdict::IdleTimeout,
             Verdict::Unknown,
         ];
-        metrics::with_local_recorder(&recorder, || all.into_iter().for_each(count_request));
-        let mut labels: Vec<String> = snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .flat_map(|(key, ..)| {
-                key.key()
-                    .labels()
-                    .map(|l| l.value().to_owned())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        labels.sort();
+        let labels =
+            super::super::recorded_label_values(|| all.into_iter().for_each(count_request));
         let mut names: Vec<String> = all.iter().map(|v| v.as_str().to_owned()).collect();
         names.sort();
         assert_eq!(labels, names);
