@@ -217,14 +217,17 @@ local depth, window = tonumber(ARGV[4]), tonumber(ARGV[5])
 local slack = tonumber(ARGV[8])
 local new_id = ARGV[9]
 
--- The request is accepted: count it, move last_seen forward.
+-- The request is accepted: count it, move last_seen forward; whether it
+-- moved.
 local function accept()
   req = req + 1
   f[7] = int(req)
   if now > seen then
     seen = now
     f[8] = ARGV[3]
+    return true
   end
+  return false
 end
 -- SequenceState::retire: forget what is older than the window, push, keep
 -- the last max(K, 1). `from_text`, `to_text` are exact decimal strings.
@@ -300,7 +303,13 @@ local function issue()
   end
 end
 -- Writes the sequence back and renews the TTL to the next deadline.
-local function store_and_expire()
+-- `seen_moved`: accept() moved 'seen'. `counted`: the request only counted
+-- (pending, grace, current after the first use) and the sequence did not
+-- move, so only 'req' and 'seen' are written (and 'rsum' if a list read
+-- whole was summarized). The TTL moves with 'seen' only: the deadlines it
+-- follows, min(ends, seen + idle), move with nothing else here, so the
+-- expiry the request that set 'seen' gave is still the right one.
+local function store_and_expire(seen_moved, counted)
   local rsum = ''
   if ret_sorted then
     if ret_count > 0 then
@@ -309,18 +318,24 @@ local function store_and_expire()
       rsum = '0:0::'
     end
   end
-  redis.call('HSET', key, 'ids', f[1], 'ctr', f[5], 'pre', f[6], 'req', f[7],
-    'seen', f[8], 'iss', f[9], 'ret', f[10], 'rsum', rsum)
-  local purge = math.min(ends, seen + idle)
-  local ttl = math.min(math.max(purge - now, 0) + slack, 1e12)
-  redis.call('PEXPIRE', key, int(math.max(ttl, 1)))
+  if counted and rsum == f[15] then
+    redis.call('HSET', key, 'req', f[7], 'seen', f[8])
+  else
+    redis.call('HSET', key, 'ids', f[1], 'ctr', f[5], 'pre', f[6], 'req', f[7],
+      'seen', f[8], 'iss', f[9], 'ret', f[10], 'rsum', rsum)
+  end
+  if seen_moved then
+    local purge = math.min(ends, seen + idle)
+    local ttl = math.min(math.max(purge - now, 0) + slack, 1e12)
+    redis.call('PEXPIRE', key, int(math.max(ttl, 1)))
+  end
 end
 
 if c > ctr then
   -- Fast-forward: the server minted c (its tag verified), so the store
   -- lost the writes that issued it. c becomes the live token, in use, with
   -- no new token; p (if older than n) and n..c-1 are retired now.
-  accept()
+  local seen_moved = accept()
   if pre and pre < ctr then
     retire(f[6], f[6])
   end
@@ -328,7 +343,7 @@ if c > ctr then
   f[5] = ARGV[2]
   f[6] = ARGV[2]
   f[9] = ARGV[3]
-  store_and_expire()
+  store_and_expire(seen_moved, false)
   return reply('fast_forward')
 end
 
@@ -339,12 +354,12 @@ if ARGV[6] == 'u' then
     return reply('pending')
   end
   issue()
-  store_and_expire()
+  store_and_expire(false, false)
   return reply('rotated')
 end
 
 if c == ctr then
-  accept()
+  local seen_moved = accept()
   if pre ~= ctr then
     -- First use of the live token: its predecessor is retired.
     if pre then
@@ -364,25 +379,25 @@ if c == ctr then
     rotate = math.max(now - iss, 0) >= tonumber(ARGV[7])
   end
   if not rotate then
-    store_and_expire()
+    store_and_expire(seen_moved, pre == ctr)
     return reply('current')
   end
   issue()
-  store_and_expire()
+  store_and_expire(seen_moved, false)
   return reply('rotated')
 end
 
 if pre == c then
-  accept()
+  local seen_moved = accept()
   -- now.saturating_sub(issued_at) <= 2T: a negative difference is <= too.
   if now - iss <= 2 * window then
-    store_and_expire()
+    store_and_expire(seen_moved, true)
     return reply('pending')
   end
   -- The live token's response was lost: (c, n] is abandoned. It gets no
   -- retirement: presenting it later is theft at once.
   issue()
-  store_and_expire()
+  store_and_expire(seen_moved, false)
   return reply('recovered')
 end
 
@@ -395,8 +410,8 @@ for i = #retired, 1, -1 do
   local r = retired[i]
   if r[1] <= c and c <= r[2] then
     if now - r[3] <= window then
-      accept()
-      store_and_expire()
+      local seen_moved = accept()
+      store_and_expire(seen_moved, true)
       return reply('grace')
     end
     break
