@@ -7,7 +7,11 @@
 //! ```
 //!
 //! (`REDIS_SCRIPT_COST_N` requests per phase, default 3000;
-//! `REDIS_SCRIPT_COST_REPS` repetitions, default 3.) A private
+//! `REDIS_SCRIPT_COST_REPS` repetitions, default 3;
+//! `REDIS_SCRIPT_COST_ROTATE_ONLY=1` runs only the validated requests, as
+//! for counting redis-server's instructions under a profiler: `redis-server`
+//! earlier in `PATH` as a wrapper that runs it under
+//! `valgrind --tool=callgrind --toggle-collect=evalShaCommand`.) A private
 //! redis-server on a free loopback port; one session created and validated
 //! through the real manager and `RedisStore` with the default config
 //! (rotation on every request, grace depth K = 64, a window that keeps the
@@ -84,6 +88,8 @@ fn now_ms() -> u64 {
 async fn advance_script_cost_per_call() {
     let n = env("REDIS_SCRIPT_COST_N", 3000);
     let reps = env("REDIS_SCRIPT_COST_REPS", 3);
+    // Only the validated requests (for a profiler attached to redis-server).
+    let rotate_only = std::env::var_os("REDIS_SCRIPT_COST_ROTATE_ONLY").is_some();
     let server = RedisServer::start();
     let store = RedisStore::connect(&server.url()).await.unwrap();
     let config = Config::default();
@@ -126,6 +132,9 @@ async fn advance_script_cost_per_call() {
         );
         let stored = store.load(&id).await.unwrap().unwrap();
         retired = stored.sequence.retired.len();
+        if rotate_only {
+            continue;
+        }
         // The same call replayed: 'pending' every time.
         let replay = AdvanceRequest {
             session: id,
@@ -160,6 +169,11 @@ async fn advance_script_cost_per_call() {
             }
             record(name, evalsha_usec_per_call(&server));
         }
+    }
+    if rotate_only {
+        // A clean exit, so that a profiler wrapping redis-server writes
+        // its counts (dropping the server kills it).
+        let _ = server.try_cmd(&["SHUTDOWN", "NOSAVE"]);
     }
     eprintln!("{n} calls per phase, {retired} retirements live; evalsha usec per call:");
     for (name, vs) in rows {
