@@ -74,6 +74,31 @@ async fn encrypted_redis_store_passes_the_conformance_suite() {
     conformance::run(Arc::new(store)).await;
 }
 
+/// The differential walk (the advance script against the Rust rule) at
+/// many seeds, for a change to the script: ignored, run it with
+/// `cargo test --all-features --test store_redis -- --ignored
+/// differential_walk_at_many_seeds` (`DIFFERENTIAL_SEEDS`, default 50;
+/// `DIFFERENTIAL_STEPS`, default 1000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: run it after changing the advance script"]
+async fn differential_walk_at_many_seeds() {
+    let knob = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (seeds, steps) = (
+        knob("DIFFERENTIAL_SEEDS", 50),
+        knob("DIFFERENTIAL_STEPS", 1000),
+    );
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    for seed in 0..seeds {
+        conformance::differential(&store, 0xD1FF_0000 + seed, steps).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_cluster_passes_the_conformance_suite() {
     let cluster = RedisCluster::start();
