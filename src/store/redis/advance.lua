@@ -120,13 +120,14 @@ end
 -- text. With K = 64 entries, reading them all on every request was most of
 -- the script's cost; a request with the live token need not: 'rsum'
 -- summarizes the list this script last wrote, '<bytes>:<entries>:<newest
--- time>:<where the last entry starts>', when its times are in order (oldest
--- first, as retirements are made unless a clock steps back). Then the window forgets a prefix and K
--- keeps a suffix: a retirement is a cut and a push, found from the ends of
--- the text. A list without a summary that fits (an older hash, one written
--- by create, times out of order, a summary of the earlier form without the
--- last entry's place) is read whole once, entries and separators checked
--- exactly, and summarized if it is in order.
+-- time>:<where the last entry starts>', when its times are in order
+-- (oldest first, as retirements are made unless a clock steps back). Then
+-- the window forgets a prefix and K keeps a suffix: a retirement is a cut
+-- and a push, found from the ends of the text. A list without a summary
+-- that fits (an older hash, one written by create, times out of order, a
+-- summary of the earlier form without the last entry's place) is read
+-- whole once, entries and separators checked exactly, and summarized if it
+-- is in order.
 local ret_sorted, ret_count, ret_newest, ret_last = false, 0, nil, nil
 do
   local text = f[10]
