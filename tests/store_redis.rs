@@ -74,6 +74,31 @@ async fn encrypted_redis_store_passes_the_conformance_suite() {
     conformance::run(Arc::new(store)).await;
 }
 
+/// The differential walk (the advance script against the Rust rule) at
+/// many seeds, for a change to the script: ignored, run it with
+/// `cargo test --all-features --test store_redis -- --ignored
+/// differential_walk_at_many_seeds` (`DIFFERENTIAL_SEEDS`, default 50;
+/// `DIFFERENTIAL_STEPS`, default 1000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: run it after changing the advance script"]
+async fn differential_walk_at_many_seeds() {
+    let knob = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (seeds, steps) = (
+        knob("DIFFERENTIAL_SEEDS", 50),
+        knob("DIFFERENTIAL_STEPS", 1000),
+    );
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    for seed in 0..seeds {
+        conformance::differential(&store, 0xD1FF_0000 + seed, steps).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_cluster_passes_the_conformance_suite() {
     let cluster = RedisCluster::start();
@@ -153,6 +178,21 @@ async fn ttls_follow_idle_and_absolute_expiry() {
         10 * MIN + slack,
         "idle after a request",
     );
+    // A request stamped earlier (a node whose clock is behind) does not
+    // move `seen`, so neither the deadlines nor the TTL move: it stays at
+    // the idle deadline of the request at 5 minutes (the script used to
+    // count it from the earlier time, 4 minutes too long).
+    let a = store
+        .verify_and_advance(&r.id, &req(r.id, 0, now + MIN))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.verdict, Verdict::Pending);
+    assert_near(
+        pttl(&server, &key),
+        10 * MIN + slack,
+        "idle after an earlier request",
+    );
 
     // Near the end of the lifetime, the lifetime ends first.
     for (i, t) in [13, 21, 29, 37, 45, 53, 58].into_iter().enumerate() {
@@ -176,6 +216,61 @@ async fn ttls_follow_idle_and_absolute_expiry() {
         62 * MIN + slack,
         "index after renewal",
     );
+}
+
+/// A retired list summarized by the previous version of the advance
+/// script (`rsum` without the last entry's place) is read whole once, its
+/// decisions unchanged, and summarized in the present form; so is a
+/// summary that does not fit the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_summary_of_the_earlier_form_is_read_whole_and_rewritten() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let now = now_ms();
+    let mut local = record("rsum", now);
+    store.create(&local).await.unwrap();
+    let key = store.session_key(&local.id);
+    let id = local.id;
+    let step = |c: u64, t: u64| AdvanceRequest {
+        grace_depth: 64,
+        ..req(id, c, t)
+    };
+    let advance = |store: RedisStore, r: AdvanceRequest| async move {
+        store
+            .verify_and_advance(&r.session, &r)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    for c in 0..10 {
+        let r = step(c, now + c);
+        let want = local.advance(&r);
+        let got = advance(store.clone(), r).await;
+        assert_eq!((got.verdict, &*got.record), (want, &local), "step {c}");
+    }
+    let h = hash(&server, &key);
+    let (ret, rsum) = (h["ret"].clone(), h["rsum"].clone());
+    let parts: Vec<&str> = rsum.split(':').collect();
+    assert_eq!(parts.len(), 4, "{rsum}");
+    let last = ret.rfind(',').map_or(1, |i| i + 2);
+    assert_eq!(parts[3], last.to_string(), "where the last entry starts");
+    for stale in [
+        format!("{}:{}:{}", parts[0], parts[1], parts[2]),
+        format!("{}:{}:{}:1", parts[0], parts[1], parts[2]),
+        "junk".to_owned(),
+    ] {
+        server.cmd(&["HSET", &key, "rsum", &stale]);
+        // A grace request (an older token) and a rotation, as the rule has
+        // them.
+        let c = local.sequence.counter;
+        for r in [step(c - 3, now + 20), step(c, now + 21)] {
+            let want = local.advance(&r);
+            let got = advance(store.clone(), r).await;
+            assert_eq!((got.verdict, &*got.record), (want, &local), "after {stale}");
+        }
+        let rsum = hash(&server, &key)["rsum"].clone();
+        assert_eq!(rsum.split(':').count(), 4, "rewritten: {rsum}");
+    }
 }
 
 fn hash(server: &RedisServer, key: &str) -> std::collections::BTreeMap<String, String> {

@@ -42,12 +42,24 @@
 -- Numbers are Lua doubles: exact for counters and ms timestamps below
 -- 2^53 (see docs/redis.md). Values that only move are written back as the
 -- decimal strings they came in as, so they stay exact whatever their size;
--- those that are computed (n + 1, c + 1, req + 1) are printed with %.0f.
+-- those that are computed (n + 1, c + 1, req + 1) are printed by int()
+-- below, exactly.
 
 local key = KEYS[1]
+-- One id: 32 lowercase hex digits, anchored where the search starts (one
+-- literal: Lua 5.1 folds no constant concatenation).
+local ID_AT = '^[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]'
 local clock = redis.call('TIME')
 local server_ms = clock[1] * 1000 + math.floor(clock[2] / 1000)
-local server_time = string.format('%.0f', server_ms)
+-- An integral double as decimal digits: '%d' (a C long) below 2^53, where
+-- doubles are exact and which is much cheaper than '%.0f', kept above it.
+local function int(x)
+  if x < 9007199254740992 and x > -9007199254740992 then
+    return string.format('%d', x)
+  end
+  return string.format('%.0f', x)
+end
+local server_time = int(server_ms)
 if ARGV[10] ~= '' and server_ms > tonumber(ARGV[10]) then
   return { 'late', server_time }
 end
@@ -83,24 +95,22 @@ if f[6] ~= '' then
   end
 end
 
--- The lineage's ids; the presented one must be among them.
+-- The lineage's ids; the presented one must be among them. Each is 32
+-- lowercase hex digits, a comma after all but the last: checked in place,
+-- one anchored pattern per id, no substring made.
 local ids = f[1]
-local current = nil
 local member = false
-local count = 0
-for id in string.gmatch(ids, '[^,]+') do
-  if #id ~= 32 or string.find(id, '[^0-9a-f]') then
+if #ids % 33 ~= 32 then
+  return corrupt('has a bad id list')
+end
+for at = 1, #ids, 33 do
+  if not string.find(ids, ID_AT, at) or (at + 32 <= #ids and string.byte(ids, at + 32) ~= 44) then
     return corrupt('has a bad id list')
   end
-  count = count + 1
-  current = id
-  if id == ARGV[1] then
-    member = true
-  end
 end
-if count == 0 or string.find(ids, ',,', 1, true) or string.sub(ids, 1, 1) == ','
-  or string.sub(ids, -1) == ',' then
-  return corrupt('has a bad id list')
+do
+  local at = string.find(ids, ARGV[1], 1, true)
+  member = #ARGV[1] == 32 and at ~= nil and at % 33 == 1
 end
 if not member or f[11] == 'pending' then
   return false
@@ -110,24 +120,34 @@ end
 -- text. With K = 64 entries, reading them all on every request was most of
 -- the script's cost; a request with the live token need not: 'rsum'
 -- summarizes the list this script last wrote, '<bytes>:<entries>:<newest
--- time>', when its times are in order (oldest first, as retirements are
--- made unless a clock steps back). Then the window forgets a prefix and K
--- keeps a suffix: a retirement is a cut and a push, found from the ends of
--- the text. A list without a summary that fits (an older hash, one written
--- by create, times out of order) is read whole once, entries and
--- separators checked exactly, and summarized if it is in order.
-local ret_sorted, ret_count, ret_newest = false, 0, nil
+-- time>:<where the last entry starts>', when its times are in order
+-- (oldest first, as retirements are made unless a clock steps back). Then
+-- the window forgets a prefix and K keeps a suffix: a retirement is a cut
+-- and a push, found from the ends of the text. A list without a summary
+-- that fits (an older hash, one written by create, times out of order, a
+-- summary of the earlier form without the last entry's place) is read
+-- whole once, entries and separators checked exactly, and summarized if it
+-- is in order.
+local ret_sorted, ret_count, ret_newest, ret_last = false, 0, nil, nil
 do
   local text = f[10]
-  local bytes, count, newest = string.match(f[15] or '', '^(%d+):(%d+):(%d*)$')
+  local bytes, count, newest, last = string.match(f[15] or '', '^(%d+):(%d+):(%d*):(%d*)$')
   -- The summary fits the text: its length, and its first and last entries
-  -- (the last one's time the newest).
-  local fits = bytes and tonumber(bytes) == #text and (
-    (count == '0' and text == '') or (count ~= '0' and newest ~= ''
-      and string.find(text, '^%d+%-%d+@%d+')
-      and string.find(text, '%d%-%d+@' .. newest .. '$', math.max(#text - #newest - 44, 1))))
+  -- (the last one's time the newest, a comma before it), each matched
+  -- where it starts.
+  local fits = false
+  if bytes and tonumber(bytes) == #text then
+    if count == '0' then
+      fits = text == ''
+    elseif newest ~= '' and last ~= '' then
+      last = tonumber(last)
+      fits = (last == 1 or string.byte(text, last - 1) == 44)
+        and string.find(text, '^%d+%-%d+@%d+') ~= nil
+        and string.find(text, '^%d+%-%d+@' .. newest .. '$', last) ~= nil
+    end
+  end
   if fits then
-    ret_sorted, ret_count, ret_newest = true, tonumber(count), tonumber(newest)
+    ret_sorted, ret_count, ret_newest, ret_last = true, tonumber(count), tonumber(newest), last
   else
     local expect, well_formed, sorted = 1, true, true
     for p, at, q in string.gmatch(text, '()%d+%-%d+@(%d+)()') do
@@ -137,7 +157,7 @@ do
         well_formed = false
         break
       end
-      expect = q + 1
+      expect, ret_last = q + 1, p
       at = tonumber(at)
       if ret_newest and at < ret_newest then
         sorted = false
@@ -164,12 +184,12 @@ local function data_fields()
   end
   return out
 end
-local refused = { revoked = true, expired = true, idle_timeout = true, ahead = true,
-  reused = true }
 local function reply(verdict)
   local out = { verdict, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11],
     f[12], f[13] }
-  if not refused[verdict] and f[14] and f[14] ~= '0' then
+  local refused = verdict == 'revoked' or verdict == 'expired' or verdict == 'idle_timeout'
+    or verdict == 'ahead' or verdict == 'reused'
+  if not refused and f[14] and f[14] ~= '0' then
     for _, v in ipairs(data_fields()) do
       out[#out + 1] = v
     end
@@ -198,14 +218,17 @@ local depth, window = tonumber(ARGV[4]), tonumber(ARGV[5])
 local slack = tonumber(ARGV[8])
 local new_id = ARGV[9]
 
--- The request is accepted: count it, move last_seen forward.
+-- The request is accepted: count it, move last_seen forward; whether it
+-- moved.
 local function accept()
   req = req + 1
-  f[7] = string.format('%.0f', req)
+  f[7] = int(req)
   if now > seen then
     seen = now
     f[8] = ARGV[3]
+    return true
   end
+  return false
 end
 -- SequenceState::retire: forget what is older than the window, push, keep
 -- the last max(K, 1). `from_text`, `to_text` are exact decimal strings.
@@ -242,6 +265,7 @@ local function retire(from_text, to_text)
     else
       text = entry
     end
+    ret_last = #text - #entry + 1
     count = count + 1
     f[10], ret_count = text, count
   else
@@ -257,6 +281,7 @@ local function retire(from_text, to_text)
     times[#times + 1] = now
     local first = math.max(#kept - keep + 1, 1)
     f[10] = table.concat(kept, ',', first, #kept)
+    ret_last = #f[10] - #entry + 1
     -- The list kept may be in order again (the out-of-order entry gone).
     ret_sorted, ret_count, ret_newest = true, #kept - first + 1, times[first]
     for i = first + 1, #kept do
@@ -270,40 +295,56 @@ end
 -- SessionRecord::issue: the next token, and the move to the new id if
 -- one is asked for, differs from the current one and shares the lineage.
 local function issue()
-  f[5] = string.format('%.0f', ctr + 1)
+  f[5] = int(ctr + 1)
   f[9] = ARGV[3]
+  local current = string.sub(f[1], -32)
   if new_id ~= '' and new_id ~= current and #new_id == 32
     and string.sub(new_id, 1, 16) == string.sub(current, 1, 16) then
     f[1] = f[1] .. ',' .. new_id
   end
 end
 -- Writes the sequence back and renews the TTL to the next deadline.
-local function store_and_expire()
+-- `seen_moved`: accept() moved 'seen'. `counted`: the request only counted
+-- (pending, grace, current after the first use) and the sequence did not
+-- move, so only 'req' and 'seen' are written (and 'rsum' if a list read
+-- whole was summarized). The TTL moves with 'seen' only: the deadlines it
+-- follows, min(ends, seen + idle), move with nothing else here, so the
+-- expiry the request that set 'seen' gave is still the right one.
+local function store_and_expire(seen_moved, counted)
   local rsum = ''
   if ret_sorted then
-    rsum = #f[10] .. ':' .. ret_count .. ':'
-      .. (ret_newest and string.format('%.0f', ret_newest) or '')
+    if ret_count > 0 then
+      rsum = string.format('%d:%d:%s:%d', #f[10], ret_count, int(ret_newest), ret_last)
+    else
+      rsum = '0:0::'
+    end
   end
-  redis.call('HSET', key, 'ids', f[1], 'ctr', f[5], 'pre', f[6], 'req', f[7],
-    'seen', f[8], 'iss', f[9], 'ret', f[10], 'rsum', rsum)
-  local purge = math.min(ends, seen + idle)
-  local ttl = math.min(math.max(purge - now, 0) + slack, 1e12)
-  redis.call('PEXPIRE', key, string.format('%.0f', math.max(ttl, 1)))
+  if counted and rsum == f[15] then
+    redis.call('HSET', key, 'req', f[7], 'seen', f[8])
+  else
+    redis.call('HSET', key, 'ids', f[1], 'ctr', f[5], 'pre', f[6], 'req', f[7],
+      'seen', f[8], 'iss', f[9], 'ret', f[10], 'rsum', rsum)
+  end
+  if seen_moved then
+    local purge = math.min(ends, seen + idle)
+    local ttl = math.min(math.max(purge - now, 0) + slack, 1e12)
+    redis.call('PEXPIRE', key, int(math.max(ttl, 1)))
+  end
 end
 
 if c > ctr then
   -- Fast-forward: the server minted c (its tag verified), so the store
   -- lost the writes that issued it. c becomes the live token, in use, with
   -- no new token; p (if older than n) and n..c-1 are retired now.
-  accept()
+  local seen_moved = accept()
   if pre and pre < ctr then
     retire(f[6], f[6])
   end
-  retire(f[5], string.format('%.0f', c - 1))
+  retire(f[5], int(c - 1))
   f[5] = ARGV[2]
   f[6] = ARGV[2]
   f[9] = ARGV[3]
-  store_and_expire()
+  store_and_expire(seen_moved, false)
   return reply('fast_forward')
 end
 
@@ -314,12 +355,12 @@ if ARGV[6] == 'u' then
     return reply('pending')
   end
   issue()
-  store_and_expire()
+  store_and_expire(false, false)
   return reply('rotated')
 end
 
 if c == ctr then
-  accept()
+  local seen_moved = accept()
   if pre ~= ctr then
     -- First use of the live token: its predecessor is retired.
     if pre then
@@ -339,25 +380,25 @@ if c == ctr then
     rotate = math.max(now - iss, 0) >= tonumber(ARGV[7])
   end
   if not rotate then
-    store_and_expire()
+    store_and_expire(seen_moved, pre == ctr)
     return reply('current')
   end
   issue()
-  store_and_expire()
+  store_and_expire(seen_moved, false)
   return reply('rotated')
 end
 
 if pre == c then
-  accept()
+  local seen_moved = accept()
   -- now.saturating_sub(issued_at) <= 2T: a negative difference is <= too.
   if now - iss <= 2 * window then
-    store_and_expire()
+    store_and_expire(seen_moved, true)
     return reply('pending')
   end
   -- The live token's response was lost: (c, n] is abandoned. It gets no
   -- retirement: presenting it later is theft at once.
   issue()
-  store_and_expire()
+  store_and_expire(seen_moved, false)
   return reply('recovered')
 end
 
@@ -370,8 +411,8 @@ for i = #retired, 1, -1 do
   local r = retired[i]
   if r[1] <= c and c <= r[2] then
     if now - r[3] <= window then
-      accept()
-      store_and_expire()
+      local seen_moved = accept()
+      store_and_expire(seen_moved, true)
       return reply('grace')
     end
     break
