@@ -15,12 +15,62 @@ mod routers;
 use routers::Client;
 
 /// The cases, named as in `benches/overhead.rs`.
-const CASES: [&str; 4] = [
+const CASES: [&str; 5] = [
     "bare",
     "rolling_session/read_write",
     "rolling_session/read_only",
     "tower_sessions/read_write",
+    "rolling_session/read_write_metrics",
 ];
+
+/// A metrics recorder as a production exporter has one (what
+/// `metrics-exporter-prometheus` does per registration: a lookup in a
+/// `metrics_util` registry of atomic counters), so that the
+/// `_metrics` case counts what the layer's counters cost with one
+/// installed; the other cases run without a recorder.
+struct RegistryRecorder(
+    metrics_util::registry::Registry<metrics::Key, metrics_util::registry::AtomicStorage>,
+);
+
+impl metrics::Recorder for RegistryRecorder {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        self.0
+            .get_or_create_counter(key, |c| metrics::Counter::from_arc(c.clone()))
+    }
+    fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        self.0
+            .get_or_create_gauge(key, |g| metrics::Gauge::from_arc(g.clone()))
+    }
+    fn register_histogram(
+        &self,
+        key: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        self.0
+            .get_or_create_histogram(key, |h| metrics::Histogram::from_arc(h.clone()))
+    }
+}
 
 fn main() {
     // `cargo bench` adds `--bench`; the case and the count are the other two.
@@ -38,6 +88,7 @@ fn main() {
         "rolling_session/read_write" => (routers::rolling_router(), "/"),
         "rolling_session/read_only" => (routers::rolling_router(), "/read"),
         "tower_sessions/read_write" => (routers::tower_sessions_router(), "/"),
+        "rolling_session/read_write_metrics" => (routers::rolling_router(), "/"),
         other => {
             eprintln!("unknown case {other}; cases: {CASES:?}");
             std::process::exit(2);
@@ -47,6 +98,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let recorder = RegistryRecorder(metrics_util::registry::Registry::atomic());
+    let _recorder = case
+        .ends_with("_metrics")
+        .then(|| metrics::set_default_local_recorder(&recorder));
     rt.block_on(async {
         let mut client = Client::new(router).await;
         // Warm-up: the first requests fill caches and the store's tables.
