@@ -1659,8 +1659,9 @@ fn decode_retired(s: &[u8]) -> Result<Vec<Retirement>, StoreError> {
     let bad = || corrupt("a lineage hash has a bad retired list");
     // Room for every entry of a list as the script writes it under load
     // (two counters and a time in ms, about 24 bytes an entry) without
-    // counting them first, which costs more than it saves.
-    let mut retired = Vec::with_capacity(s.len() / 16 + 1);
+    // counting them first, which costs more than it saves; never more than
+    // the deepest grace a config allows (256), whatever the store sent.
+    let mut retired = Vec::with_capacity((s.len() / 16 + 1).min(256));
     // from, to, at; which of them is being read; whether it has a digit.
     let mut fields = [0u64; 3];
     let mut field = 0;
