@@ -11,7 +11,9 @@
 //! `REDIS_SCRIPT_COST_ROTATE_ONLY=1` runs only the validated requests, as
 //! for counting redis-server's instructions under a profiler: `redis-server`
 //! earlier in `PATH` as a wrapper that runs it under
-//! `valgrind --tool=callgrind --toggle-collect=evalShaCommand`.) A private
+//! `valgrind --tool=callgrind --toggle-collect=evalShaCommand`;
+//! `REDIS_SCRIPT_COST_REPLAY=1` with it adds the replayed calls, whose
+//! instructions are the difference to a run without.) A private
 //! redis-server on a free loopback port; one session created and validated
 //! through the real manager and `RedisStore` with the default config
 //! (rotation on every request, grace depth K = 64, a window that keeps the
@@ -90,6 +92,9 @@ async fn advance_script_cost_per_call() {
     let reps = env("REDIS_SCRIPT_COST_REPS", 3);
     // Only the validated requests (for a profiler attached to redis-server).
     let rotate_only = std::env::var_os("REDIS_SCRIPT_COST_ROTATE_ONLY").is_some();
+    // With it, the replays too (not the floors): their instructions are
+    // the difference to a run without.
+    let replay_too = std::env::var_os("REDIS_SCRIPT_COST_REPLAY").is_some();
     let server = RedisServer::start();
     let store = RedisStore::connect(&server.url()).await.unwrap();
     let config = Config::default();
@@ -132,7 +137,7 @@ async fn advance_script_cost_per_call() {
         );
         let stored = store.load(&id).await.unwrap().unwrap();
         retired = stored.sequence.retired.len();
-        if rotate_only {
+        if rotate_only && !replay_too {
             continue;
         }
         // The same call replayed: 'pending' every time.
@@ -156,6 +161,9 @@ async fn advance_script_cost_per_call() {
             assert_eq!(a.verdict, Verdict::Pending);
         }
         record("advance pending (replayed)", evalsha_usec_per_call(&server));
+        if rotate_only {
+            continue;
+        }
         let key = store.session_key(&id);
         for (name, src) in FLOORS {
             let script = redis::Script::new(src);

@@ -1409,10 +1409,15 @@ impl SessionStore for RedisStore {
             let Some(mut reply) = reply else {
                 return Ok(None);
             };
-            let server_ms = reply
-                .pop()
-                .ok_or_else(|| corrupt("empty reply from the advance script"))?;
-            self.learn_offset(sent, SystemClock.now_ms(), number(&server_ms)?);
+            // The server's clock as TIME gives it, last: seconds, then
+            // microseconds.
+            let (Some(micros), Some(secs)) = (reply.pop(), reply.pop()) else {
+                return Err(corrupt("a short reply from the advance script"));
+            };
+            let server_ms = number(&secs)?
+                .saturating_mul(1000)
+                .saturating_add(number(&micros)? / 1000);
+            self.learn_offset(sent, SystemClock.now_ms(), server_ms);
             let (verdict, rest) = reply
                 .split_first()
                 .ok_or_else(|| corrupt("empty reply from the advance script"))?;

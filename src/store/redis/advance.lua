@@ -12,10 +12,10 @@
 --          elevation), else ''
 -- ARGV[10] the deadline, ms since the epoch on this server's clock ('' for
 --          none): past it the node has given up waiting for the reply, so
---          the command is refused unapplied ({ 'late', time }). A command
---          stuck on a cut link or queued behind a hang is otherwise applied
---          with the time it was sent, long after its token was retired and
---          forgotten: that would read as theft.
+--          the command is refused unapplied ({ 'late', secs, micros }). A
+--          command stuck on a cut link or queued behind a hang is otherwise
+--          applied with the time it was sent, long after its token was
+--          retired and forgotten: that would read as theft.
 -- ARGV[11] N (max ahead): a counter at most this far above the live one
 --          fast-forwards the sequence (the store lost writes); further,
 --          or with 0, it is 'ahead'
@@ -23,10 +23,11 @@
 -- Reply: false if there is no such lineage (or it is still being created:
 -- rev 'pending') or ARGV[1] is not one of its ids, else { verdict, ids,
 -- uid, created, meta, ctr, pre, req, seen, iss, ret, rev, ends, idle,
--- ['d:<key>', value]..., time }: the session's data (see
+-- ['d:<key>', value]..., secs, micros }: the session's data (see
 -- data.lua) follows the record when the verdict accepts the request and
--- 'dsz' says there is some; `time` is this server's clock (ms), from which the node learns
--- its offset to the node's clock for the next deadlines.
+-- 'dsz' says there is some; `secs, micros` are this server's clock as
+-- TIME gives it, from which the node learns its offset to the node's
+-- clock for the next deadlines.
 --
 -- Fields: ids  the lineage's ids, comma-separated, oldest first, the
 --              current one (for which tokens are minted) last
@@ -46,22 +47,27 @@
 -- below, exactly.
 
 local key = KEYS[1]
+-- The library functions, looked up once: each `string.find` is two
+-- table lookups.
+local find, sub, byte, format, match, gmatch = string.find, string.sub, string.byte,
+  string.format, string.match, string.gmatch
+local max, min = math.max, math.min
 -- One id: 32 lowercase hex digits, anchored where the search starts (one
 -- literal: Lua 5.1 folds no constant concatenation).
 local ID_AT = '^[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]'
 local clock = redis.call('TIME')
-local server_ms = clock[1] * 1000 + math.floor(clock[2] / 1000)
 -- An integral double as decimal digits: '%d' (a C long) below 2^53, where
 -- doubles are exact and which is much cheaper than '%.0f', kept above it.
 local function int(x)
   if x < 9007199254740992 and x > -9007199254740992 then
-    return string.format('%d', x)
+    return format('%d', x)
   end
-  return string.format('%.0f', x)
+  return format('%.0f', x)
 end
-local server_time = int(server_ms)
-if ARGV[10] ~= '' and server_ms > tonumber(ARGV[10]) then
-  return { 'late', server_time }
+-- The server's clock goes back as TIME gave it (seconds, microseconds):
+-- no number is printed for it.
+if ARGV[10] ~= '' and clock[1] * 1000 + math.floor(clock[2] / 1000) > ARGV[10] + 0 then
+  return { 'late', clock[1], clock[2] }
 end
 local f = redis.call('HMGET', key, 'ids', 'uid', 'created', 'meta', 'ctr',
   'pre', 'req', 'seen', 'iss', 'ret', 'rev', 'ends', 'idle', 'dsz', 'rsum')
@@ -82,17 +88,21 @@ for i = 1, 13 do
     return corrupt('lacks a field')
   end
 end
-local ctr, req, seen, iss = tonumber(f[5]), tonumber(f[7]), tonumber(f[8]), tonumber(f[9])
-local ends, idle = tonumber(f[12]), tonumber(f[13])
-if not (ctr and req and seen and iss and ends and idle) then
+-- The numbers: `s + 0` reads a string as tonumber(s) does (the same
+-- strtod) but once, where tonumber reads it twice; a field that is not a
+-- number fails the arithmetic, caught here.
+local numbers, ctr, req, seen, iss, ends, idle = pcall(function()
+  return f[5] + 0, f[7] + 0, f[8] + 0, f[9] + 0, f[12] + 0, f[13] + 0
+end)
+if not numbers then
   return corrupt('has a field that is not a number')
 end
 local pre = nil
 if f[6] ~= '' then
-  pre = string.find(f[6], '^%d+$') and tonumber(f[6])
-  if not pre then
+  if not find(f[6], '^%d+$') then
     return corrupt('has a bad presented counter')
   end
+  pre = f[6] + 0
 end
 
 -- The lineage's ids; the presented one must be among them. Each is 32
@@ -104,12 +114,12 @@ if #ids % 33 ~= 32 then
   return corrupt('has a bad id list')
 end
 for at = 1, #ids, 33 do
-  if not string.find(ids, ID_AT, at) or (at + 32 <= #ids and string.byte(ids, at + 32) ~= 44) then
+  if not find(ids, ID_AT, at) or (at + 32 <= #ids and byte(ids, at + 32) ~= 44) then
     return corrupt('has a bad id list')
   end
 end
 do
-  local at = string.find(ids, ARGV[1], 1, true)
+  local at = find(ids, ARGV[1], 1, true)
   member = #ARGV[1] == 32 and at ~= nil and at % 33 == 1
 end
 if not member or f[11] == 'pending' then
@@ -131,38 +141,39 @@ end
 local ret_sorted, ret_count, ret_newest, ret_last = false, 0, nil, nil
 do
   local text = f[10]
-  local bytes, count, newest, last = string.match(f[15] or '', '^(%d+):(%d+):(%d*):(%d*)$')
+  local bytes, count, newest, last = match(f[15] or '', '^(%d+):(%d+):(%d*):(%d*)$')
   -- The summary fits the text: its length, and its first and last entries
   -- (the last one's time the newest, a comma before it), each matched
   -- where it starts.
   local fits = false
-  if bytes and tonumber(bytes) == #text then
+  if bytes and bytes + 0 == #text then
     if count == '0' then
       fits = text == ''
     elseif newest ~= '' and last ~= '' then
-      last = tonumber(last)
-      fits = (last == 1 or string.byte(text, last - 1) == 44)
-        and string.find(text, '^%d+%-%d+@%d+') ~= nil
-        and string.find(text, '^%d+%-%d+@' .. newest .. '$', last) ~= nil
+      last = last + 0
+      fits = (last == 1 or byte(text, last - 1) == 44)
+        and find(text, '^%d+%-%d+@%d+') ~= nil
+        and find(text, '^%d+%-%d+@' .. newest .. '$', last) ~= nil
     end
   end
   if fits then
-    ret_sorted, ret_count, ret_newest, ret_last = true, tonumber(count), tonumber(newest), last
+    ret_sorted, ret_count, ret_last = true, count + 0, last
+    ret_newest = newest ~= '' and newest + 0 or nil
   else
     local expect, well_formed, sorted = 1, true, true
-    for p, at, q in string.gmatch(text, '()%d+%-%d+@(%d+)()') do
+    for p, at, q in gmatch(text, '()%d+%-%d+@(%d+)()') do
       -- Each entry starts where the last one's comma ended it, and is
       -- followed by a comma or the end.
-      if p ~= expect or (q <= #text and string.byte(text, q) ~= 44) then
+      if p ~= expect or (q <= #text and byte(text, q) ~= 44) then
         well_formed = false
         break
       end
       expect, ret_last = q + 1, p
-      at = tonumber(at)
+      at = at + 0
       if ret_newest and at < ret_newest then
         sorted = false
       end
-      ret_newest = math.max(ret_newest or at, at)
+      ret_newest = max(ret_newest or at, at)
       ret_count = ret_count + 1
     end
     if not well_formed or (text ~= '' and expect ~= #text + 2) then
@@ -177,7 +188,7 @@ local function data_fields()
   local out = {}
   local all = redis.call('HGETALL', key)
   for i = 1, #all, 2 do
-    if string.sub(all[i], 1, 2) == 'd:' then
+    if sub(all[i], 1, 2) == 'd:' then
       out[#out + 1] = all[i]
       out[#out + 1] = all[i + 1]
     end
@@ -194,11 +205,12 @@ local function reply(verdict)
       out[#out + 1] = v
     end
   end
-  out[#out + 1] = server_time
+  out[#out + 1] = clock[1]
+  out[#out + 1] = clock[2]
   return out
 end
 
-local now = tonumber(ARGV[3])
+local now = ARGV[3] + 0
 if f[11] ~= '' then
   return reply('revoked')
 end
@@ -209,13 +221,13 @@ end
 if now >= seen + idle then
   return reply('idle_timeout')
 end
-local c = tonumber(ARGV[2])
+local c = ARGV[2] + 0
 if c > ctr and (ARGV[6] == 'u' or c - ctr > (tonumber(ARGV[11]) or 0)) then
   return reply('ahead')
 end
 
-local depth, window = tonumber(ARGV[4]), tonumber(ARGV[5])
-local slack = tonumber(ARGV[8])
+local depth, window = ARGV[4] + 0, ARGV[5] + 0
+local slack = ARGV[8] + 0
 local new_id = ARGV[9]
 
 -- The request is accepted: count it, move last_seen forward; whether it
@@ -233,35 +245,35 @@ end
 -- SequenceState::retire: forget what is older than the window, push, keep
 -- the last max(K, 1). `from_text`, `to_text` are exact decimal strings.
 local function retire(from_text, to_text)
-  local horizon = math.max(now - window, 0)
+  local horizon = max(now - window, 0)
   local entry = from_text .. '-' .. to_text .. '@' .. ARGV[3]
-  local keep = math.max(depth, 1)
+  local keep = max(depth, 1)
   if ret_sorted then
     -- In order: the entries the window forgets are the first ones. The
     -- text is cut once, where the entries kept start.
     local text, count, from = f[10], ret_count, 1
     while count > 0 do
-      local _, last, at = string.find(text, '^%d+%-%d+@(%d+)', from)
-      if not at or tonumber(at) >= horizon then
+      local _, last, at = find(text, '^%d+%-%d+@(%d+)', from)
+      if not at or at + 0 >= horizon then
         break
       end
       from, count = last + 2, count - 1
     end
     if count > 0 then
       ret_sorted = now >= ret_newest
-      ret_newest = math.max(ret_newest, now)
+      ret_newest = max(ret_newest, now)
     else
       ret_newest = now
     end
     -- Push, and keep the last K: skip the oldest entries beyond them.
     local drop = count + 1 - keep
     while drop > 0 and count > 0 do
-      local comma = string.find(text, ',', from, true)
+      local comma = find(text, ',', from, true)
       from = comma and comma + 1 or #text + 1
       drop, count = drop - 1, count - 1
     end
     if count > 0 then
-      text = string.sub(text, from) .. ',' .. entry
+      text = sub(text, from) .. ',' .. entry
     else
       text = entry
     end
@@ -270,8 +282,8 @@ local function retire(from_text, to_text)
     f[10], ret_count = text, count
   else
     local kept, times = {}, {}
-    for text, at in string.gmatch(f[10], '(%d+%-%d+@(%d+))') do
-      at = tonumber(at)
+    for text, at in gmatch(f[10], '(%d+%-%d+@(%d+))') do
+      at = at + 0
       if at >= horizon then
         kept[#kept + 1] = text
         times[#times + 1] = at
@@ -279,7 +291,7 @@ local function retire(from_text, to_text)
     end
     kept[#kept + 1] = entry
     times[#times + 1] = now
-    local first = math.max(#kept - keep + 1, 1)
+    local first = max(#kept - keep + 1, 1)
     f[10] = table.concat(kept, ',', first, #kept)
     ret_last = #f[10] - #entry + 1
     -- The list kept may be in order again (the out-of-order entry gone).
@@ -288,7 +300,7 @@ local function retire(from_text, to_text)
       if times[i] < ret_newest then
         ret_sorted = false
       end
-      ret_newest = math.max(ret_newest, times[i])
+      ret_newest = max(ret_newest, times[i])
     end
   end
 end
@@ -297,9 +309,9 @@ end
 local function issue()
   f[5] = int(ctr + 1)
   f[9] = ARGV[3]
-  local current = string.sub(f[1], -32)
+  local current = sub(f[1], -32)
   if new_id ~= '' and new_id ~= current and #new_id == 32
-    and string.sub(new_id, 1, 16) == string.sub(current, 1, 16) then
+    and sub(new_id, 1, 16) == sub(current, 1, 16) then
     f[1] = f[1] .. ',' .. new_id
   end
 end
@@ -314,7 +326,10 @@ local function store_and_expire(seen_moved, counted)
   local rsum = ''
   if ret_sorted then
     if ret_count > 0 then
-      rsum = string.format('%d:%d:%s:%d', #f[10], ret_count, int(ret_newest), ret_last)
+      -- The newest retirement is most often this request's (ARGV[3] is
+      -- its time as int() would print it).
+      local newest = ret_newest == now and ARGV[3] or int(ret_newest)
+      rsum = format('%d:%d:%s:%d', #f[10], ret_count, newest, ret_last)
     else
       rsum = '0:0::'
     end
@@ -326,9 +341,9 @@ local function store_and_expire(seen_moved, counted)
       'seen', f[8], 'iss', f[9], 'ret', f[10], 'rsum', rsum)
   end
   if seen_moved then
-    local purge = math.min(ends, seen + idle)
-    local ttl = math.min(math.max(purge - now, 0) + slack, 1e12)
-    redis.call('PEXPIRE', key, int(math.max(ttl, 1)))
+    local purge = min(ends, seen + idle)
+    local ttl = min(max(purge - now, 0) + slack, 1e12)
+    redis.call('PEXPIRE', key, int(max(ttl, 1)))
   end
 end
 
@@ -374,10 +389,10 @@ if c == ctr then
   elseif ARGV[6] == 'n' then
     rotate = false
   elseif ARGV[6] == 'e' then
-    local every = tonumber(ARGV[7])
+    local every = ARGV[7] + 0
     rotate = every <= 1 or math.fmod(req, every) == 0
   else
-    rotate = math.max(now - iss, 0) >= tonumber(ARGV[7])
+    rotate = max(now - iss, 0) >= (ARGV[7] + 0)
   end
   if not rotate then
     store_and_expire(seen_moved, pre == ctr)
@@ -404,8 +419,8 @@ end
 
 -- retired_at(c): the newest retirement covering c.
 local retired = {}
-for from, to, at in string.gmatch(f[10], '(%d+)%-(%d+)@(%d+)') do
-  retired[#retired + 1] = { tonumber(from), tonumber(to), tonumber(at) }
+for from, to, at in gmatch(f[10], '(%d+)%-(%d+)@(%d+)') do
+  retired[#retired + 1] = { from + 0, to + 0, at + 0 }
 end
 for i = #retired, 1, -1 do
   local r = retired[i]
