@@ -52,9 +52,6 @@ local key = KEYS[1]
 local find, sub, byte, format, match, gmatch = string.find, string.sub, string.byte,
   string.format, string.match, string.gmatch
 local max, min = math.max, math.min
--- One id: 32 lowercase hex digits, anchored where the search starts (one
--- literal: Lua 5.1 folds no constant concatenation).
-local ID_AT = '^[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]'
 local clock = redis.call('TIME')
 -- An integral double as decimal digits: '%d' (a C long) below 2^53, where
 -- doubles are exact and which is much cheaper than '%.0f', kept above it.
@@ -80,12 +77,11 @@ end
 if not present then
   return false
 end
-local function corrupt(what)
-  return redis.error_reply('CORRUPT lineage hash ' .. key .. ' ' .. what)
-end
+-- (The errors are written out where they are returned: a function made
+-- per call for them costs as much as a few arithmetic operations.)
 for i = 1, 13 do
   if not f[i] then
-    return corrupt('lacks a field')
+    return redis.error_reply('CORRUPT lineage hash ' .. key .. ' lacks a field')
   end
 end
 -- The numbers: `s + 0` reads a string as tonumber(s) does (the same
@@ -95,27 +91,29 @@ local numbers, ctr, req, seen, iss, ends, idle = pcall(function()
   return f[5] + 0, f[7] + 0, f[8] + 0, f[9] + 0, f[12] + 0, f[13] + 0
 end)
 if not numbers then
-  return corrupt('has a field that is not a number')
+  return redis.error_reply('CORRUPT lineage hash ' .. key .. ' has a field that is not a number')
 end
 local pre = nil
 if f[6] ~= '' then
   if not find(f[6], '^%d+$') then
-    return corrupt('has a bad presented counter')
+    return redis.error_reply('CORRUPT lineage hash ' .. key .. ' has a bad presented counter')
   end
   pre = f[6] + 0
 end
 
 -- The lineage's ids; the presented one must be among them. Each is 32
 -- lowercase hex digits, a comma after all but the last: checked in place,
--- one anchored pattern per id, no substring made.
+-- the longest run of such digits from where each starts (it ends at the
+-- comma or the end), no substring made.
 local ids = f[1]
 local member = false
 if #ids % 33 ~= 32 then
-  return corrupt('has a bad id list')
+  return redis.error_reply('CORRUPT lineage hash ' .. key .. ' has a bad id list')
 end
 for at = 1, #ids, 33 do
-  if not find(ids, ID_AT, at) or (at + 32 <= #ids and byte(ids, at + 32) ~= 44) then
-    return corrupt('has a bad id list')
+  local _, last = find(ids, '^[0-9a-f]+', at)
+  if last ~= at + 31 or (at + 32 <= #ids and byte(ids, at + 32) ~= 44) then
+    return redis.error_reply('CORRUPT lineage hash ' .. key .. ' has a bad id list')
   end
 end
 do
@@ -177,32 +175,25 @@ do
       ret_count = ret_count + 1
     end
     if not well_formed or (text ~= '' and expect ~= #text + 2) then
-      return corrupt('has a bad retired list')
+      return redis.error_reply('CORRUPT lineage hash ' .. key .. ' has a bad retired list')
     end
     ret_sorted = sorted
   end
 end
 
--- The data fields, as { 'd:<key>', value, ... }.
-local function data_fields()
-  local out = {}
-  local all = redis.call('HGETALL', key)
-  for i = 1, #all, 2 do
-    if sub(all[i], 1, 2) == 'd:' then
-      out[#out + 1] = all[i]
-      out[#out + 1] = all[i + 1]
-    end
-  end
-  return out
-end
 local function reply(verdict)
   local out = { verdict, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11],
     f[12], f[13] }
   local refused = verdict == 'revoked' or verdict == 'expired' or verdict == 'idle_timeout'
     or verdict == 'ahead' or verdict == 'reused'
   if not refused and f[14] and f[14] ~= '0' then
-    for _, v in ipairs(data_fields()) do
-      out[#out + 1] = v
+    -- The data fields, as 'd:<key>', value, ...
+    local all = redis.call('HGETALL', key)
+    for i = 1, #all, 2 do
+      if sub(all[i], 1, 2) == 'd:' then
+        out[#out + 1] = all[i]
+        out[#out + 1] = all[i + 1]
+      end
     end
   end
   out[#out + 1] = clock[1]
@@ -336,6 +327,10 @@ local function store_and_expire(seen_moved, counted)
   end
   if counted and rsum == f[15] then
     redis.call('HSET', key, 'req', f[7], 'seen', f[8])
+  elseif f[1] == ids then
+    -- The ids did not move (strings are interned: one comparison).
+    redis.call('HSET', key, 'ctr', f[5], 'pre', f[6], 'req', f[7], 'seen', f[8], 'iss', f[9],
+      'ret', f[10], 'rsum', rsum)
   else
     redis.call('HSET', key, 'ids', f[1], 'ctr', f[5], 'pre', f[6], 'req', f[7],
       'seen', f[8], 'iss', f[9], 'ret', f[10], 'rsum', rsum)
@@ -436,9 +431,11 @@ end
 f[11] = 'token_reused'
 redis.call('HSET', key, 'rev', f[11])
 -- A revoked session's data goes with it.
-local fields = data_fields()
-for i = 1, #fields, 2 do
-  redis.call('HDEL', key, fields[i])
+local all = redis.call('HGETALL', key)
+for i = 1, #all, 2 do
+  if sub(all[i], 1, 2) == 'd:' then
+    redis.call('HDEL', key, all[i])
+  end
 end
 redis.call('HDEL', key, 'dsz')
 return reply('reused')
