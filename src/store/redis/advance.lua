@@ -47,19 +47,14 @@
 -- below, exactly.
 
 local key = KEYS[1]
--- The library functions, looked up once: each `string.find` is two
--- table lookups.
-local find, sub, byte, format, match, gmatch = string.find, string.sub, string.byte,
-  string.format, string.match, string.gmatch
-local max, min = math.max, math.min
 local clock = redis.call('TIME')
 -- An integral double as decimal digits: '%d' (a C long) below 2^53, where
 -- doubles are exact and which is much cheaper than '%.0f', kept above it.
 local function int(x)
   if x < 9007199254740992 and x > -9007199254740992 then
-    return format('%d', x)
+    return string.format('%d', x)
   end
-  return format('%.0f', x)
+  return string.format('%.0f', x)
 end
 -- The server's clock goes back as TIME gave it (seconds, microseconds):
 -- no number is printed for it.
@@ -95,7 +90,7 @@ if not numbers then
 end
 local pre = nil
 if f[6] ~= '' then
-  if not find(f[6], '^%d+$') then
+  if not string.find(f[6], '^%d+$') then
     return redis.error_reply('CORRUPT lineage hash ' .. key .. ' has a bad presented counter')
   end
   pre = f[6] + 0
@@ -111,13 +106,13 @@ if #ids % 33 ~= 32 then
   return redis.error_reply('CORRUPT lineage hash ' .. key .. ' has a bad id list')
 end
 for at = 1, #ids, 33 do
-  local _, last = find(ids, '^[0-9a-f]+', at)
-  if last ~= at + 31 or (at + 32 <= #ids and byte(ids, at + 32) ~= 44) then
+  local _, last = string.find(ids, '^[0-9a-f]+', at)
+  if last ~= at + 31 or (at + 32 <= #ids and string.byte(ids, at + 32) ~= 44) then
     return redis.error_reply('CORRUPT lineage hash ' .. key .. ' has a bad id list')
   end
 end
 do
-  local at = find(ids, ARGV[1], 1, true)
+  local at = string.find(ids, ARGV[1], 1, true)
   member = #ARGV[1] == 32 and at ~= nil and at % 33 == 1
 end
 if not member or f[11] == 'pending' then
@@ -136,10 +131,21 @@ end
 -- summary of the earlier form without the last entry's place) is read
 -- whole once, entries and separators checked exactly, and summarized if it
 -- is in order.
-local ret_sorted, ret_count, ret_newest, ret_last = false, 0, nil, nil
-do
+--
+-- Only the paths that change the list or look into it read it (read_ret,
+-- before anything is written): a refusal, 'pending' and a 'current' that
+-- only counts reply and write 'req' and 'seen' without it (the node reads
+-- the list it is sent, every entry checked). A summary that does not fit
+-- is rewritten by the next request that reads it.
+local ret_read, ret_sorted, ret_count, ret_newest, ret_last = false, false, 0, nil, nil
+-- nil, or the error to answer if the list is not well formed.
+local function read_ret()
+  if ret_read then
+    return nil
+  end
+  ret_read = true
   local text = f[10]
-  local bytes, count, newest, last = match(f[15] or '', '^(%d+):(%d+):(%d*):(%d*)$')
+  local bytes, count, newest, last = string.match(f[15] or '', '^(%d+):(%d+):(%d*):(%d*)$')
   -- The summary fits the text: its length, and its first and last entries
   -- (the last one's time the newest, a comma before it), each matched
   -- where it starts.
@@ -149,9 +155,9 @@ do
       fits = text == ''
     elseif newest ~= '' and last ~= '' then
       last = last + 0
-      fits = (last == 1 or byte(text, last - 1) == 44)
-        and find(text, '^%d+%-%d+@%d+') ~= nil
-        and find(text, '^%d+%-%d+@' .. newest .. '$', last) ~= nil
+      fits = (last == 1 or string.byte(text, last - 1) == 44)
+        and string.find(text, '^%d+%-%d+@%d+') ~= nil
+        and string.find(text, '^%d+%-%d+@' .. newest .. '$', last) ~= nil
     end
   end
   if fits then
@@ -159,10 +165,10 @@ do
     ret_newest = newest ~= '' and newest + 0 or nil
   else
     local expect, well_formed, sorted = 1, true, true
-    for p, at, q in gmatch(text, '()%d+%-%d+@(%d+)()') do
+    for p, at, q in string.gmatch(text, '()%d+%-%d+@(%d+)()') do
       -- Each entry starts where the last one's comma ended it, and is
       -- followed by a comma or the end.
-      if p ~= expect or (q <= #text and byte(text, q) ~= 44) then
+      if p ~= expect or (q <= #text and string.byte(text, q) ~= 44) then
         well_formed = false
         break
       end
@@ -171,7 +177,7 @@ do
       if ret_newest and at < ret_newest then
         sorted = false
       end
-      ret_newest = max(ret_newest or at, at)
+      ret_newest = math.max(ret_newest or at, at)
       ret_count = ret_count + 1
     end
     if not well_formed or (text ~= '' and expect ~= #text + 2) then
@@ -179,6 +185,7 @@ do
     end
     ret_sorted = sorted
   end
+  return nil
 end
 
 local function reply(verdict)
@@ -190,7 +197,7 @@ local function reply(verdict)
     -- The data fields, as 'd:<key>', value, ...
     local all = redis.call('HGETALL', key)
     for i = 1, #all, 2 do
-      if sub(all[i], 1, 2) == 'd:' then
+      if string.sub(all[i], 1, 2) == 'd:' then
         out[#out + 1] = all[i]
         out[#out + 1] = all[i + 1]
       end
@@ -217,9 +224,10 @@ if c > ctr and (ARGV[6] == 'u' or c - ctr > (tonumber(ARGV[11]) or 0)) then
   return reply('ahead')
 end
 
-local depth, window = ARGV[4] + 0, ARGV[5] + 0
-local slack = ARGV[8] + 0
-local new_id = ARGV[9]
+local window = ARGV[5] + 0
+-- (Each local that a function below uses costs an allocation per call,
+-- about as much as 8 lookups of string.find: what one function alone
+-- needs, it reads from ARGV itself.)
 
 -- The request is accepted: count it, move last_seen forward; whether it
 -- moved.
@@ -236,15 +244,15 @@ end
 -- SequenceState::retire: forget what is older than the window, push, keep
 -- the last max(K, 1). `from_text`, `to_text` are exact decimal strings.
 local function retire(from_text, to_text)
-  local horizon = max(now - window, 0)
+  local horizon = math.max(now - window, 0)
   local entry = from_text .. '-' .. to_text .. '@' .. ARGV[3]
-  local keep = max(depth, 1)
+  local keep = math.max(ARGV[4] + 0, 1)
   if ret_sorted then
     -- In order: the entries the window forgets are the first ones. The
     -- text is cut once, where the entries kept start.
     local text, count, from = f[10], ret_count, 1
     while count > 0 do
-      local _, last, at = find(text, '^%d+%-%d+@(%d+)', from)
+      local _, last, at = string.find(text, '^%d+%-%d+@(%d+)', from)
       if not at or at + 0 >= horizon then
         break
       end
@@ -252,19 +260,19 @@ local function retire(from_text, to_text)
     end
     if count > 0 then
       ret_sorted = now >= ret_newest
-      ret_newest = max(ret_newest, now)
+      ret_newest = math.max(ret_newest, now)
     else
       ret_newest = now
     end
     -- Push, and keep the last K: skip the oldest entries beyond them.
     local drop = count + 1 - keep
     while drop > 0 and count > 0 do
-      local comma = find(text, ',', from, true)
+      local comma = string.find(text, ',', from, true)
       from = comma and comma + 1 or #text + 1
       drop, count = drop - 1, count - 1
     end
     if count > 0 then
-      text = sub(text, from) .. ',' .. entry
+      text = string.sub(text, from) .. ',' .. entry
     else
       text = entry
     end
@@ -273,7 +281,7 @@ local function retire(from_text, to_text)
     f[10], ret_count = text, count
   else
     local kept, times = {}, {}
-    for text, at in gmatch(f[10], '(%d+%-%d+@(%d+))') do
+    for text, at in string.gmatch(f[10], '(%d+%-%d+@(%d+))') do
       at = at + 0
       if at >= horizon then
         kept[#kept + 1] = text
@@ -282,7 +290,7 @@ local function retire(from_text, to_text)
     end
     kept[#kept + 1] = entry
     times[#times + 1] = now
-    local first = max(#kept - keep + 1, 1)
+    local first = math.max(#kept - keep + 1, 1)
     f[10] = table.concat(kept, ',', first, #kept)
     ret_last = #f[10] - #entry + 1
     -- The list kept may be in order again (the out-of-order entry gone).
@@ -291,7 +299,7 @@ local function retire(from_text, to_text)
       if times[i] < ret_newest then
         ret_sorted = false
       end
-      ret_newest = max(ret_newest, times[i])
+      ret_newest = math.max(ret_newest, times[i])
     end
   end
 end
@@ -300,9 +308,10 @@ end
 local function issue()
   f[5] = int(ctr + 1)
   f[9] = ARGV[3]
-  local current = sub(f[1], -32)
+  local current = string.sub(f[1], -32)
+  local new_id = ARGV[9]
   if new_id ~= '' and new_id ~= current and #new_id == 32
-    and sub(new_id, 1, 16) == sub(current, 1, 16) then
+    and string.sub(new_id, 1, 16) == string.sub(current, 1, 16) then
     f[1] = f[1] .. ',' .. new_id
   end
 end
@@ -310,17 +319,24 @@ end
 -- `seen_moved`: accept() moved 'seen'. `counted`: the request only counted
 -- (pending, grace, current after the first use) and the sequence did not
 -- move, so only 'req' and 'seen' are written (and 'rsum' if a list read
--- whole was summarized). The TTL moves with 'seen' only: the deadlines it
--- follows, min(ends, seen + idle), move with nothing else here, so the
--- expiry the request that set 'seen' gave is still the right one.
+-- whole was summarized). Every path that writes more has called
+-- read_ret() before anything was written. The TTL moves with 'seen' only:
+-- the deadlines it follows, min(ends, seen + idle), move with nothing else
+-- here, so the expiry the request that set 'seen' gave is still the right
+-- one.
 local function store_and_expire(seen_moved, counted)
-  local rsum = ''
-  if ret_sorted then
+  local rsum = f[15]
+  if not ret_read then
+    -- A request that only counts: the list and its summary stay.
+    assert(counted, 'the retired list was not read')
+  elseif not ret_sorted then
+    rsum = ''
+  else
     if ret_count > 0 then
       -- The newest retirement is most often this request's (ARGV[3] is
       -- its time as int() would print it).
       local newest = ret_newest == now and ARGV[3] or int(ret_newest)
-      rsum = format('%d:%d:%s:%d', #f[10], ret_count, newest, ret_last)
+      rsum = string.format('%d:%d:%s:%d', #f[10], ret_count, newest, ret_last)
     else
       rsum = '0:0::'
     end
@@ -336,9 +352,9 @@ local function store_and_expire(seen_moved, counted)
       'seen', f[8], 'iss', f[9], 'ret', f[10], 'rsum', rsum)
   end
   if seen_moved then
-    local purge = min(ends, seen + idle)
-    local ttl = min(max(purge - now, 0) + slack, 1e12)
-    redis.call('PEXPIRE', key, int(max(ttl, 1)))
+    local purge = math.min(ends, seen + idle)
+    local ttl = math.min(math.max(purge - now, 0) + ARGV[8], 1e12)
+    redis.call('PEXPIRE', key, int(math.max(ttl, 1)))
   end
 end
 
@@ -346,6 +362,10 @@ if c > ctr then
   -- Fast-forward: the server minted c (its tag verified), so the store
   -- lost the writes that issued it. c becomes the live token, in use, with
   -- no new token; p (if older than n) and n..c-1 are retired now.
+  local bad = read_ret()
+  if bad then
+    return bad
+  end
   local seen_moved = accept()
   if pre and pre < ctr then
     retire(f[6], f[6])
@@ -364,6 +384,10 @@ if ARGV[6] == 'u' then
   if c ~= ctr or pre == ctr then
     return reply('pending')
   end
+  local bad = read_ret()
+  if bad then
+    return bad
+  end
   issue()
   store_and_expire(false, false)
   return reply('rotated')
@@ -371,15 +395,8 @@ end
 
 if c == ctr then
   local seen_moved = accept()
-  if pre ~= ctr then
-    -- First use of the live token: its predecessor is retired.
-    if pre then
-      retire(f[6], f[6])
-    end
-    f[6] = f[5]
-  end
   local rotate
-  if new_id ~= '' or ARGV[6] == 'a' then
+  if ARGV[9] ~= '' or ARGV[6] == 'a' then
     rotate = true
   elseif ARGV[6] == 'n' then
     rotate = false
@@ -387,7 +404,20 @@ if c == ctr then
     local every = ARGV[7] + 0
     rotate = every <= 1 or math.fmod(req, every) == 0
   else
-    rotate = max(now - iss, 0) >= (ARGV[7] + 0)
+    rotate = math.max(now - iss, 0) >= (ARGV[7] + 0)
+  end
+  if pre ~= ctr or rotate then
+    local bad = read_ret()
+    if bad then
+      return bad
+    end
+  end
+  if pre ~= ctr then
+    -- First use of the live token: its predecessor is retired.
+    if pre then
+      retire(f[6], f[6])
+    end
+    f[6] = f[5]
   end
   if not rotate then
     store_and_expire(seen_moved, pre == ctr)
@@ -407,14 +437,24 @@ if pre == c then
   end
   -- The live token's response was lost: (c, n] is abandoned. It gets no
   -- retirement: presenting it later is theft at once.
+  local bad = read_ret()
+  if bad then
+    return bad
+  end
   issue()
   store_and_expire(seen_moved, false)
   return reply('recovered')
 end
 
 -- retired_at(c): the newest retirement covering c.
+do
+  local bad = read_ret()
+  if bad then
+    return bad
+  end
+end
 local retired = {}
-for from, to, at in gmatch(f[10], '(%d+)%-(%d+)@(%d+)') do
+for from, to, at in string.gmatch(f[10], '(%d+)%-(%d+)@(%d+)') do
   retired[#retired + 1] = { from + 0, to + 0, at + 0 }
 end
 for i = #retired, 1, -1 do
@@ -433,7 +473,7 @@ redis.call('HSET', key, 'rev', f[11])
 -- A revoked session's data goes with it.
 local all = redis.call('HGETALL', key)
 for i = 1, #all, 2 do
-  if sub(all[i], 1, 2) == 'd:' then
+  if string.sub(all[i], 1, 2) == 'd:' then
     redis.call('HDEL', key, all[i])
   end
 end
