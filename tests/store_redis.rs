@@ -389,6 +389,43 @@ async fn a_lineage_is_one_hash_under_its_lineage_key() {
     assert_eq!(keys, [key, store.user_index_key("layout")]);
 }
 
+/// A server that lost its scripts (restarted, failed over, `SCRIPT
+/// FLUSH`) answers the advance's `EVALSHA` with `NOSCRIPT`: the store
+/// loads the script and sends the call again, applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_the_script_is_given_it() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let now = now_ms();
+    let r = record("noscript", now);
+    store.create(&r).await.unwrap();
+    let sha = |script: &str| {
+        use std::fmt::Write as _;
+        let digest =
+            ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, script.as_bytes());
+        digest.as_ref().iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    };
+    let advance = sha(include_str!("../src/store/redis/advance.lua"));
+    for presented in 0..3 {
+        server.cmd(&["SCRIPT", "FLUSH"]);
+        assert_eq!(server.cmd(&["SCRIPT", "EXISTS", &advance]), "0");
+        let a = store
+            .verify_and_advance(&r.id, &req(r.id, presented, now + presented))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (a.verdict, a.record.sequence.counter),
+            (Verdict::Rotated, presented + 1),
+            "applied once"
+        );
+        assert_eq!(server.cmd(&["SCRIPT", "EXISTS", &advance]), "1");
+    }
+}
+
 /// A session and what a browser sees of it, through the manager.
 async fn browse(
     store: RedisStore,

@@ -684,6 +684,44 @@ impl RedisStore {
             .unwrap_or_else(|_| Err(StoreError::unavailable(Timeout(limit))))
     }
 
+    /// An `EVALSHA` of `script` on the lineage hash of `lineage` (its one
+    /// key), room made for `args` arguments to follow. The key is written
+    /// as [`lineage_key`](Self::lineage_key) spells it, straight into the
+    /// command's buffer.
+    fn evalsha_cmd(&self, script: &Script, lineage: &LineageKey, args: usize) -> Cmd {
+        let mut cmd = Cmd::with_capacity(4 + args, 192);
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(1u8);
+        {
+            use ::redis::RedisWrite as _;
+            use std::io::Write as _;
+            let mut key = cmd.writer_for_next_arg();
+            // Writes into a Vec: they cannot fail.
+            let _ = key.write_all(self.inner.prefix.as_bytes());
+            let _ = key.write_all(b"s:{");
+            let _ = key.write_all(&hex::<8, 16>(lineage.as_bytes()));
+            let _ = key.write_all(b"}");
+        }
+        cmd
+    }
+
+    /// Sends `cmd`, an `EVALSHA` of `script`, and returns its reply; a
+    /// server that does not know the script (`NOSCRIPT`: after a restart
+    /// or a failover) is given it, and the command sent again, as
+    /// `redis::Script::invoke_async` does. An error reply is an `Err`.
+    async fn evalsha(&self, script: &Script, cmd: &Cmd) -> Result<Value, RedisError> {
+        let mut conn = self.conn.clone();
+        let reply = match conn.req_packed_command(cmd).await.and_then(error_reply) {
+            Err(e)
+                if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
+            {
+                script.load_async(&mut conn).await?;
+                conn.req_packed_command(cmd).await?
+            }
+            reply => reply?,
+        };
+        error_reply(reply)
+    }
+
     /// The advance script's deadline for a call sent at `sent_ms` (this
     /// machine's clock), on Redis's clock; `None` until the offset between
     /// the two clocks is known.
@@ -1382,29 +1420,32 @@ impl SessionStore for RedisStore {
                 Rotate::MinInterval(ms) => ("i", ms),
                 Rotate::ReplaceUndelivered => ("u", 0),
             };
-            let mut conn = self.conn.clone();
             let sent = SystemClock.now_ms();
-            let reply: Option<Vec<Vec<u8>>> = self
-                .inner
-                .scripts
-                .advance
-                .key(self.session_key(id))
-                .arg(request.session.to_string())
-                .arg(request.presented.to_string())
-                .arg(request.now_ms.to_string())
+            // The EVALSHA written straight into one buffer: numbers by
+            // itoa, ids in hex without the formatter, no argument or key
+            // string of its own (see `evalsha_cmd`).
+            let mut cmd = self.evalsha_cmd(&self.inner.scripts.advance, &id.lineage(), 11);
+            cmd.arg(&hex::<16, 32>(request.session.as_bytes())[..])
+                .arg(request.presented)
+                .arg(request.now_ms)
                 .arg(request.grace_depth)
-                .arg(request.grace_window_ms.to_string())
+                .arg(request.grace_window_ms)
                 .arg(kind)
-                .arg(param.to_string())
-                .arg(self.inner.expiry_slack_ms.to_string())
-                .arg(request.new_id.map_or_else(String::new, |n| n.to_string()))
-                .arg(
-                    self.deadline(sent)
-                        .map_or_else(String::new, |d| d.to_string()),
-                )
-                .arg(request.max_ahead.to_string())
-                .invoke_async(&mut conn)
+                .arg(param)
+                .arg(self.inner.expiry_slack_ms);
+            match request.new_id {
+                Some(n) => cmd.arg(&hex::<16, 32>(n.as_bytes())[..]),
+                None => cmd.arg(""),
+            };
+            match self.deadline(sent) {
+                Some(d) => cmd.arg(d),
+                None => cmd.arg(""),
+            };
+            cmd.arg(request.max_ahead);
+            let reply = self
+                .evalsha(&self.inner.scripts.advance, &cmd)
                 .await
+                .and_then(bulk_strings)
                 .map_err(map_err)?;
             let Some(mut reply) = reply else {
                 return Ok(None);
@@ -1716,6 +1757,50 @@ fn text(v: &[u8]) -> Result<&str, StoreError> {
 
 fn number(v: &[u8]) -> Result<u64, StoreError> {
     text(v)?.parse().map_err(StoreError::corrupt)
+}
+
+/// Lower-case hex of `bytes` (`M` = 2 `N`): the text `Display` gives ids
+/// and lineage keys, without going through the formatter.
+fn hex<const N: usize, const M: usize>(bytes: &[u8; N]) -> [u8; M] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    const { assert!(M == 2 * N) };
+    let mut out = [0; M];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
+    out
+}
+
+/// A reply that is an error (the script's `CORRUPT`, `NOSCRIPT`, ...) as
+/// an `Err`, as `redis::Cmd::query_async` makes it.
+fn error_reply(reply: Value) -> Result<Value, RedisError> {
+    match reply {
+        Value::ServerError(e) => Err(e.into()),
+        v => Ok(v),
+    }
+}
+
+/// A script's reply of strings (nil: `None`) as their bytes.
+fn bulk_strings(reply: Value) -> Result<Option<Vec<Vec<u8>>>, RedisError> {
+    let items = match reply {
+        Value::Nil => return Ok(None),
+        Value::Array(items) => items,
+        other => {
+            return ::redis::from_redis_value(other)
+                .map(Some)
+                .map_err(Into::into);
+        }
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::BulkString(bytes) => Ok(bytes),
+            Value::SimpleString(text) => Ok(text.into_bytes()),
+            other => ::redis::from_redis_value(error_reply(other)?).map_err(Into::into),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 fn corrupt(what: &'static str) -> StoreError {
