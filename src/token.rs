@@ -50,24 +50,59 @@ const TAG_BYTES: usize = 16;
 /// Its `Debug` output is redacted; call [`Token::expose`] where the value
 /// must really leave the process (a `Set-Cookie` header).
 ///
-/// Cheap to clone (the text is shared): a request holds the token it
-/// presented, the one it will send, and copies for the handle's later
-/// operations.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(Arc<str>);
+/// Cheap to clone and free to make: a token of the format's length (every
+/// minted one, every presented one that may be valid) is held inline, so a
+/// request's tokens cost no allocation; any other presented text (junk,
+/// refused by [`KeyRing::verify`]) is shared.
+#[derive(Clone)]
+pub struct Token(Text);
+
+#[derive(Clone)]
+enum Text {
+    /// [`TOKEN_LEN`] bytes of a `str` (they came from one).
+    Inline([u8; TOKEN_LEN]),
+    /// A presented text of any other length.
+    Shared(Arc<str>),
+}
 
 impl Token {
     /// Wraps the token a client presented (checked later, by
     /// [`KeyRing::verify`]).
     pub(crate) fn presented(text: &str) -> Self {
-        Self(Arc::from(text))
+        match <[u8; TOKEN_LEN]>::try_from(text.as_bytes()) {
+            Ok(bytes) => Self(Text::Inline(bytes)),
+            Err(_) => Self(Text::Shared(Arc::from(text))),
+        }
     }
 
     /// The token text, for writing into a cookie or header.
     pub fn expose(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // Inline bytes always came from a `str`: the check passes, and
+            // its fallback only avoids a panic path.
+            Text::Inline(bytes) => std::str::from_utf8(bytes).unwrap_or_default(),
+            Text::Shared(text) => text,
+        }
+    }
+
+    /// The token text as bytes, without the UTF-8 check of
+    /// [`expose`](Self::expose) (the request path: verification, the
+    /// `Set-Cookie` value, comparisons).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Text::Inline(bytes) => bytes,
+            Text::Shared(text) => text.as_bytes(),
+        }
     }
 }
+
+impl PartialEq for Token {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Token {}
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -432,14 +467,14 @@ impl KeyRing {
         raw[2..18].copy_from_slice(session_id.as_bytes());
         raw[18..26].copy_from_slice(&sealed.to_be_bytes());
         raw[26..].copy_from_slice(&tag);
-        // Encoded on the stack: the token's one allocation is its shared
-        // text. 42 bytes always fill the 56 characters (the tests check
-        // it); were that ever not so, the token would be empty and refused.
+        // Encoded on the stack, where the token stays: no allocation. 42
+        // bytes always fill the 56 characters (the tests check it); were
+        // that ever not so, the token would be empty and refused.
         let mut text = [0u8; TOKEN_LEN];
-        let len = URL_SAFE_NO_PAD.encode_slice(raw, &mut text).unwrap_or(0);
-        Token(Arc::from(
-            std::str::from_utf8(&text[..len]).unwrap_or_default(),
-        ))
+        match URL_SAFE_NO_PAD.encode_slice(raw, &mut text) {
+            Ok(TOKEN_LEN) => Token(Text::Inline(text)),
+            _ => Token(Text::Shared(Arc::from(""))),
+        }
     }
 
     /// The seal of `record` under the current key: what the manager stores
@@ -469,11 +504,17 @@ impl KeyRing {
     /// length, base64url alphabet, version byte, key id, then the tag
     /// (compared in constant time).
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        self.verify_bytes(token.as_bytes())
+    }
+
+    /// [`verify`](Self::verify) of the token's bytes (a [`Token`]'s,
+    /// without the UTF-8 check of [`Token::expose`]).
+    pub(crate) fn verify_bytes(&self, token: &[u8]) -> Result<VerifiedToken, TokenError> {
         if token.len() != TOKEN_LEN {
             return Err(TokenError::Length { len: token.len() });
         }
         let mut raw = [0u8; TOKEN_BYTES];
-        match URL_SAFE_NO_PAD.decode_slice(token.as_bytes(), &mut raw) {
+        match URL_SAFE_NO_PAD.decode_slice(token, &mut raw) {
             Ok(TOKEN_BYTES) => {}
             _ => return Err(TokenError::Encoding),
         }

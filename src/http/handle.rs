@@ -214,9 +214,7 @@ impl Session {
     /// than use it).
     fn live_token_undelivered(&self) -> Result<(Token, bool), Error> {
         match &self.lock().presence {
-            Presence::Active { token, held, .. } => {
-                Ok((token.clone(), token.expose() != held.expose()))
-            }
+            Presence::Active { token, held, .. } => Ok((token.clone(), token != held)),
             Presence::Deferred { presented, .. } => Ok((presented.clone(), false)),
             Presence::Missing => Err(ErrorKind::MissingToken.into()),
             Presence::Rejected(e) => Err(e.clone()),
@@ -414,7 +412,7 @@ impl Session {
                 session,
                 token,
                 held,
-            } if token.expose() != held.expose() => self
+            } if token != held => self
                 .manager()
                 .sliding_renewal_due(session)
                 .then(|| token.clone()),
@@ -621,7 +619,7 @@ async fn validate(
     presented: Token,
     request: &RequestInfo,
 ) -> (Presence, Write, SessionData) {
-    match manager.validate(presented.expose(), request).await {
+    match manager.validate_bytes(presented.as_bytes(), request).await {
         Ok(v) => {
             let max_age = cookie_max_age(&v.session);
             let issued = Issued::at(&v.session);

@@ -266,7 +266,7 @@ impl CookieConfig {
     /// nor `write!` (whose formatting machinery was most of what remained):
     /// the value is a base64url token or empty, the attributes are fixed,
     /// and the tests check the result parses back with the `cookie` crate.
-    fn build(&self, value: &str, max_age: Option<Duration>) -> Option<HeaderValue> {
+    fn build(&self, value: &[u8], max_age: Option<Duration>) -> Option<HeaderValue> {
         let mut seconds = itoa::Buffer::new();
         let max_age = max_age.map(|age| seconds.format(age.as_secs().min(i64::MAX as u64)));
         let same_site = match self.same_site {
@@ -274,26 +274,27 @@ impl CookieConfig {
             SameSite::Lax => "; SameSite=Lax",
             SameSite::None => "; SameSite=None",
         };
-        let domain = self.domain.as_deref();
-        let pieces = [
-            Some(self.name.as_str()),
-            Some("="),
+        let domain = self.domain.as_deref().map(str::as_bytes);
+        let max_age = max_age.map(str::as_bytes);
+        let pieces: [Option<&[u8]>; 12] = [
+            Some(self.name.as_bytes()),
+            Some(b"="),
             Some(value),
-            Some("; Path="),
-            Some(self.path.as_str()),
-            domain.map(|_| "; Domain="),
+            Some(b"; Path="),
+            Some(self.path.as_bytes()),
+            domain.map(|_| b"; Domain=".as_slice()),
             domain,
-            max_age.map(|_| "; Max-Age="),
+            max_age.map(|_| b"; Max-Age=".as_slice()),
             max_age,
-            self.secure.then_some("; Secure"),
-            self.http_only.then_some("; HttpOnly"),
-            Some(same_site),
+            self.secure.then_some(b"; Secure".as_slice()),
+            self.http_only.then_some(b"; HttpOnly".as_slice()),
+            Some(same_site.as_bytes()),
         ];
         // Exactly sized, so the bytes become the header value without a
         // reallocation or a second allocation.
         let mut out = Vec::with_capacity(pieces.iter().flatten().map(|p| p.len()).sum());
         for piece in pieces.iter().flatten() {
-            out.extend_from_slice(piece.as_bytes());
+            out.extend_from_slice(piece);
         }
         HeaderValue::from_maybe_shared(bytes::Bytes::from(out)).ok()
     }
@@ -403,9 +404,12 @@ impl TokenTransport {
     ) -> Option<(HeaderName, HeaderValue)> {
         match self {
             Self::Cookie(cfg) => cfg
-                .build(token.expose(), max_age)
+                .build(token.as_bytes(), max_age)
                 .map(|value| (SET_COOKIE, value)),
-            Self::Header(name) => Some((name.clone(), HeaderValue::try_from(token.expose()).ok()?)),
+            Self::Header(name) => Some((
+                name.clone(),
+                HeaderValue::from_bytes(token.as_bytes()).ok()?,
+            )),
         }
     }
 
@@ -414,7 +418,7 @@ impl TokenTransport {
     pub fn clear(&self) -> Option<(HeaderName, HeaderValue)> {
         match self {
             Self::Cookie(cfg) => cfg
-                .build("", Some(Duration::ZERO))
+                .build(b"", Some(Duration::ZERO))
                 .map(|value| (SET_COOKIE, value)),
             Self::Header(_) => None,
         }

@@ -198,7 +198,10 @@ impl SessionManager {
     /// already ended session succeeds.
     pub async fn terminate_session(&self, token: &str) -> Result<(), Error> {
         let verified = self.inner.keys.verify(token)?;
-        match self.check(token, Rotate::Never, None, None).await {
+        match self
+            .check(token.as_bytes(), Rotate::Never, None, None)
+            .await
+        {
             Ok(_) => {}
             Err(e) if e.kind() == &ErrorKind::TokenReused => return Ok(()),
             Err(e) if matches!(e.kind(), ErrorKind::StoreUnavailable | ErrorKind::Store) => {

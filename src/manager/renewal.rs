@@ -164,7 +164,9 @@ impl SessionManager {
         change: impl FnOnce(&mut SessionMeta),
     ) -> Result<(SessionId, NewSession), Error> {
         let new_id = current.id.next_generation();
-        let validated = self.check(token, rotate, None, Some(new_id)).await?;
+        let validated = self
+            .check(token.as_bytes(), rotate, None, Some(new_id))
+            .await?;
         let Some(token) = validated.next_token else {
             return Err(ErrorKind::NotLive.into());
         };
@@ -195,7 +197,10 @@ impl SessionManager {
     /// [`ErrorKind::NothingToConfirm`] if the session was never renewed or
     /// elevated.
     pub async fn confirm_renewal(&self, token: &str) -> Result<SessionInfo, Error> {
-        let session = self.check(token, Rotate::Never, None, None).await?.session;
+        let session = self
+            .check(token.as_bytes(), Rotate::Never, None, None)
+            .await?
+            .session;
         if session.record.previous_ids.is_empty() {
             return Err(ErrorKind::NothingToConfirm.into());
         }

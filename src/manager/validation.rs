@@ -25,6 +25,17 @@ impl SessionManager {
     /// store round trip, and returns the session with the token to send
     /// back.
     pub async fn validate(&self, token: &str, request: &RequestInfo) -> Result<Validated, Error> {
+        self.validate_bytes(token.as_bytes(), request).await
+    }
+
+    /// [`validate`](Self::validate) of a token's bytes (the request path
+    /// holds a [`Token`](crate::token::Token), whose text needs no UTF-8
+    /// check to be verified).
+    pub(crate) async fn validate_bytes(
+        &self,
+        token: &[u8],
+        request: &RequestInfo,
+    ) -> Result<Validated, Error> {
         let rotate = match self.inner.config.rotation {
             Rotation::EveryRequest => Rotate::Always,
             Rotation::UnsafeMethods if request.safe_method => Rotate::Never,
@@ -40,12 +51,12 @@ impl SessionManager {
     /// consequences (events, metrics, context policy).
     pub(super) async fn check(
         &self,
-        token: &str,
+        token: &[u8],
         rotate: Rotate,
         context: Option<&SessionContext>,
         new_id: Option<SessionId>,
     ) -> Result<Validated, Error> {
-        let verified = self.inner.keys.verify(token)?;
+        let verified = self.inner.keys.verify_bytes(token)?;
         let now = self.now_ms();
         let request = AdvanceRequest {
             rotate,
@@ -284,7 +295,7 @@ impl SessionManager {
                 });
             }
         }
-        self.check(token, Rotate::Never, None, None)
+        self.check(token.as_bytes(), Rotate::Never, None, None)
             .await
             .map(|v| v.session)
     }
