@@ -144,10 +144,12 @@ impl Session {
     /// the value cannot be serialized or the data would exceed
     /// [`Config::max_data_bytes`](crate::Config::max_data_bytes).
     pub fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), DataError> {
-        let bytes = serde_json::to_vec(value).map_err(|source| DataError::Serialize {
+        let mut json = Json::default();
+        serde_json::to_writer(&mut json, value).map_err(|source| DataError::Serialize {
             key: key.to_owned(),
             source,
         })?;
+        let bytes = json.bytes();
         let max = self.manager().config().max_data_bytes;
         let mut state = self.lock();
         let old = state.data.get(key);
@@ -263,6 +265,55 @@ impl Session {
     }
 }
 
+/// A value's JSON, written on the stack while it is short (a counter, an
+/// id, a flag: most are), so that its one allocation is the shared value
+/// it becomes; a longer one moves to the heap.
+struct Json {
+    inline: [u8; 64],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl Default for Json {
+    fn default() -> Self {
+        Self {
+            inline: [0; 64],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+}
+
+impl Json {
+    fn bytes(&self) -> &[u8] {
+        if self.heap.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+}
+
+impl std::io::Write for Json {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.heap.is_empty() {
+            if let Some(room) = self.inline.get_mut(self.len..self.len + buf.len()) {
+                room.copy_from_slice(buf);
+                self.len += buf.len();
+                return Ok(buf.len());
+            }
+            self.heap.reserve(self.len + buf.len());
+            self.heap.extend_from_slice(&self.inline[..self.len]);
+        }
+        self.heap.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Whether `changes` leave no data behind on a session that has none
 /// (only removals): no anonymous session is worth creating for them.
 fn state_after_is_empty(changes: &DataChanges) -> bool {
@@ -300,6 +351,25 @@ mod tests {
         }
         let next = handle.live_token().unwrap();
         (next, n)
+    }
+
+    /// Values written on the stack and those that outgrow it read back
+    /// as `serde_json` writes them.
+    #[test]
+    fn values_of_every_length_are_written_as_serde_json_writes_them() {
+        use std::io::Write as _;
+        for len in [0, 1, 61, 62, 63, 64, 65, 200] {
+            let value = "x".repeat(len);
+            let mut json = Json::default();
+            serde_json::to_writer(&mut json, &value).unwrap();
+            assert_eq!(json.bytes(), serde_json::to_vec(&value).unwrap(), "{len}");
+        }
+        let mut json = Json::default();
+        for _ in 0..100 {
+            json.write_all(b"ab").unwrap();
+        }
+        json.flush().unwrap();
+        assert_eq!(json.bytes(), b"ab".repeat(100));
     }
 
     #[tokio::test]
