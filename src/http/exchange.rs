@@ -204,7 +204,8 @@ impl SessionExchange {
             parts.uri.path(),
             peer_ip(&parts.extensions),
         )
-        .with_authority(parts.uri.authority().map(|a| a.as_str()));
+        .with_authority(parts.uri.authority().map(|a| a.as_str()))
+        .with_safe_method(parts.method.is_safe());
         self.inspect(&head)
     }
 

@@ -26,6 +26,8 @@ pub struct RequestHead<'a> {
     path: &'a str,
     peer_ip: Option<IpAddr>,
     authority: Option<&'a str>,
+    /// Whether the method is safe, when the adapter has it parsed already.
+    safe: Option<bool>,
 }
 
 impl<'a> RequestHead<'a> {
@@ -43,6 +45,7 @@ impl<'a> RequestHead<'a> {
             path,
             peer_ip,
             authority: None,
+            safe: None,
         }
     }
 
@@ -60,6 +63,7 @@ impl<'a> RequestHead<'a> {
             path,
             peer_ip,
             authority: None,
+            safe: None,
         }
     }
 
@@ -68,6 +72,14 @@ impl<'a> RequestHead<'a> {
     #[must_use]
     pub fn with_authority(mut self, authority: Option<&'a str>) -> Self {
         self.authority = authority;
+        self
+    }
+
+    /// The method's [`is_safe_method`](Self::is_safe_method), from the
+    /// adapter's parsed method (the tower layer's `http::Method`), so that
+    /// its text is not parsed again.
+    pub(crate) fn with_safe_method(mut self, safe: bool) -> Self {
+        self.safe = Some(safe);
         self
     }
 
@@ -117,7 +129,9 @@ impl<'a> RequestHead<'a> {
     /// Whether the method is safe (`GET`, `HEAD`, `OPTIONS`, `TRACE`):
     /// RFC 9110's definition, through `http::Method::is_safe`.
     pub fn is_safe_method(&self) -> bool {
-        http::Method::from_bytes(self.method.as_bytes()).is_ok_and(|m| m.is_safe())
+        self.safe.unwrap_or_else(|| {
+            http::Method::from_bytes(self.method.as_bytes()).is_ok_and(|m| m.is_safe())
+        })
     }
 
     /// The request path, without the query.
