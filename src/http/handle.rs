@@ -520,24 +520,34 @@ pub(crate) enum Carry<'a> {
 }
 
 impl Session {
+    /// The handle over a new state, built where it lives: in the handle's
+    /// one allocation, rather than moved there through each wrapper.
+    #[inline(always)]
     fn with_state(
         exchange: SessionExchange,
         context: Option<SessionContext>,
-        state: State,
+        presence: Presence,
+        write: Write,
+        data: SessionData,
     ) -> Self {
         Self {
             inner: Arc::new(Shared {
                 exchange,
                 context: context.unwrap_or_default(),
-                state: Mutex::new(state),
+                state: Mutex::new(State::new(presence, write, data)),
             }),
         }
     }
 
     /// A request without a token.
     pub(crate) fn missing(exchange: SessionExchange, request: RequestInfo) -> Self {
-        let state = State::new(Presence::Missing, Write::Nothing, SessionData::default());
-        Self::with_state(exchange, request.context, state)
+        Self::with_state(
+            exchange,
+            request.context,
+            Presence::Missing,
+            Write::Nothing,
+            SessionData::default(),
+        )
     }
 
     /// A request to the refresh route: validated by its renewal (see
@@ -551,8 +561,13 @@ impl Session {
             presented,
             request: Box::new(request.clone()),
         };
-        let state = State::new(presence, Write::Nothing, SessionData::default());
-        Self::with_state(exchange, request.context, state)
+        Self::with_state(
+            exchange,
+            request.context,
+            presence,
+            Write::Nothing,
+            SessionData::default(),
+        )
     }
 
     /// A request with a token, validated (and renewed under sliding
@@ -563,8 +578,7 @@ impl Session {
         request: RequestInfo,
     ) -> Self {
         let (presence, write, data) = validate(exchange.manager(), presented, &request).await;
-        let state = State::new(presence, write, data);
-        let handle = Self::with_state(exchange, request.context, state);
+        let handle = Self::with_state(exchange, request.context, presence, write, data);
         // Boxed: a renewal's future is as large as a validation's, and
         // only a request near the end of the session's lifetime needs it.
         if let Some(token) = handle.slide_due() {
