@@ -110,7 +110,11 @@ impl<'a> RequestHead<'a> {
     /// [`header`](Self::header) by a `HeaderName` (the crate's own lookups:
     /// a constant name is not parsed again on every request).
     pub(crate) fn header_named(&self, name: &HeaderName) -> Option<String> {
-        self.values(name).next().map(lossy)
+        match self.headers {
+            // The map's own first-value lookup: no iterator over the rest.
+            Headers::Map(map) => map.get(name).map(|v| lossy(v.as_bytes())),
+            Headers::Lookup(_) => self.values(name).next().map(lossy),
+        }
     }
 
     /// Every value of a header, raw, without collecting them.
