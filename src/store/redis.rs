@@ -1695,9 +1695,10 @@ fn encode_retired(retired: &[Retirement]) -> String {
 
 /// The `ret` field back: exactly what [`encode_retired`] writes, three
 /// runs of ASCII digits (each a `u64`) joined by `-` and `@` per entry,
-/// entries joined by `,`; anything else is corrupt. One pass over the
-/// bytes (a request reads up to K = 64 entries), no UTF-8 check needed:
-/// only ASCII gets through.
+/// entries joined by `,`; anything else is corrupt. Each number is read
+/// by [`leading_number`] (a request reads up to K = 64 entries, so this is
+/// a good part of what the node does per request); no UTF-8 check is
+/// needed: only ASCII gets through.
 fn decode_retired(s: &[u8]) -> Result<Vec<Retirement>, StoreError> {
     if s.is_empty() {
         return Ok(Vec::new());
@@ -1708,36 +1709,44 @@ fn decode_retired(s: &[u8]) -> Result<Vec<Retirement>, StoreError> {
     // counting them first, which costs more than it saves; never more than
     // the deepest grace a config allows (256), whatever the store sent.
     let mut retired = Vec::with_capacity((s.len() / 16 + 1).min(256));
-    // from, to, at; which of them is being read; whether it has a digit.
-    let mut fields = [0u64; 3];
-    let mut field = 0;
-    let mut digits = false;
-    for &b in s {
-        match b {
-            b'0'..=b'9' => {
-                let value = &mut fields[field];
-                *value = value
-                    .checked_mul(10)
-                    .and_then(|v| v.checked_add(u64::from(b - b'0')))
-                    .ok_or_else(bad)?;
-                digits = true;
-            }
-            b'-' if field == 0 && digits => (field, digits) = (1, false),
-            b'@' if field == 1 && digits => (field, digits) = (2, false),
-            b',' if field == 2 && digits => {
-                let [from, to, at] = std::mem::take(&mut fields);
-                retired.push(Retirement { from, to, at });
-                (field, digits) = (0, false);
-            }
+    let mut rest = s;
+    loop {
+        let (from, r) = leading_number(rest).ok_or_else(bad)?;
+        let r = r.strip_prefix(b"-").ok_or_else(bad)?;
+        let (to, r) = leading_number(r).ok_or_else(bad)?;
+        let r = r.strip_prefix(b"@").ok_or_else(bad)?;
+        let (at, r) = leading_number(r).ok_or_else(bad)?;
+        retired.push(Retirement { from, to, at });
+        match r {
+            [] => return Ok(retired),
+            [b',', tail @ ..] => rest = tail,
             _ => return Err(bad()),
         }
     }
-    if field != 2 || !digits {
-        return Err(bad());
+}
+
+/// The run of ASCII digits `s` starts with, as a `u64`, and what follows
+/// it; `None` without a digit or past `u64::MAX`. Up to 19 digits cannot
+/// overflow (10^19 - 1 < 2^64), so only longer runs pay for the checks.
+fn leading_number(s: &[u8]) -> Option<(u64, &[u8])> {
+    let n = s
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(s.len());
+    if n == 0 {
+        return None;
     }
-    let [from, to, at] = fields;
-    retired.push(Retirement { from, to, at });
-    Ok(retired)
+    let (digits, rest) = s.split_at(n);
+    let value = if n <= 19 {
+        digits
+            .iter()
+            .fold(0u64, |v, &d| v * 10 + u64::from(d - b'0'))
+    } else {
+        digits.iter().try_fold(0u64, |v, &d| {
+            v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })?
+    };
+    Some((value, rest))
 }
 
 fn revoked_text(reason: Option<RevocationReason>) -> String {
@@ -2216,7 +2225,7 @@ mod tests {
                 1..4,
             ),
             text in proptest::string::string_regex(
-                "([0-9]{0,3}|18446744073709551615|18446744073709551616|0*7)([-@,x]([0-9]{0,3}|18446744073709551615|18446744073709551616|0*7)){0,12}",
+                "([0-9]{0,3}|[0-9]{18,21}|18446744073709551615|18446744073709551616|0*7)([-@,x]([0-9]{0,3}|[0-9]{18,21}|18446744073709551615|18446744073709551616|0*7)){0,12}",
             )
             .unwrap(),
             raw in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
