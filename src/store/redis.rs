@@ -654,7 +654,21 @@ impl RedisStore {
 
     /// The Redis key of a lineage's hash (for operators and tests).
     pub fn lineage_key(&self, lineage: &LineageKey) -> String {
-        format!("{}s:{{{lineage}}}", self.inner.prefix)
+        let mut key = Vec::with_capacity(self.inner.prefix.len() + 19);
+        self.write_lineage_key(&mut key, lineage);
+        // The prefix is a `String`, the rest ASCII: nothing is replaced.
+        String::from_utf8_lossy(&key).into_owned()
+    }
+
+    /// Writes the Redis key of a lineage's hash, `<prefix>s:{<lineage>}`:
+    /// the one spelling of it, for [`lineage_key`](Self::lineage_key) and
+    /// for the commands written straight into their buffer.
+    fn write_lineage_key(&self, out: &mut impl std::io::Write, lineage: &LineageKey) {
+        // Both callers write into memory: these writes cannot fail.
+        let _ = out.write_all(self.inner.prefix.as_bytes());
+        let _ = out.write_all(b"s:{");
+        let _ = out.write_all(&hex::<8, 16>(lineage.as_bytes()));
+        let _ = out.write_all(b"}");
     }
 
     /// The Redis key of a user's session index (for operators and tests).
@@ -686,21 +700,13 @@ impl RedisStore {
 
     /// An `EVALSHA` of `script` on the lineage hash of `lineage` (its one
     /// key), room made for `args` arguments to follow. The key is written
-    /// as [`lineage_key`](Self::lineage_key) spells it, straight into the
+    /// by [`write_lineage_key`](Self::write_lineage_key) straight into the
     /// command's buffer.
     fn evalsha_cmd(&self, script: &Script, lineage: &LineageKey, args: usize) -> Cmd {
+        use ::redis::RedisWrite as _;
         let mut cmd = Cmd::with_capacity(4 + args, 192);
         cmd.arg("EVALSHA").arg(script.get_hash()).arg(1u8);
-        {
-            use ::redis::RedisWrite as _;
-            use std::io::Write as _;
-            let mut key = cmd.writer_for_next_arg();
-            // Writes into a Vec: they cannot fail.
-            let _ = key.write_all(self.inner.prefix.as_bytes());
-            let _ = key.write_all(b"s:{");
-            let _ = key.write_all(&hex::<8, 16>(lineage.as_bytes()));
-            let _ = key.write_all(b"}");
-        }
+        self.write_lineage_key(&mut cmd.writer_for_next_arg(), lineage);
         cmd
     }
 
@@ -1768,16 +1774,14 @@ fn number(v: &[u8]) -> Result<u64, StoreError> {
     text(v)?.parse().map_err(StoreError::corrupt)
 }
 
-/// Lower-case hex of `bytes` (`M` = 2 `N`): the text `Display` gives ids
-/// and lineage keys, without going through the formatter.
+/// Lower-case hex of `bytes` (`M` = 2 `N`) on the stack, by the `hex`
+/// crate: the text `Display` gives ids and lineage keys, without going
+/// through the formatter.
 fn hex<const N: usize, const M: usize>(bytes: &[u8; N]) -> [u8; M] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     const { assert!(M == 2 * N) };
     let mut out = [0; M];
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0xf)];
-    }
+    // `out` is exactly twice `bytes` (checked above): this cannot fail.
+    let _ = ::hex::encode_to_slice(bytes, &mut out);
     out
 }
 
@@ -2186,6 +2190,27 @@ mod tests {
         assert_eq!(parse_lineage(&first.to_string()), None);
         assert_eq!(parse_lineage("0707070707070707 "), None);
         assert_eq!(parse_lineage("070707070707070G"), None);
+    }
+
+    /// Ids, lineage keys and the hash's key as the store writes them into
+    /// its commands are the text `Display` gives them.
+    #[tokio::test]
+    async fn ids_and_keys_are_spelled_as_display_spells_them() {
+        let id = SessionId::from_bytes(std::array::from_fn(|i| {
+            (i as u8).wrapping_mul(17).wrapping_add(5)
+        }));
+        let lineage = id.lineage();
+        assert_eq!(&hex::<16, 32>(id.as_bytes())[..], id.to_string().as_bytes());
+        assert_eq!(
+            &hex::<8, 16>(lineage.as_bytes())[..],
+            lineage.to_string().as_bytes()
+        );
+        let store = RedisStore::builder()
+            .key_prefix("app:")
+            .connect_lazy("redis://127.0.0.1:1")
+            .unwrap();
+        assert_eq!(store.lineage_key(&lineage), format!("app:s:{{{lineage}}}"));
+        assert_eq!(store.session_key(&id), store.lineage_key(&lineage));
     }
 
     /// The retired list as it was decoded before the one-pass reader: the
