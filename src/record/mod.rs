@@ -40,10 +40,12 @@ use serde::{Deserialize, Serialize};
 
 mod id;
 mod meta;
+mod retired;
 mod sequence;
 
 pub use id::{LineageKey, SessionId};
 pub use meta::{RecordSeal, SessionContext, SessionFlags, SessionMeta};
+pub use retired::{MAX_RETIRED, Retirements};
 pub use sequence::{AdvanceRequest, Retirement, RevocationReason, Rotate, SequenceState, Verdict};
 
 /// A session lineage as a store keeps it: one record from login to logout,

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::SessionId;
+use super::retired::Retirements;
 use crate::error::ParseVerdictError;
 
 /// Why a session was revoked.
@@ -40,14 +41,14 @@ pub struct SequenceState {
     pub issued_at: u64,
     /// Recent retirements, oldest first: at most the grace depth, none
     /// older than the grace window.
-    pub retired: Vec<Retirement>,
+    pub retired: Retirements,
     /// Set once the session is revoked; never cleared.
     pub revoked: Option<RevocationReason>,
 }
 
 /// Counters `from..=to` stopped being usable at `at`: the holder presented
 /// a newer one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retirement {
     /// The first counter retired.
     pub from: u64,
@@ -80,22 +81,9 @@ impl SequenceState {
         // Forget what no request could be granted any more: older than the
         // window, or beyond the depth. A forgotten counter is theft.
         let horizon = at.saturating_sub(req.grace_window_ms);
-        self.retired.retain(|r| r.at >= horizon);
-        // Room for exactly what is kept while requests are spaced out (one
-        // or two retirements), where `push` would reserve four at once;
-        // a burst grows the list as usual, and the next quiet retirement
-        // gives that room back. Memory only: what is kept is unchanged.
-        match self.retired.len() {
-            0 | 1 if self.retired.capacity() > 2 => self.retired.shrink_to(2),
-            n if n == self.retired.capacity() && n < 2 => self.retired.reserve_exact(1),
-            _ => {}
-        }
-        self.retired.push(Retirement { from, to, at });
-        let keep = (req.grace_depth as usize).max(1);
-        if self.retired.len() > keep {
-            let excess = self.retired.len() - keep;
-            self.retired.drain(..excess);
-        }
+        let keep = usize::try_from(req.grace_depth).unwrap_or(usize::MAX);
+        self.retired
+            .retire(Retirement { from, to, at }, horizon, keep);
     }
 }
 

@@ -290,7 +290,8 @@ pub async fn records_round_trip(store: &dyn SessionStore) {
                 to: 42,
                 at: now - 10,
             },
-        ],
+        ]
+        .into(),
         revoked: Some(RevocationReason::TokenReused),
     };
     create(store, &worn).await;
@@ -931,7 +932,8 @@ pub async fn large_numbers(store: &dyn SessionStore) {
         from: big - 3,
         to: big - 2,
         at: now,
-    }];
+    }]
+    .into();
     r.meta.expires_at = u64::MAX;
     r.meta.absolute_expires_at = u64::MAX;
     r.meta.idle_timeout_ms = u64::MAX;
@@ -1897,7 +1899,7 @@ pub async fn differential(store: &dyn SessionStore, seed: u64, steps: u64) {
             0..=6 => live,
             7..=9 => seq.presented.unwrap_or(live),
             10..=11 if !seq.retired.is_empty() => {
-                let r = rng.pick(&seq.retired);
+                let r = rng.pick(&seq.retired.to_vec());
                 r.from + rng.below(r.to - r.from + 1)
             }
             10..=14 => live.saturating_sub(1 + rng.below(3)),

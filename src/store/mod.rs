@@ -32,8 +32,9 @@ use async_trait::async_trait;
 pub use crate::data::{DataChanges, DataLimit, SessionData};
 pub use crate::error::{ParseVerdictError, RecordSealError, StoreError};
 pub use crate::record::{
-    AdvanceRequest, LineageKey, RecordSeal, Retirement, RevocationReason, Rotate, SequenceState,
-    SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord, Verdict,
+    AdvanceRequest, LineageKey, MAX_RETIRED, RecordSeal, Retirement, Retirements, RevocationReason,
+    Rotate, SequenceState, SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord,
+    Verdict,
 };
 
 #[cfg(feature = "test-util")]

@@ -1239,7 +1239,7 @@ impl Codec {
                 requests: number(req)?,
                 last_seen_at: number(seen)?,
                 issued_at: number(iss)?,
-                retired: decode_retired(ret)?,
+                retired: decode_retired(ret)?.into(),
                 revoked,
             },
         })
@@ -1691,9 +1691,9 @@ fn parse_lineage(hex: &str) -> Option<LineageKey> {
 
 /// The `ret` field: `from-to@at` per retirement, oldest first,
 /// comma-separated; empty when nothing is retired.
-fn encode_retired(retired: &[Retirement]) -> String {
+fn encode_retired<'a>(retired: impl IntoIterator<Item = &'a Retirement>) -> String {
     retired
-        .iter()
+        .into_iter()
         .map(|r| format!("{}-{}@{}", r.from, r.to, r.at))
         .collect::<Vec<_>>()
         .join(",")
