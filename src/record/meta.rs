@@ -60,9 +60,26 @@ pub struct SessionFlags {
 /// only this half, so an update racing with a request can never move the
 /// counter back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// In this order (`repr(C)`): what every request reads first, right after
+// the sequence in the record (see `SessionRecord`).
+#[repr(C)]
 pub struct SessionMeta {
-    /// Where the session is used from.
-    pub context: SessionContext,
+    /// End of the current (renewable) lifetime, ms since the epoch.
+    pub expires_at: u64,
+    /// End of the absolute lifetime that renewal never extends.
+    pub absolute_expires_at: u64,
+    /// Idle time after which the session ends, in ms.
+    pub idle_timeout_ms: u64,
+    /// The manager's MAC over what identifies and limits the session
+    /// ([`RecordSeal`]): set whenever the manager creates a record or
+    /// writes its meta, checked on every record it reads. Stores keep it
+    /// as part of the meta and never look inside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<RecordSeal>,
+    /// How many times the session has been renewed.
+    pub renewals: u32,
+    /// Flags raised during the session's life.
+    pub flags: SessionFlags,
     /// Permissions granted to this session.
     pub permissions: Vec<String>,
     /// The permissions before the last elevation: what a request carrying
@@ -70,22 +87,8 @@ pub struct SessionMeta {
     /// its grace. Requests with older ids see no permissions.
     #[serde(default)]
     pub previous_permissions: Vec<String>,
-    /// End of the current (renewable) lifetime, ms since the epoch.
-    pub expires_at: u64,
-    /// End of the absolute lifetime that renewal never extends.
-    pub absolute_expires_at: u64,
-    /// Idle time after which the session ends, in ms.
-    pub idle_timeout_ms: u64,
-    /// How many times the session has been renewed.
-    pub renewals: u32,
-    /// Flags raised during the session's life.
-    pub flags: SessionFlags,
-    /// The manager's MAC over what identifies and limits the session
-    /// ([`RecordSeal`]): set whenever the manager creates a record or
-    /// writes its meta, checked on every record it reads. Stores keep it
-    /// as part of the meta and never look inside.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seal: Option<RecordSeal>,
+    /// Where the session is used from.
+    pub context: SessionContext,
 }
 
 impl SessionMeta {
