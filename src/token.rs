@@ -29,6 +29,10 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+mod short_mac;
+
+use short_mac::ShortMac;
+
 use crate::error::RecordSealError;
 use crate::record::{
     RecordSeal, SessionContext, SessionFlags, SessionId, SessionMeta, SessionRecord,
@@ -130,10 +134,11 @@ pub struct VerifiedToken {
 #[derive(Clone)]
 pub struct TokenKey {
     id: u8,
-    /// HMAC-SHA256 states keyed once; each use clones one (no key schedule
-    /// per token).
-    mac: Hmac<Sha256>,
-    seal: Hmac<Sha256>,
+    /// The token's two MACs as HMAC-SHA256 midstates: two compressions
+    /// per MAC (`short_mac`).
+    mac: ShortMac,
+    seal: ShortMac,
+    /// The record seal's HMAC-SHA256 state, keyed once; each use clones it.
     record: Hmac<Sha256>,
     /// Too few distinct bytes to be random: refused by
     /// [`SessionManagerBuilder::build`](crate::SessionManagerBuilder::build)
@@ -163,11 +168,15 @@ impl TokenKey {
     pub fn new(id: u8, secret: impl Borrow<[u8; 32]>) -> Self {
         let secret = secret.borrow();
         let prk = Hkdf::<Sha256>::new(Some(b"rolling-session token v1"), secret);
+        let mut subkey = derive(&prk, b"record");
+        let record =
+            Hmac::<Sha256>::new_from_slice(&subkey).expect("HMAC takes keys of any length");
+        subkey.fill(0);
         Self {
             id,
-            mac: derive(&prk, b"tag"),
-            seal: derive(&prk, b"seal"),
-            record: derive(&prk, b"record"),
+            mac: short_mac(&prk, b"tag"),
+            seal: short_mac(&prk, b"seal"),
+            record,
             weak: crate::secret::is_weak(secret),
         }
     }
@@ -245,11 +254,11 @@ impl TokenKey {
     }
 
     fn tag(&self, session_id: &SessionId, counter: u64) -> [u8; TAG_BYTES] {
-        let mut mac = self.mac.clone();
-        mac.update(&[TOKEN_VERSION, self.id]);
-        mac.update(session_id.as_bytes());
-        mac.update(&counter.to_be_bytes());
-        let full = mac.finalize().into_bytes();
+        let mut message = [0u8; 26];
+        message[..2].copy_from_slice(&[TOKEN_VERSION, self.id]);
+        message[2..18].copy_from_slice(session_id.as_bytes());
+        message[18..].copy_from_slice(&counter.to_be_bytes());
+        let full = self.mac.mac(message);
         let mut tag = [0u8; TAG_BYTES];
         tag.copy_from_slice(&full[..TAG_BYTES]);
         tag
@@ -335,9 +344,7 @@ impl TokenKey {
     }
 
     fn keystream(&self, tag: &[u8; TAG_BYTES]) -> u64 {
-        let mut mac = self.seal.clone();
-        mac.update(tag);
-        let full = mac.finalize().into_bytes();
+        let full = self.seal.mac(*tag);
         let mut ks = [0u8; 8];
         ks.copy_from_slice(&full[..8]);
         u64::from_be_bytes(ks)
@@ -354,13 +361,18 @@ fn bytes_field(mac: &mut Hmac<Sha256>, bytes: &[u8]) {
     mac.update(bytes);
 }
 
-/// One subkey: HKDF-SHA256 expanded to 32 bytes under `label`, as an
-/// HMAC-SHA256 state keyed once.
-fn derive(prk: &Hkdf<Sha256>, label: &[u8]) -> Hmac<Sha256> {
+/// One subkey: HKDF-SHA256 expanded to 32 bytes under `label`.
+fn derive(prk: &Hkdf<Sha256>, label: &[u8]) -> [u8; 32] {
     let mut subkey = [0u8; 32];
     prk.expand(label, &mut subkey)
         .expect("HKDF-SHA256 can always expand 32 bytes");
-    let mac = Hmac::<Sha256>::new_from_slice(&subkey).expect("HMAC takes keys of any length");
+    subkey
+}
+
+/// The subkey `label` as HMAC-SHA256 midstates.
+fn short_mac(prk: &Hkdf<Sha256>, label: &[u8]) -> ShortMac {
+    let mut subkey = derive(prk, label);
+    let mac = ShortMac::new(&subkey);
     subkey.fill(0);
     mac
 }
