@@ -75,7 +75,8 @@ static GENUINE: LazyLock<Genuine> = LazyLock::new(|| {
                 from: 5,
                 to: 5,
                 at: 1_700_000_090_000,
-            }],
+            }]
+            .into(),
             revoked: None,
         },
     };
