@@ -56,7 +56,7 @@ pub use sequence::{AdvanceRequest, Retirement, RevocationReason, Rotate, Sequenc
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 // In this order (`repr(C)`): what every request reads (the id it is found
 // by, the sequence, the meta's deadlines and seal) in the record's first
-// 150 bytes, next to the reference counts a store's `Arc` puts before it,
+// 144 bytes, next to the reference counts a store's `Arc` puts before it,
 // so that a request to a record out of the CPU's caches waits for three
 // cache lines instead of five (docs/benchmarks.md, validate).
 #[repr(C)]

@@ -116,7 +116,9 @@ pub struct AdvanceRequest {
     pub presented: u64,
     /// The request's time, ms since the epoch.
     pub now_ms: u64,
-    /// At most this many retirements are remembered (K).
+    /// At most this many retirements are remembered (K; the manager's
+    /// configuration allows 1 to 256). The `MemoryStore` keeps at most
+    /// [`MAX_RETIRED`](super::MAX_RETIRED) whatever is asked.
     pub grace_depth: u32,
     /// For how long after its retirement a counter is still accepted, and
     /// for how long a retry of `p` waits for the live token's response (T),
