@@ -127,7 +127,10 @@ fn main() {
             probe.push(keys.mint(&rolling_session::store::SessionId::generate(), i));
         }
         let (after, blocks_after) = heap();
-        ((after - before) as f64 / 1000.0, (blocks_after - blocks_before) as f64 / 1000.0)
+        (
+            (after - before) as f64 / 1000.0,
+            (blocks_after - blocks_before) as f64 / 1000.0,
+        )
     };
     let token_heap = (per_token_heap.0 * n as f64) as isize;
     let tokens_blocks = (per_token_heap.1 * n as f64) as isize;

@@ -156,7 +156,7 @@ fn decode((ids, user_id, created_at, meta, sequence): Row) -> Result<SessionReco
     Ok(SessionRecord {
         id,
         previous_ids: previous_ids.into(),
-        user_id,
+        user_id: user_id.into(),
         created_at: u64::try_from(created_at).map_err(StoreError::corrupt)?,
         meta: serde_json::from_str::<SessionMeta>(&meta).map_err(StoreError::corrupt)?,
         sequence: serde_json::from_str::<SequenceState>(&sequence).map_err(StoreError::corrupt)?,

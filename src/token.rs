@@ -700,8 +700,8 @@ mod tests {
             created_at: 1_000,
             meta: SessionMeta {
                 context: SessionContext::default(),
-                permissions: vec![],
-                previous_permissions: vec![],
+                permissions: Box::default(),
+                previous_permissions: Box::default(),
                 expires_at: 2_000,
                 absolute_expires_at: 3_000,
                 idle_timeout_ms: 500,
@@ -711,8 +711,8 @@ mod tests {
             },
             sequence: crate::record::SequenceState::new(1_000),
         };
-        r.meta.permissions = vec!["read".into(), "write".into()];
-        r.meta.previous_permissions = vec!["read".into()];
+        r.meta.permissions = vec!["read".into(), "write".into()].into();
+        r.meta.previous_permissions = vec!["read".into()].into();
         r.meta.context.ip = Some("192.0.2.1".parse().unwrap());
         r.meta.context.user_agent = Some("ua".into());
         r.meta.seal = Some(ring().seal_record(&r));
@@ -728,23 +728,32 @@ mod tests {
         assert_eq!(ring.verify_record(&r), Ok(()));
         type Change = (&'static str, fn(&mut SessionRecord));
         let changes: Vec<Change> = vec![
-            ("user", |r| r.user_id.push('x')),
-            ("user prefix", |r| r.user_id.pop().map(drop).unwrap_or(())),
+            ("user", |r| r.user_id = format!("{}x", r.user_id).into()),
+            ("user prefix", |r| {
+                r.user_id = r.user_id[..r.user_id.len() - 1].into();
+            }),
             ("lineage", |r| r.id = SessionId::from_bytes([9; 16])),
             ("created", |r| r.created_at += 1),
             ("expires", |r| r.meta.expires_at += 1),
             ("absolute", |r| r.meta.absolute_expires_at += 1),
             ("idle", |r| r.meta.idle_timeout_ms += 1),
             ("renewals", |r| r.meta.renewals += 1),
-            ("permission", |r| r.meta.permissions.push("admin".into())),
+            ("permission", |r| {
+                let mut p = r.meta.permissions.to_vec();
+                p.push("admin".into());
+                r.meta.permissions = p.into();
+            }),
             ("permission moved", |r| {
-                let p = r.meta.permissions.pop().unwrap();
-                r.meta.previous_permissions.push(p);
+                let mut now = r.meta.permissions.to_vec();
+                let mut before = r.meta.previous_permissions.to_vec();
+                before.push(now.pop().unwrap());
+                r.meta.permissions = now.into();
+                r.meta.previous_permissions = before.into();
             }),
             ("permissions joined", |r| {
-                r.meta.permissions = vec!["readwrite".into()];
+                r.meta.permissions = vec!["readwrite".into()].into();
             }),
-            ("previous", |r| r.meta.previous_permissions.clear()),
+            ("previous", |r| r.meta.previous_permissions = Box::default()),
             ("ip", |r| {
                 r.meta.context.ip = Some("192.0.2.2".parse().unwrap())
             }),

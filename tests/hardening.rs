@@ -355,7 +355,7 @@ async fn parallel_elevations_and_renewals_move_the_lineage_once() {
         .unwrap();
     assert_eq!(stored.id, elevated.session.id());
     assert_eq!(*stored.previous_ids, [login.session.id()]);
-    assert_eq!(stored.meta.permissions, vec![format!("role-{i}")]);
+    assert_eq!(*stored.meta.permissions, [format!("role-{i}")]);
     let v = f
         .manager
         .validate_session(elevated.token.expose())
@@ -387,7 +387,7 @@ async fn parallel_elevations_and_renewals_move_the_lineage_once() {
         .unwrap();
     assert_eq!(stored.meta.renewals, 1);
     assert_eq!(stored.previous_ids.len(), 2);
-    assert_eq!(stored.meta.permissions, vec![format!("role-{i}")]);
+    assert_eq!(*stored.meta.permissions, [format!("role-{i}")]);
     f.manager
         .validate_session(renewed[0].token.expose())
         .await
@@ -416,11 +416,15 @@ async fn a_rewritten_record_is_refused_never_served() {
         ("renewals", Arc::new(|r| r.meta.renewals += 3)),
         (
             "permissions",
-            Arc::new(|r| r.meta.permissions.push("admin".into())),
+            Arc::new(|r| {
+                let mut p = r.meta.permissions.to_vec();
+                p.push("admin".into());
+                r.meta.permissions = p.into();
+            }),
         ),
         (
             "previous permissions",
-            Arc::new(|r| r.meta.previous_permissions = vec!["admin".into()]),
+            Arc::new(|r| r.meta.previous_permissions = vec!["admin".into()].into()),
         ),
         (
             "context",

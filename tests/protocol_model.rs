@@ -155,8 +155,8 @@ impl Model {
             created_at: 0,
             meta: SessionMeta {
                 context: Default::default(),
-                permissions: vec![],
-                previous_permissions: vec![],
+                permissions: Box::default(),
+                previous_permissions: Box::default(),
                 seal: None,
                 expires_at: u64::MAX / 2,
                 absolute_expires_at: u64::MAX / 2,

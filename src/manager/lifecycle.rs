@@ -82,11 +82,11 @@ impl SessionManager {
         let record = SessionRecord {
             id: SessionId::generate(),
             previous_ids: Box::default(),
-            user_id,
+            user_id: user_id.into(),
             created_at: now,
             meta: SessionMeta {
                 context,
-                permissions: Vec::new(),
+                permissions: Box::default(),
                 expires_at,
                 absolute_expires_at,
                 idle_timeout_ms: as_ms(idle_timeout),
@@ -95,7 +95,7 @@ impl SessionManager {
                     remembered: options.remember_me,
                     ..SessionFlags::default()
                 },
-                previous_permissions: Vec::new(),
+                previous_permissions: Box::default(),
                 seal: None,
             },
             sequence: SequenceState::new(now),
@@ -139,14 +139,14 @@ impl SessionManager {
             };
             self.emit(SessionEvent::Evicted {
                 session_id,
-                user_id: record.user_id.clone(),
+                user_id: record.user_id.to_string(),
                 device,
                 replaced_by: record.id,
             });
         }
         self.emit(SessionEvent::Created {
             session_id: record.id,
-            user_id: record.user_id.clone(),
+            user_id: record.user_id.to_string(),
         });
         Ok(self.new_session(record, now))
     }
@@ -240,7 +240,7 @@ impl SessionManager {
             .list_by_user(user_id)
             .await?
             .into_iter()
-            .filter(|r| self.check_seal(&r.id, r).is_ok() && r.user_id == user_id)
+            .filter(|r| self.check_seal(&r.id, r).is_ok() && *r.user_id == *user_id)
             .filter(|r| r.is_live(now))
             .map(|record| SessionInfo {
                 record: record.into(),
@@ -319,7 +319,7 @@ impl SessionManager {
         let r = &session.record;
         SessionAnalytics {
             session_id: r.id,
-            user_id: r.user_id.clone(),
+            user_id: r.user_id.to_string(),
             duration_ms: session.now_ms.saturating_sub(r.created_at),
             last_activity_at: r.sequence.last_seen_at,
             request_count: r.sequence.requests,

@@ -32,7 +32,7 @@ impl SessionManager {
         let renewal_allowed_in_ms = self.renewal_opens_at(r).map(|at| at.saturating_sub(now));
         SessionStatus {
             active: true,
-            user_id: r.user_id.clone(),
+            user_id: r.user_id.to_string(),
             expires_in_ms: as_ms(session.expires_in()),
             idle_expires_in_ms: as_ms(session.idle_expires_in()),
             idle_timeout_ms: r.meta.idle_timeout_ms,
@@ -246,7 +246,8 @@ impl SessionManager {
             .ok_or(ErrorKind::UnknownSession)?;
         let (_, elevated) = self
             .move_to_new_id(token, &current, rotate, |meta| {
-                meta.previous_permissions = std::mem::replace(&mut meta.permissions, permissions);
+                meta.previous_permissions =
+                    std::mem::replace(&mut meta.permissions, permissions.into());
                 meta.flags.elevated = true;
             })
             .await?;

@@ -75,7 +75,7 @@ impl SessionManager {
         };
         self.emit(SessionEvent::Anomaly {
             session_id: record.id,
-            user_id: record.user_id.clone(),
+            user_id: record.user_id.to_string(),
             score: advice.anomaly_score,
             action,
         });

@@ -113,7 +113,7 @@ impl SessionManager {
                 .map_or(record.sequence.counter, |r| r.from);
             self.emit(SessionEvent::StoreRolledBack {
                 session_id: record.id,
-                user_id: record.user_id.clone(),
+                user_id: record.user_id.to_string(),
                 presented_counter: verified.counter,
                 stored_counter,
             });
@@ -136,7 +136,7 @@ impl SessionManager {
             meta.permissions = if previous {
                 std::mem::take(&mut meta.previous_permissions)
             } else {
-                Vec::new()
+                Box::default()
             };
         }
         if let Some(ctx) = context {
@@ -180,7 +180,7 @@ impl SessionManager {
                 self.emit(SessionEvent::TheftDetected {
                     session_id: record.id,
                     lineage: record.all_ids().collect(),
-                    user_id: record.user_id.clone(),
+                    user_id: record.user_id.to_string(),
                     presented_counter: verified.counter,
                     live_counter: record.sequence.counter,
                     session_context: record.meta.context.clone(),

@@ -80,13 +80,14 @@ pub struct SessionMeta {
     pub renewals: u32,
     /// Flags raised during the session's life.
     pub flags: SessionFlags,
-    /// Permissions granted to this session.
-    pub permissions: Vec<String>,
+    /// Permissions granted to this session (boxed, as they change only by
+    /// elevation: 8 bytes less than a `Vec` in every record).
+    pub permissions: Box<[String]>,
     /// The permissions before the last elevation: what a request carrying
     /// a token of the previous id sees while that token is still within
     /// its grace. Requests with older ids see no permissions.
     #[serde(default)]
-    pub previous_permissions: Vec<String>,
+    pub previous_permissions: Box<[String]>,
     /// Where the session is used from.
     pub context: SessionContext,
 }

@@ -101,7 +101,7 @@ fn sample(user: &str, now: u64) -> SessionRecord {
     SessionRecord {
         id: SessionId::generate(),
         previous_ids: Box::default(),
-        user_id: user.to_owned(),
+        user_id: user.into(),
         created_at: now,
         meta: SessionMeta {
             context: SessionContext {
@@ -110,8 +110,8 @@ fn sample(user: &str, now: u64) -> SessionRecord {
                 device_id: Some("device-1".into()),
                 location: Some("eu-west".into()),
             },
-            permissions: vec!["read".into(), "write:{all}".into()],
-            previous_permissions: vec!["read".into()],
+            permissions: vec!["read".into(), "write:{all}".into()].into(),
+            previous_permissions: vec!["read".into()].into(),
             expires_at: now + 8 * HOUR,
             absolute_expires_at: now + 24 * HOUR,
             idle_timeout_ms: 30 * MIN,
@@ -266,8 +266,8 @@ pub async fn records_round_trip(store: &dyn SessionStore) {
     worn.previous_ids = [first, first.next_generation()].into();
     worn.id = first.next_generation();
     worn.meta.context = SessionContext::default();
-    worn.meta.permissions.clear();
-    worn.meta.previous_permissions = vec!["a".into(), "b,c".into()];
+    worn.meta.permissions = Box::default();
+    worn.meta.previous_permissions = vec!["a".into(), "b,c".into()].into();
     worn.sequence = SequenceState {
         counter: 42,
         presented: Some(40),
@@ -473,8 +473,8 @@ pub async fn lineage_ids(store: &dyn SessionStore) {
     .await;
     // Meta through an earlier id.
     let mut meta = r.meta.clone();
-    meta.permissions = vec!["elevated".into()];
-    meta.previous_permissions = vec!["read".into()];
+    meta.permissions = vec!["elevated".into()].into();
+    meta.previous_permissions = vec!["read".into()].into();
     store
         .update_meta(&second, &meta)
         .await
@@ -526,8 +526,8 @@ pub async fn update_meta_leaves_the_sequence(store: &dyn SessionStore) {
         step(store, &mut local, &request(id, i, now + i), check).await;
     }
     let mut meta = stale_meta;
-    meta.permissions = vec!["admin".into()];
-    meta.previous_permissions = vec!["read".into(), "write:{all}".into()];
+    meta.permissions = vec!["admin".into()].into();
+    meta.previous_permissions = vec!["read".into(), "write:{all}".into()].into();
     meta.flags.context_mismatch = true;
     meta.expires_at += HOUR;
     meta.renewals += 1;
@@ -1385,7 +1385,7 @@ pub async fn concurrent_elevations_move_the_lineage_once(store: Arc<dyn SessionS
                 let won = a.verdict == Verdict::Rotated && a.record.id == new_id;
                 if won {
                     meta.previous_permissions = std::mem::take(&mut meta.permissions);
-                    meta.permissions = vec![format!("elevated-{i}")];
+                    meta.permissions = vec![format!("elevated-{i}")].into();
                     store
                         .update_meta(&new_id, &meta)
                         .await
@@ -1463,7 +1463,7 @@ pub async fn concurrent_meta_updates_never_move_the_sequence(store: Arc<dyn Sess
         .map(|i| {
             let (store, id) = (store.clone(), r.id);
             let mut meta = r.meta.clone();
-            meta.permissions = vec![format!("p{i}")];
+            meta.permissions = vec![format!("p{i}")].into();
             tokio::spawn(async move { store.update_meta(&id, &meta).await })
         })
         .collect();
@@ -1881,9 +1881,9 @@ pub async fn differential(store: &dyn SessionStore, seed: u64, steps: u64) {
         if rng.chance(8) {
             let mut meta = local.meta.clone();
             match rng.below(4) {
-                0 => meta.permissions = vec![format!("p{i}")],
+                0 => meta.permissions = vec![format!("p{i}")].into(),
                 1 => meta.expires_at = now + rng.below(2 * HOUR),
-                2 => meta.previous_permissions = vec![format!("q{i}"), String::new()],
+                2 => meta.previous_permissions = vec![format!("q{i}"), String::new()].into(),
                 _ => meta.idle_timeout_ms = rng.below(40 * MIN),
             }
             let through = rng.pick(&ids);

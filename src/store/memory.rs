@@ -52,8 +52,8 @@ pub struct MemoryStore {
     /// The user index, striped by a hash of the user id: each stripe holds
     /// (hash of the user id, lineage) for every session of its users
     /// (anonymous sessions, with an empty user id, are not indexed). A set
-    /// of 16-byte entries, with no copy of the user id and no list per
-    /// user: the records hold the ids, and a lookup keeps the records whose
+    /// of 12-byte entries (half the hash, the lineage), with no copy of the
+    /// user id and no list per user: the records hold the ids, and a lookup keeps the records whose
     /// user id is the one asked for (two users whose ids hash alike share a
     /// range, never each other's sessions). A stripe's lock is also the
     /// per-user lock of `create_limited`; it is taken before a shard lock,
@@ -71,11 +71,20 @@ impl UserHasher {
     fn hash(&self, user_id: &str) -> u64 {
         self.0.hash_one(user_id)
     }
+
+    /// The user index's key for `user_id`: the hash's high half (its low
+    /// bits pick the stripe, so within a stripe they would all be alike).
+    /// Half a hash keeps an index entry at 12 bytes instead of 16; two
+    /// users whose halves match share a range, as two whose hashes match
+    /// did, and lookups keep only the records of the user asked for.
+    fn index_key(&self, user_id: &str) -> u32 {
+        (self.hash(user_id) >> 32) as u32
+    }
 }
 
 type LineageMap<V> = HashMap<LineageKey, V, KeyHasherBuilder>;
 
-type UserIndex = BTreeSet<(u64, LineageKey)>;
+type UserIndex = BTreeSet<(u32, LineageKey)>;
 
 #[derive(Debug, Default)]
 struct Shard {
@@ -164,7 +173,7 @@ impl MemoryStore {
             shard.sessions.insert(Arc::new(record.clone()));
         }
         if !record.user_id.is_empty() {
-            index.insert((self.user_hasher.hash(&record.user_id), key));
+            index.insert((self.user_hasher.index_key(&record.user_id), key));
         }
         Ok(())
     }
@@ -173,7 +182,7 @@ impl MemoryStore {
     /// (possibly another user's too, or one just removed: callers check
     /// the record).
     fn user_keys(&self, user_id: &str, index: &UserIndex) -> Vec<LineageKey> {
-        let hash = self.user_hasher.hash(user_id);
+        let hash = self.user_hasher.index_key(user_id);
         index
             .range((hash, LineageKey::MIN)..=(hash, LineageKey::MAX))
             .map(|(_, key)| *key)
@@ -189,7 +198,7 @@ impl MemoryStore {
                 shard
                     .sessions
                     .get(key)
-                    .filter(|r| r.user_id == user_id)
+                    .filter(|r| *r.user_id == *user_id)
                     .map(|r| SessionRecord::clone(r))
             })
             .collect()
@@ -199,7 +208,7 @@ impl MemoryStore {
     /// lock held.
     fn unlink(&self, record: &SessionRecord) {
         if !record.user_id.is_empty() {
-            let hash = self.user_hasher.hash(&record.user_id);
+            let hash = self.user_hasher.index_key(&record.user_id);
             self.user_lock(&record.user_id)
                 .remove(&(hash, record.lineage()));
         }
@@ -351,7 +360,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete_by_user(&self, user_id: &str) -> Result<u64, StoreError> {
-        let hash = self.user_hasher.hash(user_id);
+        let hash = self.user_hasher.index_key(user_id);
         let mut index = self.user_lock(user_id);
         let mut deleted = 0;
         for key in self.user_keys(user_id, &index) {
@@ -359,7 +368,7 @@ impl SessionStore for MemoryStore {
             if shard
                 .sessions
                 .get(&key)
-                .is_some_and(|r| r.user_id == user_id)
+                .is_some_and(|r| *r.user_id == *user_id)
             {
                 deleted += u64::from(shard.remove(&key).is_some());
                 index.remove(&(hash, key));
@@ -518,8 +527,8 @@ mod tests {
             created_at: now,
             meta: SessionMeta {
                 context: Default::default(),
-                permissions: vec![],
-                previous_permissions: vec![],
+                permissions: Box::default(),
+                previous_permissions: Box::default(),
                 expires_at: now + 1_000,
                 absolute_expires_at: now + 1_000,
                 idle_timeout_ms: 1_000,

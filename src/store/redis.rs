@@ -966,7 +966,7 @@ impl RedisStore {
         for (hex, loaded) in members.iter().zip(join_all(loads).await) {
             let is_dead = match loaded {
                 Ok(Stored::Pending) => false,
-                Ok(Stored::Record(r)) => r.user_id != user_id || !r.is_live(now_ms),
+                Ok(Stored::Record(r)) => *r.user_id != *user_id || !r.is_live(now_ms),
                 Ok(Stored::Missing) | Err(StoreError::Corrupt(_)) => true,
                 Err(e) => return Err(e),
             };
@@ -1166,7 +1166,7 @@ impl Codec {
         let text = |s: String| s.into_bytes();
         Ok([
             text(encode_ids(record)),
-            text(record.user_id.clone()),
+            text(record.user_id.to_string()),
             text(record.created_at.to_string()),
             self.seal_meta(&record.lineage(), meta)?,
             text(seq.counter.to_string()),
@@ -1230,7 +1230,7 @@ impl Codec {
         Ok(SessionRecord {
             id,
             previous_ids: previous_ids.into(),
-            user_id: text(uid)?.to_owned(),
+            user_id: text(uid)?.into(),
             created_at: number(created)?,
             meta,
             sequence: SequenceState {
@@ -1327,7 +1327,7 @@ impl SessionStore for RedisStore {
             if let Some(owner) = self.write_new(record, None, ttl).await? {
                 // The lineage belongs to another user: the entry just added
                 // to this user's index leads nowhere of theirs.
-                if owner != record.user_id {
+                if *owner != *record.user_id {
                     let _ = self.unindex(&record.user_id, &[lineage.to_string()]).await;
                 }
                 return Err(StoreError::Conflict);
@@ -1600,7 +1600,7 @@ impl SessionStore for RedisStore {
             let mut stale = Vec::new();
             for (hex, loaded) in members.iter().zip(join_all(loads).await) {
                 match loaded {
-                    Ok(Stored::Record(record)) if record.user_id == user_id => out.push(record),
+                    Ok(Stored::Record(record)) if *record.user_id == *user_id => out.push(record),
                     // Another user's, or still being created: not pruned.
                     Ok(Stored::Record(_) | Stored::Pending) => {}
                     Ok(Stored::Missing) => stale.push(hex.clone()),
