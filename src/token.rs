@@ -168,15 +168,13 @@ impl TokenKey {
     pub fn new(id: u8, secret: impl Borrow<[u8; 32]>) -> Self {
         let secret = secret.borrow();
         let prk = Hkdf::<Sha256>::new(Some(b"rolling-session token v1"), secret);
-        let mut subkey = derive(&prk, b"record");
-        let record =
-            Hmac::<Sha256>::new_from_slice(&subkey).expect("HMAC takes keys of any length");
-        subkey.fill(0);
         Self {
             id,
-            mac: short_mac(&prk, b"tag"),
-            seal: short_mac(&prk, b"seal"),
-            record,
+            mac: with_subkey(&prk, b"tag", ShortMac::new),
+            seal: with_subkey(&prk, b"seal", ShortMac::new),
+            record: with_subkey(&prk, b"record", |subkey| {
+                Hmac::<Sha256>::new_from_slice(subkey).expect("HMAC takes keys of any length")
+            }),
             weak: crate::secret::is_weak(secret),
         }
     }
@@ -361,18 +359,13 @@ fn bytes_field(mac: &mut Hmac<Sha256>, bytes: &[u8]) {
     mac.update(bytes);
 }
 
-/// One subkey: HKDF-SHA256 expanded to 32 bytes under `label`.
-fn derive(prk: &Hkdf<Sha256>, label: &[u8]) -> [u8; 32] {
+/// One subkey, HKDF-SHA256 expanded to 32 bytes under `label`, handed to
+/// `keyed` (which keys a MAC with it) and zeroed after.
+fn with_subkey<T>(prk: &Hkdf<Sha256>, label: &[u8], keyed: impl FnOnce(&[u8; 32]) -> T) -> T {
     let mut subkey = [0u8; 32];
     prk.expand(label, &mut subkey)
         .expect("HKDF-SHA256 can always expand 32 bytes");
-    subkey
-}
-
-/// The subkey `label` as HMAC-SHA256 midstates.
-fn short_mac(prk: &Hkdf<Sha256>, label: &[u8]) -> ShortMac {
-    let mut subkey = derive(prk, label);
-    let mac = ShortMac::new(&subkey);
+    let mac = keyed(&subkey);
     subkey.fill(0);
     mac
 }

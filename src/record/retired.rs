@@ -87,8 +87,7 @@ impl Retirements {
     /// The entries, oldest first (reversible: `iter().rev()` is newest
     /// first).
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Retirement> + '_ {
-        let (front, back) = self.as_slices();
-        front.iter().chain(back)
+        self.into_iter()
     }
 
     /// The oldest entry.

@@ -53,9 +53,9 @@ pub struct MemoryStore {
     /// (hash of the user id, lineage) for every session of its users
     /// (anonymous sessions, with an empty user id, are not indexed). A set
     /// of 12-byte entries (half the hash, the lineage), with no copy of the
-    /// user id and no list per user: the records hold the ids, and a lookup keeps the records whose
-    /// user id is the one asked for (two users whose ids hash alike share a
-    /// range, never each other's sessions). A stripe's lock is also the
+    /// user id and no list per user: the records hold the ids, and a lookup
+    /// keeps the records whose user id is the one asked for (two users
+    /// whose ids hash alike share a range, never each other's sessions). A stripe's lock is also the
     /// per-user lock of `create_limited`; it is taken before a shard lock,
     /// never while one is held.
     users: Box<[Mutex<UserIndex>]>,
