@@ -11,6 +11,11 @@
 //! ```
 //!
 //! - `bare`: the router with a handler that answers a constant;
+//! - `floor/read_write`, `floor/read_only`: the lower bound of
+//!   `benches/common/floor_layer.rs`, the HTTP side of a rolling cookie
+//!   (find and decode it, advance a counter under a lock, hand the handler
+//!   the data, write the change back, send the next token and the three
+//!   headers) without cryptography, events, context or any other feature;
 //! - `rolling_session/read_write`: `Session::get` + `insert` of a counter
 //!   (the token rolls and the data is written: two store operations);
 //! - `rolling_session/read_only`: `Session::get` only (the token rolls);
@@ -33,6 +38,15 @@ fn overhead(c: &mut Criterion) {
     let mut bare = rt.block_on(Client::new(routers::bare_router()));
     g.bench_function("bare", |b| {
         b.iter_custom(|iters| rt.block_on(bare.run("/", iters)))
+    });
+
+    let (router, jar) = routers::floor_router();
+    let mut floor = Client::with_jar(router, jar);
+    g.bench_function("floor/read_write", |b| {
+        b.iter_custom(|iters| rt.block_on(floor.run("/", iters)))
+    });
+    g.bench_function("floor/read_only", |b| {
+        b.iter_custom(|iters| rt.block_on(floor.run("/read", iters)))
     });
 
     let mut rolling = rt.block_on(Client::new(routers::rolling_router()));

@@ -15,8 +15,10 @@ mod routers;
 use routers::Client;
 
 /// The cases, named as in `benches/overhead.rs`.
-const CASES: [&str; 5] = [
+const CASES: [&str; 7] = [
     "bare",
+    "floor/read_write",
+    "floor/read_only",
     "rolling_session/read_write",
     "rolling_session/read_only",
     "tower_sessions/read_write",
@@ -83,12 +85,18 @@ fn main() {
         std::process::exit(2);
     };
     let iters: u64 = iters.parse().expect("<requests> is a number");
-    let (router, path) = match case.as_str() {
-        "bare" => (routers::bare_router(), "/"),
-        "rolling_session/read_write" => (routers::rolling_router(), "/"),
-        "rolling_session/read_only" => (routers::rolling_router(), "/read"),
-        "tower_sessions/read_write" => (routers::tower_sessions_router(), "/"),
-        "rolling_session/read_write_metrics" => (routers::rolling_router(), "/"),
+    let floor = || {
+        let (router, jar) = routers::floor_router();
+        (router, Some(jar))
+    };
+    let (made, path) = match case.as_str() {
+        "bare" => ((routers::bare_router(), None), "/"),
+        "floor/read_write" => (floor(), "/"),
+        "floor/read_only" => (floor(), "/read"),
+        "rolling_session/read_write" => ((routers::rolling_router(), None), "/"),
+        "rolling_session/read_only" => ((routers::rolling_router(), None), "/read"),
+        "tower_sessions/read_write" => ((routers::tower_sessions_router(), None), "/"),
+        "rolling_session/read_write_metrics" => ((routers::rolling_router(), None), "/"),
         other => {
             eprintln!("unknown case {other}; cases: {CASES:?}");
             std::process::exit(2);
@@ -103,9 +111,21 @@ fn main() {
         .ends_with("_metrics")
         .then(|| metrics::set_default_local_recorder(&recorder));
     rt.block_on(async {
-        let mut client = Client::new(router).await;
+        let (router, jar) = made;
+        let mut client = match jar {
+            Some(jar) => Client::with_jar(router, jar),
+            None => Client::new(router).await,
+        };
         // Warm-up: the first requests fill caches and the store's tables.
         client.run(path, 10).await;
+        let before = client.jar().to_owned();
         client.run(path, iters).await;
+        // A rolling case's cookie changes on every request: one that stopped
+        // changing would mean requests refused, and counted as if served.
+        // (tower-sessions' cookie is its session id, the same every time.)
+        let rolls = case.starts_with("floor/") || case.starts_with("rolling_session/");
+        if rolls && iters > 0 {
+            assert_ne!(client.jar(), before, "{case}: the cookie did not roll");
+        }
     });
 }

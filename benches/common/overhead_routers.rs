@@ -14,6 +14,9 @@ use rolling_session::http::{CookieConfig, Rejection};
 use rolling_session::{Session, SessionLayer, SessionManager, TokenKey};
 use tower::ServiceExt;
 
+#[path = "floor_layer.rs"]
+mod floor;
+
 const COOKIE: &str = "rs_session";
 
 fn request(path: &str, cookie: &str) -> Request<Body> {
@@ -45,6 +48,17 @@ async fn rolling_read_only(session: Session) -> Result<String, Rejection> {
 async fn tower_read_write(session: tower_sessions::Session) -> String {
     let n: u64 = session.get("n").await.unwrap().unwrap_or_default();
     session.insert("n", n + 1).await.unwrap();
+    format!("{n}")
+}
+
+async fn floor_read_write(session: floor::FloorSession) -> String {
+    let n: u64 = session.get("n").unwrap_or_default();
+    session.insert("n", &(n + 1));
+    format!("{n}")
+}
+
+async fn floor_read_only(session: floor::FloorSession) -> String {
+    let n: u64 = session.get("n").unwrap_or_default();
     format!("{n}")
 }
 
@@ -85,6 +99,19 @@ pub fn tower_sessions_router() -> Router {
     served(Router::new().route("/", get(tower_read_write)).layer(layer))
 }
 
+/// The lower bound of `benches/common/floor_layer.rs` (the HTTP side of a
+/// rolling cookie without its cryptography or its features), with the
+/// `Cookie` header of its one session: `/` reads and writes the counter,
+/// `/read` only reads it.
+pub fn floor_router() -> (Router, String) {
+    let (layer, jar) = floor::FloorLayer::new(COOKIE);
+    let router = Router::new()
+        .route("/", get(floor_read_write))
+        .route("/read", get(floor_read_only))
+        .layer(layer);
+    (served(router), jar)
+}
+
 /// One client's cookie jar and the router it talks to.
 pub struct Client {
     router: Router,
@@ -101,6 +128,16 @@ impl Client {
         };
         client.run("/", 1).await;
         client
+    }
+
+    /// A client of `router` holding `jar` (a session made beforehand).
+    pub fn with_jar(router: Router, jar: String) -> Self {
+        Self { router, jar }
+    }
+
+    /// The `name=value` this client would send next.
+    pub fn jar(&self) -> &str {
+        &self.jar
     }
 
     /// Drives `iters` requests to `path`, each sending the cookie the

@@ -1,0 +1,265 @@
+//! The least a rolling-cookie session layer does over HTTP, without its
+//! cryptography: a lower bound for the in-process overhead
+//! (docs/benchmarks.md, "What bounds the 1.0 µs goal"), not a session
+//! layer anyone should use.
+//!
+//! Per request it does what the HTTP side of rolling-session must: find
+//! its cookie, base64-decode the 42-byte token, look the session up under a
+//! lock and move its counter on (no MAC: the counter is compared in the
+//! clear), hand the handler the session's data through the request's
+//! extensions, write a changed value back under the lock, and send the
+//! next token (base64 of 42 bytes, no MAC) in `Set-Cookie` with the same
+//! attributes, with `Cache-Control: no-store` and the two expiry headers.
+//! The store is synchronous (a `Mutex` around a `HashMap`), so its future
+//! is the inner service's, unboxed: cheaper than any layer over an
+//! asynchronous store can be. No events, metrics, request context, cross-
+//! site check, record seal, late-token check or retired tokens.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+
+use axum::extract::FromRequestParts;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, COOKIE, HeaderName, HeaderValue, SET_COOKIE};
+use http::request::Parts;
+use http::{Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+const TOKEN_BYTES: usize = 42;
+const EXPIRES_IN: HeaderName = HeaderName::from_static("x-session-expires-in-ms");
+const IDLE_EXPIRES_IN: HeaderName = HeaderName::from_static("x-session-idle-expires-in-ms");
+
+type Data = Arc<BTreeMap<String, Arc<[u8]>>>;
+
+/// A session: its counter and its data (JSON values by key, shared with
+/// the request that read them).
+#[derive(Default)]
+struct Entry {
+    counter: u64,
+    data: Data,
+}
+
+/// Session ids are random: their first eight bytes are the hash.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, b) in bytes.iter().take(8).enumerate() {
+            self.0 |= u64::from(*b) << (8 * i);
+        }
+    }
+}
+
+type Store = Arc<Mutex<HashMap<[u8; 16], Entry, BuildHasherDefault<IdHasher>>>>;
+
+/// The layer, over a store that starts with one session.
+#[derive(Clone)]
+pub struct FloorLayer {
+    store: Store,
+    cookie: &'static str,
+}
+
+impl FloorLayer {
+    /// The layer and the `Cookie` header of its one session's first token.
+    pub fn new(cookie: &'static str) -> (Self, String) {
+        let id = [7u8; 16];
+        let store = Store::default();
+        store.lock().unwrap().insert(id, Entry::default());
+        let jar = format!("{cookie}={}", URL_SAFE_NO_PAD.encode(token(&id, 0)));
+        (Self { store, cookie }, jar)
+    }
+}
+
+impl<S> Layer<S> for FloorLayer {
+    type Service = FloorService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        FloorService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct FloorService<S> {
+    inner: S,
+    layer: FloorLayer,
+}
+
+/// What the handler reads and writes: the data as read, and its change.
+struct State {
+    data: Data,
+    changed: Option<(String, Arc<[u8]>)>,
+}
+
+/// The extractor's handle on the request's session.
+#[derive(Clone)]
+pub struct FloorSession(Arc<Mutex<State>>);
+
+impl FloorSession {
+    pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let state = self.0.lock().unwrap();
+        let bytes = match &state.changed {
+            Some((k, v)) if k == key => v.clone(),
+            _ => state.data.get(key)?.clone(),
+        };
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub fn insert<T: serde::Serialize>(&self, key: &str, value: &T) {
+        let bytes: Arc<[u8]> = serde_json::to_vec(value).unwrap().into();
+        self.0.lock().unwrap().changed = Some((key.to_owned(), bytes));
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for FloorSession {
+    type Rejection = StatusCode;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, StatusCode> {
+        parts
+            .extensions
+            .get::<FloorSession>()
+            .cloned()
+            .ok_or(StatusCode::UNAUTHORIZED)
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for FloorService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = FloorFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let session = req
+            .headers()
+            .get(COOKIE)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| cookie_value(h, self.layer.cookie))
+            .and_then(decode)
+            .and_then(|raw| self.advance(&raw));
+        let session = session.map(|(id, counter, data)| {
+            let handle = FloorSession(Arc::new(Mutex::new(State {
+                data,
+                changed: None,
+            })));
+            req.extensions_mut().insert(handle.clone());
+            (id, counter, handle)
+        });
+        FloorFuture {
+            future: self.inner.call(req),
+            session,
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+impl<S> FloorService<S> {
+    /// The session's id, its next counter and its data, if `raw` holds its
+    /// live counter (which then moves on).
+    fn advance(&self, raw: &[u8; TOKEN_BYTES]) -> Option<([u8; 16], u64, Data)> {
+        let id: [u8; 16] = raw[2..18].try_into().ok()?;
+        let counter = u64::from_be_bytes(raw[18..26].try_into().ok()?);
+        let mut store = self.layer.store.lock().unwrap();
+        let entry = store.get_mut(&id)?;
+        if entry.counter != counter {
+            return None;
+        }
+        entry.counter += 1;
+        Some((id, entry.counter, entry.data.clone()))
+    }
+}
+
+pin_project! {
+    pub struct FloorFuture<F> {
+        #[pin]
+        future: F,
+        session: Option<([u8; 16], u64, FloorSession)>,
+        layer: FloorLayer,
+    }
+}
+
+impl<F, ResBody, E> Future for FloorFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut res = ready!(this.future.poll(cx))?;
+        let Some((id, counter, handle)) = this.session.take() else {
+            return Poll::Ready(Ok(res));
+        };
+        let changed = handle.0.lock().unwrap().changed.take();
+        // The last handle: the data it read is let go of, so the store's
+        // copy changes in place.
+        drop(handle);
+        if let Some((key, value)) = changed {
+            let mut store = this.layer.store.lock().unwrap();
+            if let Some(entry) = store.get_mut(&id) {
+                Arc::make_mut(&mut entry.data).insert(key, value);
+            }
+        }
+        let mut value = [0u8; 56];
+        let n = URL_SAFE_NO_PAD
+            .encode_slice(token(&id, counter), &mut value)
+            .unwrap();
+        let pieces: [&[u8]; 4] = [
+            this.layer.cookie.as_bytes(),
+            b"=",
+            &value[..n],
+            b"; Path=/; HttpOnly; SameSite=Lax",
+        ];
+        let mut cookie = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
+        for piece in pieces {
+            cookie.extend_from_slice(piece);
+        }
+        let headers = res.headers_mut();
+        headers.append(SET_COOKIE, HeaderValue::from_maybe_shared(Bytes::from(cookie)).unwrap());
+        headers.append(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.append(EXPIRES_IN, HeaderValue::from(10_800_000u64));
+        headers.append(IDLE_EXPIRES_IN, HeaderValue::from(1_800_000u64));
+        Poll::Ready(Ok(res))
+    }
+}
+
+/// A token's 42 bytes laid out as rolling-session's (version, key id,
+/// session id, counter, tag), with the counter in the clear and no tag.
+fn token(id: &[u8; 16], counter: u64) -> [u8; TOKEN_BYTES] {
+    let mut raw = [0u8; TOKEN_BYTES];
+    raw[0] = 1;
+    raw[1] = 1;
+    raw[2..18].copy_from_slice(id);
+    raw[18..26].copy_from_slice(&counter.to_be_bytes());
+    raw
+}
+
+fn decode(text: &str) -> Option<[u8; TOKEN_BYTES]> {
+    let mut raw = [0u8; TOKEN_BYTES];
+    let n = URL_SAFE_NO_PAD.decode_slice(text, &mut raw).ok()?;
+    (n == TOKEN_BYTES).then_some(raw)
+}
+
+fn cookie_value<'h>(header: &'h str, name: &str) -> Option<&'h str> {
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k.trim() == name).then(|| v.trim())
+    })
+}
