@@ -10,6 +10,7 @@
 //! extensions, write a changed value back under the lock, and send the
 //! next token (base64 of 42 bytes, no MAC) in `Set-Cookie` with the same
 //! attributes, with `Cache-Control: no-store` and the two expiry headers.
+//! A request to `/login` without a session gets a new one.
 //! The store is synchronous (a `Mutex` around a `HashMap`), so its future
 //! is the inner service's, unboxed: cheaper than any layer over an
 //! asynchronous store can be. No events, metrics, request context, cross-
@@ -19,6 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
@@ -33,6 +35,8 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 const TOKEN_BYTES: usize = 42;
+/// A request to this path without a session gets a new one (a login).
+const LOGIN: &str = "/login";
 const EXPIRES_IN: HeaderName = HeaderName::from_static("x-session-expires-in-ms");
 const IDLE_EXPIRES_IN: HeaderName = HeaderName::from_static("x-session-idle-expires-in-ms");
 
@@ -68,16 +72,30 @@ type Store = Arc<Mutex<HashMap<[u8; 16], Entry, BuildHasherDefault<IdHasher>>>>;
 pub struct FloorLayer {
     store: Store,
     cookie: &'static str,
+    sessions_made: Arc<AtomicU64>,
 }
 
 impl FloorLayer {
     /// The layer and the `Cookie` header of its one session's first token.
     pub fn new(cookie: &'static str) -> (Self, String) {
-        let id = [7u8; 16];
-        let store = Store::default();
-        store.lock().unwrap().insert(id, Entry::default());
-        let jar = format!("{cookie}={}", URL_SAFE_NO_PAD.encode(token(&id, 0)));
-        (Self { store, cookie }, jar)
+        let layer = Self {
+            store: Store::default(),
+            cookie,
+            sessions_made: Arc::default(),
+        };
+        let (id, counter, _) = layer.create();
+        let jar = format!("{cookie}={}", URL_SAFE_NO_PAD.encode(token(&id, counter)));
+        (layer, jar)
+    }
+
+    /// A new session: its id, its first counter and its (empty) data.
+    fn create(&self) -> ([u8; 16], u64, Data) {
+        let n = self.sessions_made.fetch_add(1, Ordering::Relaxed);
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&n.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+        id[8..].copy_from_slice(&n.to_le_bytes());
+        self.store.lock().unwrap().insert(id, Entry::default());
+        (id, 0, Data::default())
     }
 }
 
@@ -153,7 +171,8 @@ where
             .and_then(|h| h.to_str().ok())
             .and_then(|h| cookie_value(h, self.layer.cookie))
             .and_then(decode)
-            .and_then(|raw| self.advance(&raw));
+            .and_then(|raw| self.advance(&raw))
+            .or_else(|| (req.uri().path() == LOGIN).then(|| self.layer.create()));
         let session = session.map(|(id, counter, data)| {
             let handle = FloorSession(Arc::new(Mutex::new(State {
                 data,
@@ -232,7 +251,10 @@ where
             cookie.extend_from_slice(piece);
         }
         let headers = res.headers_mut();
-        headers.append(SET_COOKIE, HeaderValue::from_maybe_shared(Bytes::from(cookie)).unwrap());
+        headers.append(
+            SET_COOKIE,
+            HeaderValue::from_maybe_shared(Bytes::from(cookie)).unwrap(),
+        );
         headers.append(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.append(EXPIRES_IN, HeaderValue::from(10_800_000u64));
         headers.append(IDLE_EXPIRES_IN, HeaderValue::from(1_800_000u64));
