@@ -4,6 +4,9 @@
 //! (load the session, read one value, write it back changed, send the
 //! cookie); `/read` only reads.
 
+// Each bench that includes this file uses some of the routers.
+#![allow(dead_code)]
+
 use std::time::{Duration, Instant};
 
 use axum::Router;
