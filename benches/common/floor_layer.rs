@@ -35,6 +35,8 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 const TOKEN_BYTES: usize = 42;
+/// The cookie's name, as the rolling-session routers name theirs.
+const COOKIE_NAME: &str = "rs_session";
 /// A request to this path without a session gets a new one (a login).
 const LOGIN: &str = "/login";
 const EXPIRES_IN: HeaderName = HeaderName::from_static("x-session-expires-in-ms");
@@ -71,20 +73,21 @@ type Store = Arc<Mutex<HashMap<[u8; 16], Entry, BuildHasherDefault<IdHasher>>>>;
 #[derive(Clone)]
 pub struct FloorLayer {
     store: Store,
-    cookie: &'static str,
     sessions_made: Arc<AtomicU64>,
 }
 
 impl FloorLayer {
     /// The layer and the `Cookie` header of its one session's first token.
-    pub fn new(cookie: &'static str) -> (Self, String) {
+    pub fn new() -> (Self, String) {
         let layer = Self {
             store: Store::default(),
-            cookie,
             sessions_made: Arc::default(),
         };
         let (id, counter, _) = layer.create();
-        let jar = format!("{cookie}={}", URL_SAFE_NO_PAD.encode(token(&id, counter)));
+        let jar = format!(
+            "{COOKIE_NAME}={}",
+            URL_SAFE_NO_PAD.encode(token(&id, counter))
+        );
         (layer, jar)
     }
 
@@ -169,7 +172,7 @@ where
             .headers()
             .get(COOKIE)
             .and_then(|h| h.to_str().ok())
-            .and_then(|h| cookie_value(h, self.layer.cookie))
+            .and_then(|h| cookie_value(h, COOKIE_NAME))
             .and_then(decode)
             .and_then(|raw| self.advance(&raw))
             .or_else(|| (req.uri().path() == LOGIN).then(|| self.layer.create()));
@@ -183,8 +186,7 @@ where
         });
         FloorFuture {
             future: self.inner.call(req),
-            session,
-            layer: self.layer.clone(),
+            session: session.map(|s| (s, self.layer.store.clone())),
         }
     }
 }
@@ -209,8 +211,7 @@ pin_project! {
     pub struct FloorFuture<F> {
         #[pin]
         future: F,
-        session: Option<([u8; 16], u64, FloorSession)>,
-        layer: FloorLayer,
+        session: Option<(([u8; 16], u64, FloorSession), Store)>,
     }
 }
 
@@ -223,25 +224,24 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut res = ready!(this.future.poll(cx))?;
-        let Some((id, counter, handle)) = this.session.take() else {
+        let Some(((id, counter, handle), store)) = this.session.take() else {
             return Poll::Ready(Ok(res));
         };
         let changed = handle.0.lock().unwrap().changed.take();
         // The last handle: the data it read is let go of, so the store's
         // copy changes in place.
         drop(handle);
-        if let Some((key, value)) = changed {
-            let mut store = this.layer.store.lock().unwrap();
-            if let Some(entry) = store.get_mut(&id) {
-                Arc::make_mut(&mut entry.data).insert(key, value);
-            }
+        if let Some((key, value)) = changed
+            && let Some(entry) = store.lock().unwrap().get_mut(&id)
+        {
+            Arc::make_mut(&mut entry.data).insert(key, value);
         }
         let mut value = [0u8; 56];
         let n = URL_SAFE_NO_PAD
             .encode_slice(token(&id, counter), &mut value)
             .unwrap();
         let pieces: [&[u8]; 4] = [
-            this.layer.cookie.as_bytes(),
+            COOKIE_NAME.as_bytes(),
             b"=",
             &value[..n],
             b"; Path=/; HttpOnly; SameSite=Lax",

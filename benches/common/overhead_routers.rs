@@ -107,7 +107,7 @@ pub fn tower_sessions_router() -> Router {
 /// `Cookie` header of its one session: `/` reads and writes the counter,
 /// `/read` only reads it.
 pub fn floor_router() -> (Router, String) {
-    let (layer, jar) = floor::FloorLayer::new(COOKIE);
+    let (layer, jar) = floor::FloorLayer::new();
     let router = Router::new()
         .route("/", get(floor_read_write))
         .route("/read", get(floor_read_only))

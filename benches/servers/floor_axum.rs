@@ -30,7 +30,7 @@ async fn hello_data(session: FloorSession) -> &'static str {
 /// Serves the app on `addr` until the process ends; `data`: `GET /` reads
 /// and writes a session value.
 pub async fn serve(addr: &str, data: bool) {
-    let (layer, _) = FloorLayer::new("rs_session");
+    let (layer, _) = FloorLayer::new();
     let app = Router::new()
         .route("/", if data { get(hello_data) } else { get(hello) })
         .route("/login", post(login))
