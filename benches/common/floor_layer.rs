@@ -52,7 +52,8 @@ struct Entry {
     data: Data,
 }
 
-/// Session ids are random: their first eight bytes are the hash.
+/// Session ids are random: their first eight bytes are the hash. (An
+/// array hashes as its length, then its bytes: the length is left out.)
 #[derive(Default)]
 struct IdHasher(u64);
 
@@ -61,10 +62,11 @@ impl Hasher for IdHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for (i, b) in bytes.iter().take(8).enumerate() {
-            self.0 |= u64::from(*b) << (8 * i);
+        if let Some(first) = bytes.first_chunk::<8>() {
+            self.0 = u64::from_le_bytes(*first);
         }
     }
+    fn write_usize(&mut self, _: usize) {}
 }
 
 type Store = Arc<Mutex<HashMap<[u8; 16], Entry, BuildHasherDefault<IdHasher>>>>;
@@ -139,7 +141,17 @@ impl FloorSession {
     }
 
     pub fn insert<T: serde::Serialize>(&self, key: &str, value: &T) {
-        let bytes: Arc<[u8]> = serde_json::to_vec(value).unwrap().into();
+        // A short value's JSON written on the stack: one allocation, the
+        // value's own.
+        let mut buf = [0u8; 64];
+        let mut rest = &mut buf[..];
+        let bytes: Arc<[u8]> = match serde_json::to_writer(&mut rest, value) {
+            Ok(()) => {
+                let n = 64 - rest.len();
+                Arc::from(&buf[..n])
+            }
+            Err(_) => serde_json::to_vec(value).unwrap().into(),
+        };
         self.0.lock().unwrap().changed = Some((key.to_owned(), bytes));
     }
 }
@@ -256,8 +268,10 @@ where
             HeaderValue::from_maybe_shared(Bytes::from(cookie)).unwrap(),
         );
         headers.append(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.append(EXPIRES_IN, HeaderValue::from(10_800_000u64));
-        headers.append(IDLE_EXPIRES_IN, HeaderValue::from(1_800_000u64));
+        // rolling-session's defaults (8 hours, 30 minutes), written as it
+        // writes them: digits on the stack, one allocation.
+        headers.append(EXPIRES_IN, decimal(28_800_000));
+        headers.append(IDLE_EXPIRES_IN, decimal(1_800_000));
         Poll::Ready(Ok(res))
     }
 }
@@ -279,9 +293,16 @@ fn decode(text: &str) -> Option<[u8; TOKEN_BYTES]> {
     (n == TOKEN_BYTES).then_some(raw)
 }
 
+fn decimal(n: u64) -> HeaderValue {
+    HeaderValue::from_str(itoa::Buffer::new().format(n)).unwrap()
+}
+
+/// The value of the pair called `name`: pairs split at `;`, spaces
+/// trimmed, by byte scans (the header is ASCII where it matters).
 fn cookie_value<'h>(header: &'h str, name: &str) -> Option<&'h str> {
     header.split(';').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k.trim() == name).then(|| v.trim())
+        let pair = pair.trim_start_matches(' ');
+        let value = pair.strip_prefix(name)?.strip_prefix('=')?;
+        Some(value.trim_end_matches(' '))
     })
 }

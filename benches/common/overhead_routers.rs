@@ -119,28 +119,27 @@ pub fn floor_router() -> (Router, String) {
 pub struct Client {
     router: Router,
     jar: String,
+    /// Requests sent to `/`, each of which adds one to the session's
+    /// counter when served in the session.
+    writes: u64,
 }
 
 impl Client {
     /// A client of `router` with an unrelated cookie; the first request to
     /// `/` (made here) creates its session.
     pub async fn new(router: Router) -> Self {
-        let mut client = Self {
-            router,
-            jar: String::from("x=1"),
-        };
+        let mut client = Self::with_jar(router, String::from("x=1"));
         client.run("/", 1).await;
         client
     }
 
     /// A client of `router` holding `jar` (a session made beforehand).
     pub fn with_jar(router: Router, jar: String) -> Self {
-        Self { router, jar }
-    }
-
-    /// The `name=value` this client would send next.
-    pub fn jar(&self) -> &str {
-        &self.jar
+        Self {
+            router,
+            jar,
+            writes: 0,
+        }
     }
 
     /// Drives `iters` requests to `path`, each sending the cookie the
@@ -159,6 +158,34 @@ impl Client {
             }
             std::hint::black_box(res);
         }
+        if path == "/" {
+            self.writes += iters;
+        }
         start.elapsed()
+    }
+
+    /// Panics unless every request to `/` so far was served in one
+    /// session: the counter it answers (before adding one) is the number
+    /// of them. A refused request, or one served in a new session, would
+    /// have been timed all the same; this makes it fail instead. Not for
+    /// the bare router, whose answer is a constant.
+    pub async fn check_served(&mut self) {
+        let res = self
+            .router
+            .clone()
+            .oneshot(request("/", &self.jar))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), http::StatusCode::OK, "refused");
+        if let Some(c) = set_cookie(&res) {
+            self.jar = c;
+        }
+        let body = axum::body::to_bytes(res.into_body(), 64).await.unwrap();
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            self.writes.to_string(),
+            "requests served outside the session"
+        );
+        self.writes += 1;
     }
 }
