@@ -14,7 +14,9 @@
 //! The store is synchronous (a `Mutex` around a `HashMap`), so its future
 //! is the inner service's, unboxed: cheaper than any layer over an
 //! asynchronous store can be. No events, metrics, request context, cross-
-//! site check, record seal, late-token check or retired tokens.
+//! site check, record seal, late-token check, sliding expiry, data limit,
+//! clock reading (the expiry values are constants) or retired tokens, and
+//! the next token is predictable.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -52,8 +54,9 @@ struct Entry {
     data: Data,
 }
 
-/// Session ids are random: their first eight bytes are the hash. (An
-/// array hashes as its length, then its bytes: the length is left out.)
+/// Session ids are spread by construction (random in a real layer): their
+/// first eight bytes are the hash. (An array hashes as its length, then
+/// its bytes: the length is left out.)
 #[derive(Default)]
 struct IdHasher(u64);
 
